@@ -1,0 +1,94 @@
+"""Prices and costs: the shipped price table, a reply's cost, and pre-call estimates.
+
+Prices are USD per million tokens. They come from the config (``price:`` on a deployment) or
+from the shipped price table (litellm 1.109.1's maintained table, see
+``llmroute/_data/prices/SOURCE.md``), never typed into code.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .types import Usage
+
+__all__ = ["PRICE_TABLE_SOURCE", "Price", "PriceTableEntry", "cost_usd", "estimate_cost_usd", "lookup_price"]
+
+_TABLE = Path(__file__).parent / "_data" / "prices" / "litellm_chat_prices.csv.gz"
+
+#: Where the shipped price table comes from.
+PRICE_TABLE_SOURCE = "litellm 1.109.1 model_prices_and_context_window (MIT), via llmroute/_data/prices"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens for input, output, and cached input (``None`` = same as input)."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTableEntry:
+    """One row of the shipped price table."""
+
+    key: str
+    provider: str
+    price: Price
+    max_input_tokens: int | None
+    max_output_tokens: int | None
+
+
+def _num(s: str) -> float | None:
+    return float(s) if s else None
+
+
+def _int(s: str) -> int | None:
+    return int(float(s)) if s else None
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict[str, PriceTableEntry]:
+    rows: dict[str, PriceTableEntry] = {}
+    with gzip.open(_TABLE, "rb") as raw:
+        for row in csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8")):
+            inp, out = _num(row["input_usd_per_mtok"]), _num(row["output_usd_per_mtok"])
+            if inp is None or out is None:
+                continue
+            entry = PriceTableEntry(
+                key=row["model"],
+                provider=row["provider"],
+                price=Price(inp, out, _num(row["cache_read_usd_per_mtok"])),
+                max_input_tokens=_int(row["max_input_tokens"]),
+                max_output_tokens=_int(row["max_output_tokens"]),
+            )
+            rows.setdefault(row["model"], entry)
+            rows.setdefault(f"{row['provider']}/{row['model']}", entry)
+    return rows
+
+
+def lookup_price(key: str) -> PriceTableEntry | None:
+    """Find *key* in the shipped table: a model id (``gpt-4o-mini``) or ``provider/model``
+    (``deepinfra/deepseek-ai/DeepSeek-V3.2``). Returns ``None`` when absent."""
+    return _table().get(key)
+
+
+def cost_usd(usage: Usage, price: Price) -> float:
+    """What *usage* costs at *price*; cached input tokens are billed at the cached rate."""
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    cached_rate = price.input if price.cached_input is None else price.cached_input
+    return (
+        (usage.input_tokens - cached) * price.input
+        + cached * cached_rate
+        + usage.output_tokens * price.output
+    ) / 1_000_000
+
+
+def estimate_cost_usd(input_tokens: int, output_tokens: int, price: Price) -> float:
+    """Upper-bound style estimate before the call: no cache discount."""
+    return (input_tokens * price.input + output_tokens * price.output) / 1_000_000

@@ -1,0 +1,228 @@
+"""The llmroute error hierarchy.
+
+Every error llmroute raises derives from :class:`LLMRouteError`::
+
+    LLMRouteError
+     ├── ConfigError                      invalid configuration (names the field and the reason)
+     ├── UnknownRouteError                a route or model name that the config does not define
+     ├── InvalidRequestError              a request llmroute cannot send (bad messages, bad arguments)
+     ├── ProviderError                    one provider call failed (names provider, model, status, attempt)
+     │    ├── RateLimitError              HTTP 429; ``retry_after`` when the provider said
+     │    ├── ProviderTimeoutError        connect/read timeout, or the attempt's own deadline
+     │    ├── ProviderConnectionError     could not connect, connection reset
+     │    ├── ServerError                 HTTP 5xx (and 529 "overloaded")
+     │    ├── ResponseError               malformed body, or a stream that broke off
+     │    ├── BadRequestError             HTTP 400/404/422: the request itself is wrong (never retried)
+     │    │    └── ContextWindowExceededError  the prompt does not fit the model's context window
+     │    ├── AuthenticationError         HTTP 401/403
+     │    └── ContentFilteredError        the provider refused or filtered the content
+     ├── AllAttemptsFailedError           every candidate of a route failed; ``errors`` holds each one
+     ├── DeadlineExceededError            the call's overall deadline passed
+     └── BudgetExceededError              a budget refused the call (names the budget and by how much)
+
+Provider errors carry :attr:`ProviderError.retryable` and :attr:`ProviderError.fallback`: whether
+the same deployment may be tried again, and whether the route should move on to the next one.
+API keys never appear in any message: adapters build errors from status codes and response bodies
+only, and bodies are truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AllAttemptsFailedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ConfigError",
+    "ContentFilteredError",
+    "ContextWindowExceededError",
+    "DeadlineExceededError",
+    "InvalidRequestError",
+    "LLMRouteError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "ResponseError",
+    "ServerError",
+    "UnknownRouteError",
+]
+
+_BODY_LIMIT = 500
+
+
+class LLMRouteError(Exception):
+    """Root of every error llmroute raises."""
+
+
+class ConfigError(LLMRouteError, ValueError):
+    """The configuration is invalid; the message lists each bad field's path and reason."""
+
+    def __init__(self, message: str, errors: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        #: ``(field path, reason)`` pairs, e.g. ``("models.small.deployments.0.price", "...")``.
+        self.errors: tuple[tuple[str, str], ...] = tuple(errors)
+
+
+class UnknownRouteError(LLMRouteError, KeyError):
+    """A route or model name that the configuration does not define."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the plain message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidRequestError(LLMRouteError, ValueError):
+    """The request cannot be sent as given (e.g. a message without a role)."""
+
+
+class ProviderError(LLMRouteError):
+    """A call to one provider failed.
+
+    Attributes name where and how: ``provider`` (config name), ``model`` (the provider's model
+    id), ``deployment``, ``status`` (HTTP status, or ``None`` when no response arrived),
+    ``attempt`` (1-based attempt number on this deployment), ``request_id`` and a truncated
+    ``body``.
+    """
+
+    #: Whether retrying the same deployment can help.
+    retryable: bool = False
+    #: Whether the route should move on to its next candidate.
+    fallback: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model: str = "",
+        deployment: str = "",
+        status: int | None = None,
+        attempt: int = 0,
+        request_id: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.deployment = deployment
+        self.status = status
+        self.attempt = attempt
+        self.request_id = request_id
+        self.body = body[:_BODY_LIMIT] if body else body
+
+    def __str__(self) -> str:
+        where = f"{self.provider or '?'}/{self.model or '?'}"
+        parts = [where]
+        if self.status is not None:
+            parts.append(f"status {self.status}")
+        if self.attempt:
+            parts.append(f"attempt {self.attempt}")
+        if self.request_id:
+            parts.append(f"request {self.request_id}")
+        return f"{self.message} ({', '.join(parts)})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class RateLimitError(ProviderError):
+    """HTTP 429: the provider asked to slow down; ``retry_after`` is its hint in seconds."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not answer in time (connect, read, or the attempt's own timeout)."""
+
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection could not be made or was reset."""
+
+    retryable = True
+
+
+class ServerError(ProviderError):
+    """HTTP 5xx from the provider (including 529 overloaded)."""
+
+    retryable = True
+
+
+class ResponseError(ProviderError):
+    """The provider's response could not be understood: malformed body or a broken stream."""
+
+    retryable = True
+
+
+class BadRequestError(ProviderError):
+    """The provider rejected the request itself (400/404/422); retrying cannot help."""
+
+    retryable = False
+    fallback = True  # another model or provider may accept it (e.g. a larger context window)
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt (plus requested output) does not fit the model's context window."""
+
+
+class AuthenticationError(ProviderError):
+    """HTTP 401/403: the credentials were refused."""
+
+    retryable = False
+
+
+class ContentFilteredError(ProviderError):
+    """The provider refused or filtered the content."""
+
+    retryable = False
+
+
+class AllAttemptsFailedError(LLMRouteError):
+    """Every candidate of the route failed; ``errors`` holds each attempt's error in order."""
+
+    def __init__(self, route: str, errors: Sequence[BaseException]) -> None:
+        self.route = route
+        self.errors: tuple[BaseException, ...] = tuple(errors)
+        lines = "; ".join(str(e) for e in self.errors[-5:])
+        more = f" (last 5 of {len(self.errors)})" if len(self.errors) > 5 else ""
+        super().__init__(f"route {route!r}: all {len(self.errors)} attempts failed{more}: {lines}")
+
+    @property
+    def last(self) -> BaseException | None:
+        """The last error, usually the most informative."""
+        return self.errors[-1] if self.errors else None
+
+
+class DeadlineExceededError(LLMRouteError, TimeoutError):
+    """The call's overall deadline passed before any candidate answered."""
+
+    def __init__(self, route: str, deadline_s: float, errors: Sequence[BaseException] = ()) -> None:
+        self.route = route
+        self.deadline_s = deadline_s
+        self.errors: tuple[BaseException, ...] = tuple(errors)
+        super().__init__(
+            f"route {route!r}: deadline of {deadline_s:g}s exceeded after {len(self.errors)} failed attempts"
+        )
+
+
+class BudgetExceededError(LLMRouteError):
+    """A budget refused the call: names the budget, its limit, what is spent and what was needed."""
+
+    def __init__(self, budget: str, *, limit_usd: float, spent_usd: float, needed_usd: float) -> None:
+        self.budget = budget
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.needed_usd = needed_usd
+        over = spent_usd + needed_usd - limit_usd
+        super().__init__(
+            f"budget {budget!r} would be exceeded by ${over:.6f}: limit ${limit_usd:.6f}, "
+            f"spent or reserved ${spent_usd:.6f}, this call needs up to ${needed_usd:.6f}"
+        )

@@ -1,0 +1,52 @@
+"""Hooks: how measurement (health tracking, metrics, tracing) sees every attempt.
+
+Pass objects with any of these methods to ``Router(hooks=[...])``. They are called inline,
+synchronously, on the event loop, so they must be quick and must not block; an exception a hook
+raises is logged and swallowed, never breaking the call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from .types import Attempt, Reply, RouteTrace
+
+__all__ = ["Hooks", "dispatch_attempt_finished", "dispatch_attempt_started"]
+
+logger = logging.getLogger("llmroute.hooks")
+
+
+class Hooks:
+    """Base class with no-op methods; override the ones you need."""
+
+    def attempt_started(self, attempt: Attempt) -> None:
+        """An attempt is about to send its request (count it as in flight)."""
+
+    def attempt_finished(self, attempt: Attempt, error: BaseException | None) -> None:
+        """An attempt ended: ``attempt.outcome`` is ``ok``, ``error`` or ``cancelled``.
+
+        ``attempt.ttft_s`` is set for streams, ``attempt.duration_s`` always; ``error`` is the
+        exception for failed attempts.
+        """
+
+    def call_finished(self, trace: RouteTrace, reply: Reply | None, error: BaseException | None) -> None:
+        """A routed call ended, with its reply or its error."""
+
+
+def dispatch_attempt_started(hooks: Sequence[Hooks], attempt: Attempt) -> None:
+    """Call ``attempt_started`` on every hook, logging (not raising) what they raise."""
+    for hook in hooks:
+        try:
+            hook.attempt_started(attempt)
+        except Exception:  # a broken hook must not break the call
+            logger.exception("hook %r failed in attempt_started", hook)
+
+
+def dispatch_attempt_finished(hooks: Sequence[Hooks], attempt: Attempt, error: BaseException | None) -> None:
+    """Call ``attempt_finished`` on every hook, logging (not raising) what they raise."""
+    for hook in hooks:
+        try:
+            hook.attempt_finished(attempt, error)
+        except Exception:
+            logger.exception("hook %r failed in attempt_finished", hook)

@@ -1,0 +1,186 @@
+"""OpenAI-compatible Chat Completions (OpenAI, vLLM, Together, Fireworks, DeepSeek, OpenRouter,
+Groq, Ollama, ...): ``POST {base_url}/chat/completions``, JSON or SSE (``data: [DONE]``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .._sse import SSEDecoder
+from ..errors import ContentFilteredError, ProviderError, ResponseError
+from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
+from .base import HTTPRequest, Target, error_from_status, json_loads
+
+__all__ = ["OpenAIAdapter"]
+
+_FINISH: Mapping[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def _usage(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    details = data.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(
+        int(data.get("prompt_tokens") or 0),
+        int(data.get("completion_tokens") or 0),
+        int(cached or 0),
+    )
+
+
+def _finish(value: Any) -> FinishReason | None:
+    if value is None:
+        return None
+    return _FINISH.get(value, "other")
+
+
+class OpenAIAdapter:
+    """The OpenAI Chat Completions wire format."""
+
+    api = "openai"
+
+    def build_request(self, request: ChatRequest, target: Target, *, stream: bool) -> HTTPRequest:
+        """The ``chat/completions`` request; messages are already in the OpenAI shape."""
+        body: dict[str, Any] = {"model": target.model, "messages": list(request.messages)}
+        if request.tools:
+            body["tools"] = list(request.tools)
+        if request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.response_format is not None:
+            body["response_format"] = dict(request.response_format)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if request.extra_body:
+            body.update(request.extra_body)
+        headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
+        if target.api_key is not None:
+            headers["authorization"] = "Bearer " + target.api_key.get_secret_value()
+        for k, v in target.headers.items():
+            headers[k.lower()] = v.get_secret_value()
+        return HTTPRequest("POST", target.base_url + "/chat/completions", headers, json.dumps(body).encode())
+
+    def parse_response(self, body: bytes, target: Target) -> Completion:
+        """Parse a ``chat.completion`` object."""
+        data = json_loads(body, target)
+        try:
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+            calls = tuple(
+                ToolCall(c.get("id") or "", c["function"]["name"], c["function"].get("arguments") or "")
+                for c in message.get("tool_calls") or ()
+            )
+            text = message.get("content")
+            if text is not None and not isinstance(text, str):
+                raise TypeError("content is not a string")
+            finish = _finish(choice.get("finish_reason"))
+            usage = _usage(data.get("usage")) or Usage()
+            model = data.get("model")
+            rid = data.get("id")
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ResponseError(f"unexpected chat.completion shape: {exc!r}", body=body[:200].decode("utf-8", "replace"), **target.error_fields()) from None
+        if finish == "content_filter" and not text and not calls:
+            raise ContentFilteredError("the provider filtered the reply", **target.error_fields())
+        return Completion(text, calls, finish, usage, model, rid)
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> ProviderError:
+        """Map ``{"error": {"message", "type", "code"}}`` and the status to the hierarchy."""
+        message, code = "", None
+        text = body[:2000].decode("utf-8", "replace")
+        try:
+            err = json.loads(body).get("error")
+            if isinstance(err, dict):
+                message = str(err.get("message") or "")
+                code = str(err.get("code") or err.get("type") or "") or None
+            elif isinstance(err, str):
+                message = err
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            message = text[:200]
+        return error_from_status(status, message, target, headers=headers, body=text, code=code)
+
+    def stream_parser(self, target: Target) -> _OpenAIStream:
+        """A decoder for ``chat.completion.chunk`` events."""
+        return _OpenAIStream(target)
+
+
+class _OpenAIStream:
+    __slots__ = ("_done", "_finished", "_sse", "_target")
+
+    def __init__(self, target: Target) -> None:
+        self._sse = SSEDecoder()
+        self._target = target
+        self._done = False
+        self._finished = False
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        out: list[Chunk] = []
+        for event in self._sse.feed(data):
+            chunk = self._event(event.data)
+            if chunk is not None:
+                out.append(chunk)
+        return out
+
+    def close(self) -> list[Chunk]:
+        out = [c for c in (self._event(e.data) for e in self._sse.flush()) if c is not None]
+        if not self._done and not self._finished:
+            raise ResponseError("stream ended before completion", **self._target.error_fields())
+        return out
+
+    def _event(self, data: str) -> Chunk | None:
+        if self._done:
+            return None
+        if data == "[DONE]":
+            self._done = True
+            return None
+        obj = json_loads(data, self._target)
+        if not isinstance(obj, dict):
+            raise ResponseError("stream event is not an object", body=data[:200], **self._target.error_fields())
+        if "error" in obj:
+            err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
+            status = err.get("code") if isinstance(err.get("code"), int) else 500
+            raise error_from_status(status, str(err.get("message") or "stream error"), self._target, body=data[:500], code=str(err.get("type") or ""))
+        try:
+            usage = _usage(obj.get("usage"))
+            choices = obj.get("choices") or ()
+            text = ""
+            calls: tuple[ToolCallDelta, ...] = ()
+            finish = None
+            if choices:
+                choice = choices[0]
+                delta = choice.get("delta") or {}
+                text = delta.get("content") or ""
+                if delta.get("tool_calls"):
+                    calls = tuple(
+                        ToolCallDelta(
+                            int(tc.get("index", i)),
+                            tc.get("id"),
+                            (tc.get("function") or {}).get("name"),
+                            (tc.get("function") or {}).get("arguments") or "",
+                        )
+                        for i, tc in enumerate(delta["tool_calls"])
+                    )
+                finish = _finish(choice.get("finish_reason"))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ResponseError(f"unexpected chat.completion.chunk shape: {exc!r}", body=data[:200], **self._target.error_fields()) from None
+        if not isinstance(text, str):
+            raise ResponseError("delta content is not a string", body=data[:200], **self._target.error_fields())
+        if finish is not None:
+            self._finished = True
+        if not text and not calls and finish is None and usage is None:
+            return None
+        return Chunk(text, calls, finish, usage, obj.get("model"), obj.get("id"))

@@ -1,0 +1,344 @@
+"""The Router: one async interface over every configured provider.
+
+::
+
+    router = llmroute.Router.from_dict(config)
+    reply = await router.complete(messages=[{"role": "user", "content": "Hi"}])
+    async for chunk in router.stream(messages=[...]):
+        print(chunk.text, end="")
+
+The router plans a call (which candidates, in which order: ``llmroute.policy``), then the
+executor carries it out (retries, fallback, deadline: ``llmroute.execute``). Every reply carries
+its :class:`~llmroute.types.RouteTrace`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import _clock
+from ._clock import Clock, Sleep
+from .config import Config, DeploymentConfig, ModelConfig, RouteConfig, TimeoutConfig, load_config
+from .costs import Price, estimate_cost_usd, lookup_price
+from .errors import ContextWindowExceededError, InvalidRequestError, UnknownRouteError
+from .execute import Executor, Plan, PlannedCandidate, ReplyStream
+from .hooks import Hooks
+from .policy.budget import Budget
+from .policy.ordering import order_candidates
+from .providers import get_adapter
+from .providers.base import Adapter, Target
+from .types import Candidate, ChatRequest, Message, Reply, RouteTrace
+
+__all__ = ["Router"]
+
+logger = logging.getLogger("llmroute")
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Deployment:
+    model: str
+    name: str
+    config: DeploymentConfig
+    adapter: Adapter
+    target: Target
+    price: Price
+    timeout: dict[str, float | None]
+    attempt_s: float | None
+    context_window: int | None
+    max_output_tokens: int | None
+
+
+def _timeouts(*layers: TimeoutConfig | None) -> tuple[dict[str, float | None], float | None]:
+    """The most specific timeout layer that is set, as an httpx timeout extension."""
+    chosen = next(t for t in layers if t is not None)
+    return (
+        {"connect": chosen.connect_s, "read": chosen.read_s, "write": chosen.read_s, "pool": chosen.connect_s},
+        chosen.attempt_s,
+    )
+
+
+def _as_messages(messages: Sequence[Message] | str) -> Sequence[Message]:
+    if isinstance(messages, str):
+        return ({"role": "user", "content": messages},)
+    if not isinstance(messages, Sequence) or not messages:
+        raise InvalidRequestError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping):
+            raise InvalidRequestError(f"messages[{i}] must be a mapping, got {type(m).__name__}")
+        role = m.get("role")
+        if role not in _ROLES:
+            raise InvalidRequestError(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {role!r}")
+    return messages
+
+
+class Router:
+    """Routes chat calls across the providers, models and deployments of a :class:`Config`.
+
+    Inject the parts tests and integrations need: ``http_client`` (or just ``transport``, an
+    ``httpx.AsyncBaseTransport``), ``clock`` and ``sleep`` (virtual time), ``hooks`` (attempt
+    observers), ``budget`` (reserve/settle spending) and ``predictor`` (predictive routes).
+    Close it with ``await router.aclose()`` or use ``async with``.
+    """
+
+    def __init__(
+        self,
+        config: Config | Mapping[str, Any],
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        hooks: Sequence[Hooks] = (),
+        budget: Budget | None = None,
+        predictor: Any = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config: Config = load_config(config, environ=environ)
+        cfg = self.config
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.AsyncClient(
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_keepalive_connections
+            ),
+            timeout=httpx.Timeout(cfg.timeout.read_s, connect=cfg.timeout.connect_s),
+            follow_redirects=False,
+        )
+        self._clock = clock or _clock.monotonic
+        self._executor = Executor(self._client, clock=self._clock, sleep=sleep or _clock.sleep, hooks=hooks, budget=budget)
+        self._predictor = predictor
+        self._deployments: dict[str, list[_Deployment]] = {
+            name: self._resolve_model(name, model) for name, model in cfg.models.items()
+        }
+        self._default_route = cfg.default_route or ("default" if "default" in cfg.routes else next(iter(cfg.routes), None))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> Router:
+        """Build a router from a plain dict (validated; raises ConfigError naming bad fields)."""
+        return cls(data, **kwargs)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs: Any) -> Router:
+        """Build a router from a JSON file."""
+        with open(path, encoding="utf-8") as f:
+            return cls(json.load(f), **kwargs)
+
+    def _resolve_model(self, name: str, model: ModelConfig) -> list[_Deployment]:
+        cfg = self.config
+        out = []
+        for dep in model.deployments:
+            prov = cfg.providers[dep.provider]
+            if dep.price is not None:
+                price = dep.price.to_price()
+                table = None
+            else:
+                table = lookup_price(dep.price_key or dep.model)
+                assert table is not None  # load_config checked it
+                price = table.price
+            timeout, attempt_s = _timeouts(dep.timeout, prov.timeout, cfg.timeout)
+            dname = dep.name or f"{dep.provider}/{dep.model}"
+            target = Target(
+                provider=dep.provider,
+                api=prov.api,
+                base_url=prov.url,
+                model=dep.model,
+                deployment=dname,
+                api_key=prov.api_key,
+                headers=prov.headers,
+                api_version=prov.api_version,
+            )
+            out.append(
+                _Deployment(
+                    model=name,
+                    name=dname,
+                    config=dep,
+                    adapter=get_adapter(prov.api),
+                    target=target,
+                    price=price,
+                    timeout=timeout,
+                    attempt_s=attempt_s,
+                    context_window=dep.context_window or (table.max_input_tokens if table else None),
+                    max_output_tokens=dep.max_output_tokens or (table.max_output_tokens if table else None),
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ planning
+    def _route(self, route: str | None, model: str | None) -> tuple[str, RouteConfig]:
+        cfg = self.config
+        if route is not None and model is not None:
+            raise InvalidRequestError("give route= or model=, not both")
+        if model is not None:
+            if model not in cfg.models:
+                raise UnknownRouteError(f"unknown model {model!r}; defined: {', '.join(sorted(cfg.models))}")
+            return f"model:{model}", RouteConfig(models=[model])
+        name = route or self._default_route
+        if name is None:
+            raise UnknownRouteError("no route given and the config defines none; pass model= or add routes")
+        try:
+            return name, cfg.routes[name]
+        except KeyError:
+            raise UnknownRouteError(f"unknown route {name!r}; defined: {', '.join(sorted(cfg.routes))}") from None
+
+    def plan(
+        self,
+        messages: Sequence[Message] | str,
+        *,
+        route: str | None = None,
+        model: str | None = None,
+        deadline_s: float | None = None,
+        **request: Any,
+    ) -> Plan:
+        """Decide how a call would be routed, without sending anything (also a dry run)."""
+        name, rcfg = self._route(route, model)
+        req = ChatRequest(messages=_as_messages(messages), **request)
+        tokens_by_enc: dict[str, int] = {}
+        out_tokens = req.max_tokens or rcfg.est_output_tokens
+        deps: list[_Deployment] = []
+        cands: list[Candidate] = []
+        for mname in rcfg.models:
+            enc = self.config.models[mname].tokenizer
+            if enc not in tokens_by_enc:
+                from .tokens import count_message_tokens
+
+                tokens_by_enc[enc] = count_message_tokens(req.messages, enc, tools=req.tools)
+            n_in = tokens_by_enc[enc]
+            for d in self._deployments[mname]:
+                n_out = min(out_tokens, d.max_output_tokens) if d.max_output_tokens else out_tokens
+                deps.append(d)
+                cands.append(
+                    Candidate(mname, d.name, d.target.provider, d.target.model, estimate_cost_usd(n_in, n_out, d.price))
+                )
+        prediction = None
+        if rcfg.strategy == "predictive":
+            deps, cands, reason, prediction = self._predictive(req, rcfg, deps, cands)
+        else:
+            order, reason = order_candidates(rcfg.strategy, cands)
+            deps, cands = [deps[i] for i in order], [cands[i] for i in order]
+        est_in = max(tokens_by_enc.values()) if tokens_by_enc else 0
+        skipped: list[BaseException] = []
+        planned: list[PlannedCandidate] = []
+        kept: list[Candidate] = []
+        for d, c in zip(deps, cands):
+            n_in = tokens_by_enc[self.config.models[d.model].tokenizer]
+            if d.context_window and n_in > d.context_window:
+                skipped.append(
+                    ContextWindowExceededError(
+                        f"skipped: about {n_in} input tokens exceed the context window of {d.context_window}",
+                        **d.target.error_fields(),
+                    )
+                )
+                continue
+            retry = rcfg.retry or self.config.retry
+            planned.append(PlannedCandidate(c, d.adapter, d.target, d.price, d.timeout, retry, d.attempt_s))
+            kept.append(c)
+        if skipped:
+            reason += f"; {len(skipped)} skipped for context window"
+        trace = RouteTrace(name, rcfg.strategy, kept, est_input_tokens=est_in, prediction=prediction, reason=reason)
+        return Plan(name, req, planned, trace, deadline_s or rcfg.deadline_s, est_in, skipped)
+
+    def _predictive(
+        self, req: ChatRequest, rcfg: RouteConfig, deps: list[_Deployment], cands: list[Candidate]
+    ) -> tuple[list[_Deployment], list[Candidate], str, Any]:
+        """Order models by the predictor's decision; on any predictor failure keep config order."""
+        try:
+            order, decision = self._predict_order(req, rcfg, cands)
+        except Exception as exc:  # the predictor must never fail a call
+            logger.warning("predictor unavailable, using configured order: %s", exc)
+            return deps, cands, f"configured order (predictor unavailable: {exc})", None
+        rank = {m: i for i, m in enumerate(order)}
+        idx = sorted(range(len(deps)), key=lambda i: (rank.get(deps[i].model, len(rank)), i))
+        reason = getattr(decision, "reason", "predictive")
+        return [deps[i] for i in idx], [cands[i] for i in idx], reason, decision
+
+    def _predict_order(self, req: ChatRequest, rcfg: RouteConfig, cands: list[Candidate]) -> tuple[list[str], Any]:
+        raise NotImplementedError("the predictor is not wired yet")
+
+    # ------------------------------------------------------------------ calls
+    async def complete(
+        self,
+        messages: Sequence[Message] | str,
+        *,
+        route: str | None = None,
+        model: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: Any = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] | None = None,
+        response_format: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        deadline_s: float | None = None,
+    ) -> Reply:
+        """Send a chat request along a route (or to one model) and return the reply.
+
+        Raises :class:`~llmroute.errors.AllAttemptsFailedError` when every candidate failed,
+        :class:`~llmroute.errors.DeadlineExceededError` when *deadline_s* (or the route's) ran
+        out, and :class:`~llmroute.errors.UnknownRouteError` / ``InvalidRequestError`` for bad
+        arguments.
+        """
+        plan = self.plan(
+            messages, route=route, model=model, deadline_s=deadline_s, tools=tools, tool_choice=tool_choice,
+            max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop,
+            response_format=response_format, extra_body=extra_body,
+        )
+        return await self._executor.complete(plan)
+
+    def stream(
+        self,
+        messages: Sequence[Message] | str,
+        *,
+        route: str | None = None,
+        model: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: Any = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] | None = None,
+        response_format: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        deadline_s: float | None = None,
+    ) -> ReplyStream:
+        """Stream a reply: ``async for chunk in router.stream(...)``; then ``stream.reply``.
+
+        Falls back to the next candidate only before the first token, so text is never
+        duplicated; an error after the first token ends the stream with that error.
+        """
+        plan = self.plan(
+            messages, route=route, model=model, deadline_s=deadline_s, tools=tools, tool_choice=tool_choice,
+            max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop,
+            response_format=response_format, extra_body=extra_body,
+        )
+        return self._executor.stream(plan)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def aclose(self) -> None:
+        """Close the HTTP client (if the router created it)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        return (
+            f"Router(providers={sorted(cfg.providers)}, models={sorted(cfg.models)}, "
+            f"routes={sorted(cfg.routes)}, default_route={self._default_route!r})"
+        )
+

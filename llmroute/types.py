@@ -1,0 +1,235 @@
+"""The values llmroute hands back: replies, stream chunks, usage, and the route trace.
+
+Requests use the OpenAI chat message shape (plain dicts), which every adapter translates to its
+provider's wire format: ``{"role": "system" | "user" | "assistant" | "tool", "content": ...}``,
+with ``tool_calls`` on assistant messages and ``tool_call_id`` on tool results. Content is a
+string or a list of parts (``{"type": "text", "text": ...}``, ``{"type": "image_url", ...}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "Attempt",
+    "Candidate",
+    "ChatRequest",
+    "Chunk",
+    "Completion",
+    "FinishReason",
+    "Message",
+    "Reply",
+    "RouteTrace",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+]
+
+#: A chat message in the OpenAI shape (see the module docstring).
+Message = Mapping[str, Any]
+
+#: Why generation stopped, normalised across providers.
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts reported by the provider for one call."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    #: Input tokens served from the provider's prompt cache (included in ``input_tokens``).
+    cached_input_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model asked for; ``arguments`` is the JSON text as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def to_openai(self) -> dict[str, Any]:
+        """This call in the OpenAI message shape, to append to the conversation."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of a streamed tool call: ``index`` ties fragments of the same call together."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What to ask, independent of any provider's wire format."""
+
+    messages: Sequence[Message]
+    tools: Sequence[Mapping[str, Any]] | None = None
+    tool_choice: Any = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: Sequence[str] | None = None
+    #: ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {...}}``.
+    response_format: Mapping[str, Any] | None = None
+    #: Extra top-level fields merged into the provider's request body as given.
+    extra_body: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One provider's parsed answer, before routing details are attached."""
+
+    text: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: FinishReason | None = None
+    usage: Usage = field(default_factory=Usage)
+    #: The model id the provider says answered.
+    response_model: str | None = None
+    response_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One piece of a streamed reply.
+
+    ``text`` is the new text only. The last chunk of a stream carries ``finish_reason`` and,
+    where the provider reports it, ``usage``.
+    """
+
+    text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    response_model: str | None = None
+    response_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One (model, deployment) the route could use, in the order it would be tried."""
+
+    model: str
+    deployment: str
+    provider: str
+    provider_model: str
+    #: Estimated cost of this call on this deployment (input tokens counted, output at max_tokens or a default).
+    est_cost_usd: float
+    #: Strategy-specific score (e.g. predicted quality); ``None`` where the strategy has none.
+    score: float | None = None
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One attempt to call one deployment: timings, outcome, and the error if it failed."""
+
+    model: str
+    deployment: str
+    provider: str
+    provider_model: str
+    #: 1-based attempt number on this deployment (retries increase it).
+    number: int
+    #: Seconds from the start of the routed call to the start of this attempt.
+    started_s: float
+    duration_s: float = 0.0
+    #: Seconds from this attempt's start to its first streamed token (streams only).
+    ttft_s: float | None = None
+    outcome: Literal["ok", "error", "cancelled", "pending"] = "pending"
+    error_type: str | None = None
+    error: str | None = None
+    status: int | None = None
+    #: Seconds waited before the next attempt (backoff or the provider's Retry-After).
+    wait_s: float = 0.0
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+
+
+@dataclass(slots=True)
+class RouteTrace:
+    """Why and how a call was routed: the candidates in order, every attempt, and totals."""
+
+    route: str
+    strategy: str
+    candidates: list[Candidate]
+    attempts: list[Attempt] = field(default_factory=list)
+    #: Estimated input tokens of the request (tiktoken), used for cost estimates.
+    est_input_tokens: int = 0
+    #: Strategy-specific decision record (e.g. the predictor's output); ``None`` for ordered routes.
+    prediction: Any = None
+    #: A one-line human-readable reason for the order.
+    reason: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def chosen(self) -> Attempt | None:
+        """The attempt that answered, if any."""
+        for attempt in reversed(self.attempts):
+            if attempt.outcome == "ok":
+                return attempt
+        return None
+
+    @property
+    def cost_usd(self) -> float:
+        """What every attempt of this call cost, failed ones included."""
+        return sum(a.cost_usd for a in self.attempts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy, for logs and dashboards."""
+        from dataclasses import asdict
+
+        data = asdict(self)
+        pred = self.prediction
+        data["prediction"] = pred.to_dict() if hasattr(pred, "to_dict") else (asdict(pred) if hasattr(pred, "__dataclass_fields__") else pred)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A routed call's answer: the text or tool calls, usage, cost, and the route it took."""
+
+    text: str | None
+    tool_calls: tuple[ToolCall, ...]
+    finish_reason: FinishReason | None
+    usage: Usage
+    #: Cost of the answering attempt, from its usage and the deployment's prices.
+    cost_usd: float
+    #: The logical model (config name) that answered.
+    model: str
+    deployment: str
+    provider: str
+    #: The model id the provider reported (or the deployment's model id).
+    provider_model: str
+    route: RouteTrace
+    response_id: str | None = None
+
+    @property
+    def total_cost_usd(self) -> float:
+        """Cost of every attempt of the call, including failed or cancelled ones."""
+        return self.route.cost_usd
+
+    def to_message(self) -> dict[str, Any]:
+        """This reply as an assistant message, to append to the conversation."""
+        msg: dict[str, Any] = {"role": "assistant", "content": self.text}
+        if self.tool_calls:
+            msg["tool_calls"] = [c.to_openai() for c in self.tool_calls]
+        return msg
