@@ -57,7 +57,43 @@ _EXPORTS = {
     "BudgetExceededError": "errors",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "AllAttemptsFailedError",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "Budget",
+    "BudgetExceededError",
+    "Candidate",
+    "Chunk",
+    "Config",
+    "ConfigError",
+    "ContentFilteredError",
+    "ContextWindowExceededError",
+    "DeadlineExceededError",
+    "Hooks",
+    "InvalidRequestError",
+    "LLMRouteError",
+    "MemoryBudget",
+    "Message",
+    "Price",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "Reply",
+    "ReplyStream",
+    "ResponseError",
+    "RouteTrace",
+    "Router",
+    "ServerError",
+    "ToolCall",
+    "ToolCallDelta",
+    "UnknownRouteError",
+    "Usage",
+    "__version__",
+    "load_config",
+]
 
 
 def __getattr__(name: str) -> Any:

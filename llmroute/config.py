@@ -211,25 +211,45 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
         for i, dep in enumerate(model.deployments):
             path = f"models.{mname}.deployments.{i}"
             if dep.provider not in cfg.providers:
-                errors.append((f"{path}.provider", f"unknown provider {dep.provider!r}; defined: {', '.join(sorted(cfg.providers))}"))
+                errors.append(
+                    (
+                        f"{path}.provider",
+                        f"unknown provider {dep.provider!r}; defined: {', '.join(sorted(cfg.providers))}",
+                    )
+                )
             dname = dep.name or f"{dep.provider}/{dep.model}"
             if dname in names:
-                errors.append((f"{path}.name", f"deployment name {dname!r} is already used by {names[dname]}; give one a distinct name"))
+                errors.append(
+                    (
+                        f"{path}.name",
+                        f"deployment name {dname!r} is already used by {names[dname]}; give one a distinct name",
+                    )
+                )
             names[dname] = path
             if dep.price is None and lookup_price(dep.price_key or dep.model) is None:
                 key = dep.price_key or dep.model
                 errors.append(
-                    (f"{path}.price", f"no price given and {key!r} is not in the shipped price table; "
-                     "give price: {input: ..., output: ...} (USD per million tokens) or a price_key from the table")
+                    (
+                        f"{path}.price",
+                        f"no price given and {key!r} is not in the shipped price table; "
+                        "give price: {input: ..., output: ...} (USD per million tokens) or a price_key from the table",
+                    )
                 )
     for rname, route in cfg.routes.items():
         for i, m in enumerate(route.models):
             if m not in cfg.models:
-                errors.append((f"routes.{rname}.models.{i}", f"unknown model {m!r}; defined: {', '.join(sorted(cfg.models))}"))
+                errors.append(
+                    (f"routes.{rname}.models.{i}", f"unknown model {m!r}; defined: {', '.join(sorted(cfg.models))}")
+                )
         if route.strategy != "predictive" and (route.quality_target is not None or route.cost_weight is not None):
             errors.append((f"routes.{rname}.strategy", "quality_target and cost_weight need strategy 'predictive'"))
     if cfg.default_route is not None and cfg.default_route not in cfg.routes:
-        errors.append(("default_route", f"unknown route {cfg.default_route!r}; defined: {', '.join(sorted(cfg.routes)) or 'none'}"))
+        errors.append(
+            (
+                "default_route",
+                f"unknown route {cfg.default_route!r}; defined: {', '.join(sorted(cfg.routes)) or 'none'}",
+            )
+        )
     for pname, prov in cfg.providers.items():
         if prov.api_key is not None and prov.api_key_env is not None:
             errors.append((f"providers.{pname}.api_key_env", "give api_key or api_key_env, not both"))
@@ -244,7 +264,9 @@ def _resolve_env(cfg: Config, environ: Mapping[str, str]) -> tuple[Config, list[
             continue
         value = environ.get(prov.api_key_env)
         if not value:
-            errors.append((f"providers.{pname}.api_key_env", f"environment variable {prov.api_key_env!r} is not set or empty"))
+            errors.append(
+                (f"providers.{pname}.api_key_env", f"environment variable {prov.api_key_env!r} is not set or empty")
+            )
             continue
         providers[pname] = prov.model_copy(update={"api_key": SecretStr(value)})
     return cfg.model_copy(update={"providers": providers}), errors

@@ -83,9 +83,7 @@ def cost_usd(usage: Usage, price: Price) -> float:
     cached = min(usage.cached_input_tokens, usage.input_tokens)
     cached_rate = price.input if price.cached_input is None else price.cached_input
     return (
-        (usage.input_tokens - cached) * price.input
-        + cached * cached_rate
-        + usage.output_tokens * price.output
+        (usage.input_tokens - cached) * price.input + cached * cached_rate + usage.output_tokens * price.output
     ) / 1_000_000
 
 

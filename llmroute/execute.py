@@ -88,7 +88,9 @@ def _map_transport_error(exc: httpx.HTTPError, target: Target, *, reading: bool)
 
 def _http_request(pc: PlannedCandidate, request: ChatRequest, *, stream: bool) -> httpx.Request:
     spec = pc.adapter.build_request(request, pc.target, stream=stream)
-    return httpx.Request(spec.method, spec.url, headers=spec.headers, content=spec.body, extensions={"timeout": pc.timeout})
+    return httpx.Request(
+        spec.method, spec.url, headers=spec.headers, content=spec.body, extensions={"timeout": pc.timeout}
+    )
 
 
 async def send(client: httpx.AsyncClient, pc: PlannedCandidate, request: ChatRequest) -> Completion:
@@ -106,7 +108,7 @@ async def send(client: httpx.AsyncClient, pc: PlannedCandidate, request: ChatReq
 class _AttemptStream:
     """One streamed attempt: the open response and its parser."""
 
-    __slots__ = ("_bytes", "_parser", "_pc", "_response", "_pending")
+    __slots__ = ("_bytes", "_parser", "_pc", "_pending", "_response")
 
     def __init__(self, pc: PlannedCandidate) -> None:
         self._pc = pc
@@ -127,7 +129,9 @@ class _AttemptStream:
                 body = await self._response.aread()
             except httpx.HTTPError as exc:
                 raise _map_transport_error(exc, self._pc.target, reading=True) from exc
-            raise self._pc.adapter.parse_error(self._response.status_code, self._response.headers, body, self._pc.target)
+            raise self._pc.adapter.parse_error(
+                self._response.status_code, self._response.headers, body, self._pc.target
+            )
         self._bytes = self._response.aiter_bytes()
 
     async def next_chunk(self, deadline_at: float | None, clock: Clock) -> Chunk | None:
@@ -212,7 +216,7 @@ class Executor:
         if error is None:
             attempt.outcome = "ok"
         else:
-            cancelled = isinstance(error, anyio.get_cancelled_exc_class()) or isinstance(error, GeneratorExit)
+            cancelled = isinstance(error, (anyio.get_cancelled_exc_class(), GeneratorExit))
             attempt.outcome = "cancelled" if cancelled else "error"
             attempt.error_type = type(error).__name__
             attempt.error = _error_text(error)
@@ -224,8 +228,15 @@ class Executor:
         if self.hooks:
             dispatch_attempt_finished(self.hooks, attempt, error)
 
-    async def _retry_wait(self, state: RetryCallState | None, plan: Plan, pc: PlannedCandidate,
-                          exc: ProviderError, deadline_at: float | None, attempt: Attempt) -> RetryCallState | None:
+    async def _retry_wait(
+        self,
+        state: RetryCallState | None,
+        plan: Plan,
+        pc: PlannedCandidate,
+        exc: ProviderError,
+        deadline_at: float | None,
+        attempt: Attempt,
+    ) -> RetryCallState | None:
         """Decide with tenacity's strategies whether to retry; sleep if so. ``None`` = give up."""
         if state is None:
             state = RetryCallState(self._retrying, None, (), {})
@@ -314,7 +325,7 @@ class Executor:
 
     async def _send_bounded(self, pc: PlannedCandidate, request: ChatRequest) -> Completion:
         assert pc.attempt_s is not None
-        with anyio.move_on_after(pc.attempt_s) as scope:
+        with anyio.move_on_after(pc.attempt_s):
             return await send(self.client, pc, request)
         raise ProviderTimeoutError(f"attempt exceeded {pc.attempt_s:g}s", **pc.target.error_fields()) from None
 
@@ -413,7 +424,9 @@ class ReplyStream:
         assert self.reply is not None
         return self.reply.text or ""
 
-    async def _open_first(self, pc: PlannedCandidate, deadline_at: float | None) -> tuple[_AttemptStream, Chunk | None, list[Chunk]]:
+    async def _open_first(
+        self, pc: PlannedCandidate, deadline_at: float | None
+    ) -> tuple[_AttemptStream, Chunk | None, list[Chunk]]:
         """Open an attempt and read up to its first content chunk."""
         ex = self._ex
         stream = _AttemptStream(pc)
@@ -471,16 +484,28 @@ class ReplyStream:
                             break
                         continue
                     attempt.ttft_s = ex.clock() - t0 - attempt.started_s
-                    async for chunk in self._commit(pc, attempt, reservation, stream, first, early, t0, deadline_at):
-                        yield chunk
+                    committed = self._commit(pc, attempt, reservation, stream, first, early, t0, deadline_at)
+                    try:
+                        async for chunk in committed:
+                            yield chunk
+                    finally:
+                        await committed.aclose()
                     return
             raise ex._failed(plan, errors)
         finally:
             plan.trace.duration_s = ex.clock() - t0
 
-    async def _commit(self, pc: PlannedCandidate, attempt: Attempt, reservation: Reservation | None,
-                      stream: _AttemptStream, first: Chunk, early: list[Chunk], t0: float,
-                      deadline_at: float | None) -> AsyncIterator[Chunk]:
+    async def _commit(
+        self,
+        pc: PlannedCandidate,
+        attempt: Attempt,
+        reservation: Reservation | None,
+        stream: _AttemptStream,
+        first: Chunk,
+        early: list[Chunk],
+        t0: float,
+        deadline_at: float | None,
+    ) -> AsyncIterator[Chunk]:
         """Yield the committed attempt's chunks; failures now end the stream (no fallback)."""
         ex, plan = self._ex, self._plan
         acc = _Assembler()
@@ -520,4 +545,3 @@ def _estimate_usage(plan: Plan, completion: Completion) -> Usage:
     text = completion.text or ""
     out = count_tokens(text) + sum(count_tokens(c.arguments) for c in completion.tool_calls)
     return Usage(plan.est_input_tokens, out, 0)
-

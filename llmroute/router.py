@@ -114,12 +114,16 @@ class Router:
             follow_redirects=False,
         )
         self._clock = clock or _clock.monotonic
-        self._executor = Executor(self._client, clock=self._clock, sleep=sleep or _clock.sleep, hooks=hooks, budget=budget)
+        self._executor = Executor(
+            self._client, clock=self._clock, sleep=sleep or _clock.sleep, hooks=hooks, budget=budget
+        )
         self._predictor = predictor
         self._deployments: dict[str, list[_Deployment]] = {
             name: self._resolve_model(name, model) for name, model in cfg.models.items()
         }
-        self._default_route = cfg.default_route or ("default" if "default" in cfg.routes else next(iter(cfg.routes), None))
+        self._default_route = cfg.default_route or (
+            "default" if "default" in cfg.routes else next(iter(cfg.routes), None)
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -289,9 +293,18 @@ class Router:
         arguments.
         """
         plan = self.plan(
-            messages, route=route, model=model, deadline_s=deadline_s, tools=tools, tool_choice=tool_choice,
-            max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop,
-            response_format=response_format, extra_body=extra_body,
+            messages,
+            route=route,
+            model=model,
+            deadline_s=deadline_s,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            response_format=response_format,
+            extra_body=extra_body,
         )
         return await self._executor.complete(plan)
 
@@ -317,9 +330,18 @@ class Router:
         duplicated; an error after the first token ends the stream with that error.
         """
         plan = self.plan(
-            messages, route=route, model=model, deadline_s=deadline_s, tools=tools, tool_choice=tool_choice,
-            max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop,
-            response_format=response_format, extra_body=extra_body,
+            messages,
+            route=route,
+            model=model,
+            deadline_s=deadline_s,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            response_format=response_format,
+            extra_body=extra_body,
         )
         return self._executor.stream(plan)
 
@@ -341,4 +363,3 @@ class Router:
             f"Router(providers={sorted(cfg.providers)}, models={sorted(cfg.models)}, "
             f"routes={sorted(cfg.routes)}, default_route={self._default_route!r})"
         )
-

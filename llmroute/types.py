@@ -199,7 +199,11 @@ class RouteTrace:
 
         data = asdict(self)
         pred = self.prediction
-        data["prediction"] = pred.to_dict() if hasattr(pred, "to_dict") else (asdict(pred) if hasattr(pred, "__dataclass_fields__") else pred)
+        data["prediction"] = (
+            pred.to_dict()
+            if hasattr(pred, "to_dict")
+            else (asdict(pred) if hasattr(pred, "__dataclass_fields__") else pred)
+        )
         return data
 
 

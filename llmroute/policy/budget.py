@@ -75,5 +75,7 @@ class MemoryBudget:
         return self.limit_usd - self.spent_usd - self.reserved_usd
 
     def __repr__(self) -> str:
-        return (f"MemoryBudget(name={self.name!r}, limit_usd={self.limit_usd}, spent_usd={self.spent_usd:.6f}, "
-                f"reserved_usd={self.reserved_usd:.6f})")
+        return (
+            f"MemoryBudget(name={self.name!r}, limit_usd={self.limit_usd}, spent_usd={self.spent_usd:.6f}, "
+            f"reserved_usd={self.reserved_usd:.6f})"
+        )

@@ -33,7 +33,7 @@ def _error(state: RetryCallState) -> BaseException | None:
     return outcome.exception()
 
 
-class retry_if_retryable(retry_base):  # noqa: N801 - tenacity's naming style
+class retry_if_retryable(retry_base):
     """Retry provider errors marked retryable, unless the provider asked for a longer wait than
     ``max_retry_after_s`` (then moving on to another deployment is faster)."""
 
@@ -49,7 +49,7 @@ class retry_if_retryable(retry_base):  # noqa: N801 - tenacity's naming style
         return True
 
 
-class wait_retry_after_or_backoff(wait_base):  # noqa: N801
+class wait_retry_after_or_backoff(wait_base):
     """Wait what the provider asked for (Retry-After), else exponential backoff with jitter:
     ``min(initial * 2**(n-1), max) + uniform(0, jitter)``."""
 
@@ -67,7 +67,7 @@ class wait_retry_after_or_backoff(wait_base):  # noqa: N801
         return backoff + self.jitter * self._rng()
 
 
-class stop_at_deadline(stop_base):  # noqa: N801
+class stop_at_deadline(stop_base):
     """Stop when the next wait would end past *deadline* (a ``clock()`` reading)."""
 
     def __init__(self, deadline: float, clock: Callable[[], float]) -> None:

@@ -60,7 +60,7 @@ class OpenAIAdapter:
         if request.top_p is not None:
             body["top_p"] = request.top_p
         if request.stop:
-            body["stop"] = list(request.stop)
+            body["stop"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
         if request.response_format is not None:
             body["response_format"] = dict(request.response_format)
         if stream:
@@ -93,7 +93,10 @@ class OpenAIAdapter:
             model = data.get("model")
             rid = data.get("id")
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ResponseError(f"unexpected chat.completion shape: {exc!r}", body=body[:200].decode("utf-8", "replace"), **target.error_fields()) from None
+            snippet = body[:200].decode("utf-8", "replace")
+            raise ResponseError(
+                f"unexpected chat.completion shape: {exc!r}", body=snippet, **target.error_fields()
+            ) from None
         if finish == "content_filter" and not text and not calls:
             raise ContentFilteredError("the provider filtered the reply", **target.error_fields())
         return Completion(text, calls, finish, usage, model, rid)
@@ -103,7 +106,10 @@ class OpenAIAdapter:
         message, code = "", None
         text = body[:2000].decode("utf-8", "replace")
         try:
-            err = json.loads(body).get("error")
+            data = json.loads(body)
+            err = data.get("error")
+            if err is None and data.get("object") == "error":  # vLLM's shape: the error at top level
+                err = data
             if isinstance(err, dict):
                 message = str(err.get("message") or "")
                 code = str(err.get("code") or err.get("type") or "") or None
@@ -119,41 +125,84 @@ class OpenAIAdapter:
 
 
 class _OpenAIStream:
-    __slots__ = ("_done", "_finished", "_sse", "_target")
+    """Decodes ``chat.completion.chunk`` events.
+
+    With ``stream_options.include_usage`` OpenAI sends the finish reason and the usage on two
+    separate final events; the chunk with the finish reason is held back until the usage (or the
+    end of the stream) arrives, so the last chunk carries both.
+    """
+
+    __slots__ = ("_done", "_finished", "_held", "_sse", "_target")
 
     def __init__(self, target: Target) -> None:
         self._sse = SSEDecoder()
         self._target = target
         self._done = False
         self._finished = False
+        self._held: Chunk | None = None
 
     def feed(self, data: bytes) -> list[Chunk]:
         out: list[Chunk] = []
         for event in self._sse.feed(data):
-            chunk = self._event(event.data)
-            if chunk is not None:
-                out.append(chunk)
+            self._event(event.data, out)
         return out
 
     def close(self) -> list[Chunk]:
-        out = [c for c in (self._event(e.data) for e in self._sse.flush()) if c is not None]
+        out: list[Chunk] = []
+        for event in self._sse.flush():
+            self._event(event.data, out)
+        if self._held is not None:
+            out.append(self._held)
+            self._held = None
+            return out
         if not self._done and not self._finished:
             raise ResponseError("stream ended before completion", **self._target.error_fields())
         return out
 
-    def _event(self, data: str) -> Chunk | None:
+    def _emit(self, chunk: Chunk, out: list[Chunk]) -> None:
+        held = self._held
+        if held is None:
+            if chunk.finish_reason is not None and chunk.usage is None:
+                self._held = chunk
+            else:
+                out.append(chunk)
+            return
+        if not chunk.text and not chunk.tool_calls and chunk.usage is not None:
+            # the usage-only event that follows the finish: merge the two
+            self._held = None
+            out.append(
+                Chunk(
+                    held.text,
+                    held.tool_calls,
+                    held.finish_reason,
+                    chunk.usage,
+                    held.response_model or chunk.response_model,
+                    held.response_id or chunk.response_id,
+                )
+            )
+            return
+        self._held = None
+        out.append(held)
+        self._emit(chunk, out)
+
+    def _event(self, data: str, out: list[Chunk]) -> None:
         if self._done:
-            return None
+            return
         if data == "[DONE]":
             self._done = True
-            return None
-        obj = json_loads(data, self._target)
+            if self._held is not None:
+                out.append(self._held)
+                self._held = None
+            return
+        target = self._target
+        obj = json_loads(data, target)
         if not isinstance(obj, dict):
-            raise ResponseError("stream event is not an object", body=data[:200], **self._target.error_fields())
-        if "error" in obj:
+            raise ResponseError("stream event is not an object", body=data[:200], **target.error_fields())
+        if obj.get("error") is not None:
             err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
             status = err.get("code") if isinstance(err.get("code"), int) else 500
-            raise error_from_status(status, str(err.get("message") or "stream error"), self._target, body=data[:500], code=str(err.get("type") or ""))
+            message = str(err.get("message") or "stream error")
+            raise error_from_status(status, message, target, body=data[:500], code=str(err.get("type") or ""))
         try:
             usage = _usage(obj.get("usage"))
             choices = obj.get("choices") or ()
@@ -176,11 +225,13 @@ class _OpenAIStream:
                     )
                 finish = _finish(choice.get("finish_reason"))
         except (AttributeError, TypeError, ValueError) as exc:
-            raise ResponseError(f"unexpected chat.completion.chunk shape: {exc!r}", body=data[:200], **self._target.error_fields()) from None
+            raise ResponseError(
+                f"unexpected chat.completion.chunk shape: {exc!r}", body=data[:200], **target.error_fields()
+            ) from None
         if not isinstance(text, str):
-            raise ResponseError("delta content is not a string", body=data[:200], **self._target.error_fields())
+            raise ResponseError("delta content is not a string", body=data[:200], **target.error_fields())
+        if not text and not calls and finish is None and usage is None:
+            return
         if finish is not None:
             self._finished = True
-        if not text and not calls and finish is None and usage is None:
-            return None
-        return Chunk(text, calls, finish, usage, obj.get("model"), obj.get("id"))
+        self._emit(Chunk(text, calls, finish, usage, obj.get("model"), obj.get("id")), out)
