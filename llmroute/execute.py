@@ -12,7 +12,7 @@ settled after it, cancellation included.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -330,8 +330,8 @@ class Executor:
         raise ProviderTimeoutError(f"attempt exceeded {pc.attempt_s:g}s", **pc.target.error_fields()) from None
 
     # ----------------------------------------------------------------- stream
-    def stream(self, plan: Plan) -> ReplyStream:
-        """Run *plan* as a stream of chunks."""
+    def stream(self, plan: Plan | Callable[[], Awaitable[Plan]]) -> ReplyStream:
+        """Run *plan* (or the plan an async factory makes at the first chunk) as a stream."""
         return ReplyStream(self, plan)
 
 
@@ -374,6 +374,11 @@ class _Assembler:
         return Completion(text, calls, self.finish, self.usage or Usage(), self.model, self.rid)
 
 
+def _pending_plan() -> Plan:
+    """A placeholder until a lazily planned stream starts (its trace is empty)."""
+    return Plan("", ChatRequest(()), (), RouteTrace("", "", []))
+
+
 def _has_content(chunk: Chunk) -> bool:
     return bool(chunk.text or chunk.tool_calls or chunk.finish_reason is not None)
 
@@ -386,9 +391,10 @@ class ReplyStream:
     the stream is garbage-collected. Fallback happens only before the first token.
     """
 
-    def __init__(self, executor: Executor, plan: Plan) -> None:
+    def __init__(self, executor: Executor, plan: Plan | Callable[[], Awaitable[Plan]]) -> None:
         self._ex = executor
-        self._plan = plan
+        self._plan_factory = None if isinstance(plan, Plan) else plan
+        self._plan: Plan = plan if isinstance(plan, Plan) else _pending_plan()
         self._gen: Any = None
         #: The complete reply, set once the stream has ended normally.
         self.reply: Reply | None = None
@@ -449,6 +455,8 @@ class ReplyStream:
             raise
 
     async def _run(self) -> AsyncIterator[Chunk]:
+        if self._plan_factory is not None:
+            self._plan = await self._plan_factory()
         ex, plan = self._ex, self._plan
         t0 = ex.clock()
         deadline_at = None if plan.deadline_s is None else t0 + plan.deadline_s

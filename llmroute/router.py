@@ -14,6 +14,7 @@ its :class:`~llmroute.types.RouteTrace`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -118,6 +119,7 @@ class Router:
             self._client, clock=self._clock, sleep=sleep or _clock.sleep, hooks=hooks, budget=budget
         )
         self._predictor = predictor
+        self._warm = False
         self._deployments: dict[str, list[_Deployment]] = {
             name: self._resolve_model(name, model) for name, model in cfg.models.items()
         }
@@ -262,11 +264,28 @@ class Router:
             return deps, cands, f"configured order (predictor unavailable: {exc})", None
         rank = {m: i for i, m in enumerate(order)}
         idx = sorted(range(len(deps)), key=lambda i: (rank.get(deps[i].model, len(rank)), i))
-        reason = getattr(decision, "reason", "predictive")
-        return [deps[i] for i in idx], [cands[i] for i in idx], reason, decision
+        quality = getattr(decision, "quality", {}) or {}
+        ordered = [dataclasses.replace(cands[i], score=quality.get(cands[i].model)) for i in idx]
+        return [deps[i] for i in idx], ordered, decision.reason, decision
 
     def _predict_order(self, req: ChatRequest, rcfg: RouteConfig, cands: list[Candidate]) -> tuple[list[str], Any]:
-        raise NotImplementedError("the predictor is not wired yet")
+        """Ask the predictor about this prompt and let the predictive policy order the models."""
+        from .policy.predictive import PredictiveCandidate, choose
+        from .predictor import ModelProfile, Predictor
+
+        if self._predictor is None:
+            self._predictor = Predictor.default()
+        models = list(dict.fromkeys(c.model for c in cands))
+        profiles = [ModelProfile.from_config(m, self.config.models[m].predictor) for m in models]
+        prediction = self._predictor.try_predict(req.messages, profiles, tools=req.tools)
+        cheapest = {m: min(c.est_cost_usd for c in cands if c.model == m) for m in models}
+        decision = choose(
+            prediction,
+            [PredictiveCandidate(m, cheapest[m]) for m in models],
+            quality_target=rcfg.quality_target,
+            cost_weight=rcfg.cost_weight,
+        )
+        return list(decision.order), decision
 
     # ------------------------------------------------------------------ calls
     async def complete(
@@ -292,6 +311,8 @@ class Router:
         out, and :class:`~llmroute.errors.UnknownRouteError` / ``InvalidRequestError`` for bad
         arguments.
         """
+        if not self._warm:
+            await self.warmup()
         plan = self.plan(
             messages,
             route=route,
@@ -329,21 +350,55 @@ class Router:
         Falls back to the next candidate only before the first token, so text is never
         duplicated; an error after the first token ends the stream with that error.
         """
-        plan = self.plan(
-            messages,
-            route=route,
-            model=model,
-            deadline_s=deadline_s,
-            tools=tools,
-            tool_choice=tool_choice,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            response_format=response_format,
-            extra_body=extra_body,
-        )
-        return self._executor.stream(plan)
+        self._route(route, model)  # bad arguments fail here, not at the first chunk
+        _as_messages(messages)
+
+        async def make_plan() -> Plan:
+            if not self._warm:
+                await self.warmup()
+            return self.plan(
+                messages,
+                route=route,
+                model=model,
+                deadline_s=deadline_s,
+                tools=tools,
+                tool_choice=tool_choice,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop,
+                response_format=response_format,
+                extra_body=extra_body,
+            )
+
+        return self._executor.stream(make_plan)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def warmup(self) -> None:
+        """Load the tokenizers (and the predictor, if a route is predictive) in a worker thread.
+
+        The first call does this by itself; call it at start-up to keep that one-off cost
+        (about half a second per tokenizer) off the first request. Never blocks the event loop.
+        """
+        import anyio.to_thread
+
+        encodings = {m.tokenizer for m in self.config.models.values()}
+        predictive = any(r.strategy == "predictive" for r in self.config.routes.values())
+
+        def load() -> None:
+            from .tokens import get_encoding
+
+            for name in sorted(encodings):
+                get_encoding(name)
+            if predictive:
+                from .predictor import Predictor
+
+                if self._predictor is None:
+                    self._predictor = Predictor.default()
+                self._predictor.try_predict("warm up", [])
+
+        await anyio.to_thread.run_sync(load)
+        self._warm = True
 
     # ------------------------------------------------------------------ lifecycle
     async def aclose(self) -> None:

@@ -199,11 +199,10 @@ class RouteTrace:
 
         data = asdict(self)
         pred = self.prediction
-        data["prediction"] = (
-            pred.to_dict()
-            if hasattr(pred, "to_dict")
-            else (asdict(pred) if hasattr(pred, "__dataclass_fields__") else pred)
-        )
+        if hasattr(pred, "as_dict"):
+            data["prediction"] = pred.as_dict()
+        elif hasattr(pred, "__dataclass_fields__"):
+            data["prediction"] = asdict(pred)
         return data
 
 

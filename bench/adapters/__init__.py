@@ -1,0 +1,1 @@
+"""Client adapters for ``bench/overhead.py``: each module exposes ``NAME`` and ``make(base_url)``."""
