@@ -1,0 +1,100 @@
+"""Retry decisions and waits: Retry-After parsing, backoff, deadline stop, budgets."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+from tenacity import AsyncRetrying, RetryCallState
+
+from llmroute.errors import (
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    RateLimitError,
+    ServerError,
+)
+from llmroute.policy.budget import MemoryBudget
+from llmroute.policy.fallback import (
+    retry_if_retryable,
+    should_fall_back,
+    stop_at_deadline,
+    wait_retry_after_or_backoff,
+)
+from llmroute.providers.base import parse_retry_after
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+        ({"retry-after": "-4"}, 0.0),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+        ({"retry-after": email.utils.formatdate(1_000_010.0, usegmt=True)}, 10.0),
+    ],
+)
+def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_retry_after(headers, now=1_000_000.0) == expected
+
+
+def state_after(exc: BaseException, attempt: int = 1) -> RetryCallState:
+    s = RetryCallState(AsyncRetrying(), None, (), {})
+    s.attempt_number = attempt
+    s.set_exception((type(exc), exc, None))
+    return s
+
+
+def test_retry_predicate() -> None:
+    retry = retry_if_retryable(max_retry_after_s=10)
+    assert retry(state_after(ServerError("boom", status=500)))
+    assert retry(state_after(RateLimitError("slow", retry_after=5)))
+    assert not retry(state_after(RateLimitError("slow", retry_after=60)))
+    assert not retry(state_after(BadRequestError("bad", status=400)))
+    assert not retry(state_after(AuthenticationError("no", status=401)))
+    assert not retry(state_after(ValueError("not ours")))
+
+
+def test_wait_prefers_retry_after_else_backoff_with_jitter() -> None:
+    wait = wait_retry_after_or_backoff(0.5, 4.0, 0.25, rng=lambda: 1.0)
+    assert wait(state_after(RateLimitError("x", retry_after=2.0))) == 2.0
+    assert wait(state_after(ServerError("x"), attempt=1)) == 0.75
+    assert wait(state_after(ServerError("x"), attempt=3)) == 2.25
+    assert wait(state_after(ServerError("x"), attempt=10)) == 4.25
+
+
+def test_stop_at_deadline() -> None:
+    now = [100.0]
+    stop = stop_at_deadline(101.0, lambda: now[0])
+    s = state_after(ServerError("x"))
+    s.upcoming_sleep = 0.5
+    assert not stop(s)
+    s.upcoming_sleep = 2.0
+    assert stop(s)
+
+
+def test_should_fall_back() -> None:
+    assert should_fall_back(ServerError("x"))
+    assert should_fall_back(BadRequestError("x"))
+    assert should_fall_back(BudgetExceededError("b", limit_usd=1, spent_usd=1, needed_usd=1))
+    assert not should_fall_back(ValueError("x"))
+
+
+def test_memory_budget_never_overspends_and_settles() -> None:
+    b = MemoryBudget(1.0, name="daily")
+    r1 = b.reserve(0.6)
+    with pytest.raises(BudgetExceededError) as info:
+        b.reserve(0.5)
+    msg = str(info.value)
+    assert "budget 'daily' would be exceeded by $0.100000" in msg
+    assert info.value.limit_usd == 1.0 and info.value.needed_usd == 0.5
+    b.settle(r1, 0.2)
+    b.settle(r1, 0.2)  # settling twice is a no-op
+    assert b.spent_usd == pytest.approx(0.2) and b.reserved_usd == 0
+    assert b.remaining_usd == pytest.approx(0.8)
+    r2 = b.reserve(0.8)
+    b.settle(r2, 0.0)
+    assert b.remaining_usd == pytest.approx(0.8)
