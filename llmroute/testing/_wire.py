@@ -1,0 +1,617 @@
+"""The three providers' response wire formats, as pure functions (no I/O, no clocks).
+
+Every builder takes a :class:`Turn` (what the fake model "said", provider-neutral) and returns
+bytes exactly as the real API would put them on the wire:
+
+* OpenAI Chat Completions: a ``chat.completion`` object, or ``chat.completion.chunk`` SSE events
+  ending in ``data: [DONE]`` (with a final ``choices: []`` usage chunk when
+  ``stream_options.include_usage`` is true).
+* Anthropic Messages: a ``message`` object, or the SSE sequence ``message_start``,
+  ``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta`` /
+  ``input_json_delta``), ``content_block_stop``, ``message_delta``, ``message_stop``.
+* Gemini ``generateContent``: a ``GenerateContentResponse`` (pretty-printed, as Google does), or
+  for ``streamGenerateContent`` one response per chunk, as SSE (``alt=sse``, events separated by
+  ``\\r\\n\\r\\n``) or as a streamed JSON array (no ``alt``).
+
+Stream builders yield ``(event_bytes, tokens)`` pairs: ``tokens`` is how many output tokens the
+event carries, so the server can pace them (time to first token, tokens per second) and cut a
+stream after N tokens. Error builders return ``(status, body)`` in each provider's error format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "API",
+    "ErrorKind",
+    "Finish",
+    "Turn",
+    "anthropic_body",
+    "anthropic_stream",
+    "default_status",
+    "error_body",
+    "error_kind_for_status",
+    "gemini_body",
+    "gemini_stream",
+    "malformed_body",
+    "malformed_event",
+    "openai_body",
+    "openai_stream",
+    "stream_error_event",
+]
+
+API = Literal["openai", "anthropic", "gemini"]
+#: Provider-neutral finish reason of a :class:`Turn`.
+Finish = Literal["stop", "length", "tool_calls", "content_filter"]
+#: Provider-neutral error kinds; each maps to the provider's own type/code/status.
+ErrorKind = Literal[
+    "rate_limit",
+    "server_error",
+    "overloaded",
+    "bad_request",
+    "context_overflow",
+    "auth",
+    "permission",
+    "not_found",
+    "model_not_found",
+    "too_large",
+    "timeout",
+]
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_pretty = json.JSONEncoder(ensure_ascii=False, indent=2).encode
+
+
+@dataclass(slots=True)
+class Turn:
+    """One reply of the fake model, before it is put in a provider's wire format."""
+
+    id: str
+    model: str
+    created: int
+    #: Text tokens in order; ``"".join(pieces)`` is the reply text.
+    pieces: list[str] = field(default_factory=list)
+    #: ``(call_id, name, arguments_json)`` per tool call.
+    tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
+    finish: Finish = "stop"
+    input_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def text(self) -> str:
+        """The full reply text."""
+        return "".join(self.pieces)
+
+    @property
+    def output_tokens(self) -> int:
+        """Text tokens plus, per tool call, one for the name and one per argument fragment."""
+        return len(self.pieces) + sum(1 + len(arg_fragments(a)) for _, _, a in self.tool_calls)
+
+
+def arg_fragments(arguments: str, size: int = 8) -> list[str]:
+    """Split tool-call argument JSON into the small fragments a stream carries."""
+    if not arguments:
+        return [""]
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)]
+
+
+# --------------------------------------------------------------------------------------------
+# OpenAI Chat Completions
+
+_OPENAI_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
+_FINGERPRINT = "fp_llmroute"
+
+
+def _openai_usage(t: Turn) -> dict[str, Any]:
+    out = t.output_tokens
+    return {
+        "prompt_tokens": t.input_tokens,
+        "completion_tokens": out,
+        "total_tokens": t.input_tokens + out,
+        "prompt_tokens_details": {"cached_tokens": t.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def openai_body(t: Turn) -> bytes:
+    """A non-streamed ``chat.completion`` object."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": t.text if (t.pieces or not t.tool_calls) else None,
+        "refusal": None,
+        "annotations": [],
+    }
+    if t.finish == "content_filter" and not t.pieces:
+        message["content"] = None
+    if t.tool_calls:
+        message["tool_calls"] = [
+            {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+            for cid, name, args in t.tool_calls
+        ]
+    body = {
+        "id": t.id,
+        "object": "chat.completion",
+        "created": t.created,
+        "model": t.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": _OPENAI_FINISH[t.finish]}],
+        "usage": _openai_usage(t),
+        "service_tier": "default",
+        "system_fingerprint": _FINGERPRINT,
+    }
+    return _dumps(body).encode()
+
+
+def openai_stream(t: Turn, *, include_usage: bool) -> Iterator[tuple[bytes, int]]:
+    """``chat.completion.chunk`` SSE events, then the usage chunk (if asked) and ``[DONE]``."""
+    head = (
+        f'data: {{"id":{_dumps(t.id)},"object":"chat.completion.chunk","created":{t.created},'
+        f'"model":{_dumps(t.model)},"service_tier":"default","system_fingerprint":"{_FINGERPRINT}","choices":['
+    )
+    tail = ',"usage":null}\n\n' if include_usage else "}\n\n"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return (head + _dumps(choice) + "]" + tail).encode()
+
+    first: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if t.tool_calls and not t.pieces else "",
+        "refusal": None,
+    }
+    yield chunk(first), 0
+    for piece in t.pieces:
+        yield chunk({"content": piece}), 1
+    for i, (cid, name, args) in enumerate(t.tool_calls):
+        yield (
+            chunk(
+                {
+                    "tool_calls": [
+                        {"index": i, "id": cid, "type": "function", "function": {"name": name, "arguments": ""}}
+                    ]
+                }
+            ),
+            1,
+        )
+        for frag in arg_fragments(args):
+            yield chunk({"tool_calls": [{"index": i, "function": {"arguments": frag}}]}), 1
+    yield chunk({}, _OPENAI_FINISH[t.finish]), 0
+    if include_usage:
+        usage = {
+            "id": t.id,
+            "object": "chat.completion.chunk",
+            "created": t.created,
+            "model": t.model,
+            "service_tier": "default",
+            "system_fingerprint": _FINGERPRINT,
+            "choices": [],
+            "usage": _openai_usage(t),
+        }
+        yield b"data: " + _dumps(usage).encode() + b"\n\n", 0
+    yield b"data: [DONE]\n\n", 0
+
+
+# --------------------------------------------------------------------------------------------
+# Anthropic Messages
+
+_ANTHROPIC_FINISH = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
+
+
+def _anthropic_usage(t: Turn, output_tokens: int) -> dict[str, Any]:
+    # Anthropic's input_tokens excludes cache reads: the three input counts add up to the prompt.
+    return {
+        "input_tokens": t.input_tokens - t.cached_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": t.cached_tokens,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def anthropic_body(t: Turn) -> bytes:
+    """A non-streamed ``message`` object."""
+    content: list[dict[str, Any]] = []
+    if t.pieces:
+        content.append({"type": "text", "text": t.text})
+    for cid, name, args in t.tool_calls:
+        content.append({"type": "tool_use", "id": cid, "name": name, "input": json.loads(args or "{}")})
+    body = {
+        "id": t.id,
+        "type": "message",
+        "role": "assistant",
+        "model": t.model,
+        "content": content,
+        "stop_reason": _ANTHROPIC_FINISH[t.finish],
+        "stop_sequence": None,
+        "usage": _anthropic_usage(t, t.output_tokens),
+    }
+    return _dumps(body).encode()
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + _dumps(data).encode() + b"\n\n"
+
+
+def anthropic_stream(t: Turn) -> Iterator[tuple[bytes, int]]:
+    """The Messages SSE event sequence, ``message_start`` through ``message_stop``."""
+    message = {
+        "id": t.id,
+        "type": "message",
+        "role": "assistant",
+        "model": t.model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": _anthropic_usage(t, 1),
+    }
+    yield _sse("message_start", {"type": "message_start", "message": message}), 0
+    index = 0
+    pinged = False
+    if t.pieces:
+        yield (
+            _sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            ),
+            0,
+        )
+        yield _sse("ping", {"type": "ping"}), 0
+        pinged = True
+        for piece in t.pieces:
+            yield (
+                _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                ),
+                1,
+            )
+        yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0}), 0
+        index = 1
+    for cid, name, args in t.tool_calls:
+        start = {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": {"type": "tool_use", "id": cid, "name": name, "input": {}},
+        }
+        yield _sse("content_block_start", start), 1
+        if not pinged:
+            yield _sse("ping", {"type": "ping"}), 0
+            pinged = True
+        for frag in arg_fragments(args):
+            delta = {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": frag},
+            }
+            yield _sse("content_block_delta", delta), 1
+        yield _sse("content_block_stop", {"type": "content_block_stop", "index": index}), 0
+        index += 1
+    if not pinged:
+        yield _sse("ping", {"type": "ping"}), 0
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": _ANTHROPIC_FINISH[t.finish], "stop_sequence": None},
+        "usage": {"output_tokens": t.output_tokens},
+    }
+    yield _sse("message_delta", delta), 0
+    yield _sse("message_stop", {"type": "message_stop"}), 0
+
+
+# --------------------------------------------------------------------------------------------
+# Gemini generateContent
+
+_GEMINI_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
+_SAFETY_BLOCK = [
+    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
+]
+
+
+def _gemini_usage(t: Turn, *, final: bool) -> dict[str, Any]:
+    # Like the real API: zero counts are omitted; chunks before the last carry only the prompt.
+    usage: dict[str, Any] = {"promptTokenCount": t.input_tokens}
+    out = t.output_tokens if final else 0
+    if out:
+        usage["candidatesTokenCount"] = out
+    usage["totalTokenCount"] = t.input_tokens + out
+    if t.cached_tokens:
+        usage["cachedContentTokenCount"] = t.cached_tokens
+    usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": t.input_tokens}]
+    if t.cached_tokens:
+        usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": t.cached_tokens}]
+    return usage
+
+
+def _gemini_candidate(parts: list[dict[str, Any]], finish: str | None) -> dict[str, Any]:
+    cand: dict[str, Any] = {}
+    if parts:
+        cand["content"] = {"parts": parts, "role": "model"}
+    if finish is not None:
+        cand["finishReason"] = finish
+        if finish == "SAFETY":
+            cand["safetyRatings"] = _SAFETY_BLOCK
+    cand["index"] = 0
+    return cand
+
+
+def _gemini_call_parts(t: Turn) -> list[dict[str, Any]]:
+    return [{"functionCall": {"name": name, "args": json.loads(args or "{}")}} for _, name, args in t.tool_calls]
+
+
+def gemini_body(t: Turn) -> bytes:
+    """A non-streamed ``GenerateContentResponse`` (pretty-printed, like Google's)."""
+    parts: list[dict[str, Any]] = [{"text": t.text}] if t.pieces else []
+    parts += _gemini_call_parts(t)
+    body = {
+        "candidates": [_gemini_candidate(parts, _GEMINI_FINISH[t.finish])],
+        "usageMetadata": _gemini_usage(t, final=True),
+        "modelVersion": t.model,
+        "responseId": t.id,
+    }
+    return _pretty(body).encode()
+
+
+def gemini_stream(t: Turn, *, sse: bool) -> Iterator[tuple[bytes, int]]:
+    """One ``GenerateContentResponse`` per chunk: SSE ``data:`` events, or a streamed JSON array.
+
+    The last chunk carries ``finishReason`` and the full ``usageMetadata``; earlier chunks carry
+    the prompt count only (as the real API does). Function calls come whole, in one chunk.
+    """
+    chunks: list[tuple[list[dict[str, Any]], int]] = [([{"text": p}], 1) for p in t.pieces]
+    if t.tool_calls:
+        chunks.append((_gemini_call_parts(t), t.output_tokens - len(t.pieces)))
+    if not chunks:
+        chunks.append(([], 0))
+    last = len(chunks) - 1
+    for i, (parts, ntok) in enumerate(chunks):
+        final = i == last
+        body = {
+            "candidates": [_gemini_candidate(parts, _GEMINI_FINISH[t.finish] if final else None)],
+            "usageMetadata": _gemini_usage(t, final=final),
+            "modelVersion": t.model,
+            "responseId": t.id,
+        }
+        if sse:
+            yield b"data: " + _dumps(body).encode() + b"\r\n\r\n", ntok
+        else:
+            text = _pretty(body)
+            prefix = "[" if i == 0 else ",\r\n"
+            yield (prefix + text + ("]" if final else "")).encode(), ntok
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+_STATUS: dict[ErrorKind, int] = {
+    "rate_limit": 429,
+    "server_error": 500,
+    "overloaded": 503,
+    "bad_request": 400,
+    "context_overflow": 400,
+    "auth": 401,
+    "permission": 403,
+    "not_found": 404,
+    "model_not_found": 404,
+    "too_large": 413,
+    "timeout": 504,
+}
+
+
+def default_status(api: API, kind: ErrorKind) -> int:
+    """The HTTP status the provider uses for *kind* (Anthropic's overload is 529)."""
+    if kind == "overloaded" and api == "anthropic":
+        return 529
+    return _STATUS[kind]
+
+
+def error_kind_for_status(status: int) -> ErrorKind:
+    """The error kind an arbitrary HTTP status most likely stands for."""
+    if status == 429:
+        return "rate_limit"
+    if status in (401, 407):
+        return "auth"
+    if status == 403:
+        return "permission"
+    if status == 404:
+        return "not_found"
+    if status == 413:
+        return "too_large"
+    if status in (503, 529):
+        return "overloaded"
+    if status in (408, 504):
+        return "timeout"
+    if status >= 500:
+        return "server_error"
+    return "bad_request"
+
+
+_OPENAI_ERR: dict[ErrorKind, tuple[str, str | None, str | None]] = {
+    # kind: (type, code, param)
+    "rate_limit": ("requests", "rate_limit_exceeded", None),
+    "server_error": ("server_error", None, None),
+    "overloaded": ("server_error", None, None),
+    "bad_request": ("invalid_request_error", None, None),
+    "context_overflow": ("invalid_request_error", "context_length_exceeded", "messages"),
+    "auth": ("invalid_request_error", "invalid_api_key", None),
+    "permission": ("invalid_request_error", "unsupported_country_region_territory", None),
+    "not_found": ("invalid_request_error", None, None),
+    "model_not_found": ("invalid_request_error", "model_not_found", None),
+    "too_large": ("invalid_request_error", None, None),
+    "timeout": ("server_error", "timeout", None),
+}
+_ANTHROPIC_ERR: dict[ErrorKind, str] = {
+    "rate_limit": "rate_limit_error",
+    "server_error": "api_error",
+    "overloaded": "overloaded_error",
+    "bad_request": "invalid_request_error",
+    "context_overflow": "invalid_request_error",
+    "auth": "authentication_error",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "model_not_found": "not_found_error",
+    "too_large": "request_too_large",
+    "timeout": "timeout_error",
+}
+_GEMINI_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def _default_message(
+    api: API, kind: ErrorKind, *, tokens: int, limit: int, model: str, retry_after: float | None
+) -> str:
+    if kind == "context_overflow":
+        if api == "openai":
+            return (
+                f"This model's maximum context length is {limit} tokens. However, your messages resulted in "
+                f"{tokens} tokens. Please reduce the length of the messages."
+            )
+        if api == "anthropic":
+            return f"prompt is too long: {tokens} tokens > {limit} maximum"
+        return f"The input token count ({tokens}) exceeds the maximum number of tokens allowed ({limit})."
+    if kind == "rate_limit":
+        if api == "openai":
+            wait = f" Please try again in {retry_after:g}s." if retry_after is not None else ""
+            model = model or "model"
+            return f"Rate limit reached for {model} on requests per min (RPM): Limit 3, Used 3, Requested 1.{wait}"
+        if api == "anthropic":
+            return (
+                "This request would exceed the rate limit for your organization of 50 requests per minute. "
+                "Please reduce the prompt length or the maximum tokens requested, or try again later."
+            )
+        return "Resource has been exhausted (e.g. check quota)."
+    if kind == "overloaded":
+        return {
+            "openai": "The engine is currently overloaded, please try again later.",
+            "anthropic": "Overloaded",
+            "gemini": "The model is overloaded. Please try again later.",
+        }[api]
+    if kind in ("server_error", "timeout"):
+        return {
+            "openai": "The server had an error while processing your request. Sorry about that!",
+            "anthropic": "Internal server error",
+            "gemini": "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+        }[api]
+    if kind == "auth":
+        return {
+            "openai": "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+            "anthropic": "invalid x-api-key",
+            "gemini": "API key not valid. Please pass a valid API key.",
+        }[api]
+    if kind == "permission":
+        return {
+            "openai": "Country, region, or territory not supported",
+            "anthropic": "Your API key does not have permission to use the specified resource.",
+            "gemini": "The caller does not have permission",
+        }[api]
+    if kind == "model_not_found":
+        if api == "openai":
+            return f"The model `{model}` does not exist or you do not have access to it."
+        if api == "anthropic":
+            return f"model: {model}"
+        return (
+            f"models/{model} is not found for API version v1beta, or is not supported for generateContent. "
+            "Call ListModels to see the list of available models and their supported methods."
+        )
+    if kind == "too_large":
+        return "Request exceeds the maximum allowed number of bytes."
+    if kind == "not_found":
+        return "Not Found"
+    return "Invalid request (fault injected by llmroute.testing)."
+
+
+def error_body(
+    api: API,
+    kind: ErrorKind,
+    *,
+    status: int | None = None,
+    message: str | None = None,
+    tokens: int = 0,
+    limit: int = 0,
+    model: str = "",
+    retry_after: float | None = None,
+    request_id: str = "req_llmroute",
+) -> tuple[int, bytes]:
+    """``(status, body)`` of an error response in *api*'s real error format."""
+    if status is None:
+        status = default_status(api, kind)
+    if message is None:
+        message = _default_message(api, kind, tokens=tokens, limit=limit, model=model, retry_after=retry_after)
+    if api == "openai":
+        etype, code, param = _OPENAI_ERR[kind]
+        return status, _dumps({"error": {"message": message, "type": etype, "param": param, "code": code}}).encode()
+    if api == "anthropic":
+        return status, _dumps(
+            {"type": "error", "error": {"type": _ANTHROPIC_ERR[kind], "message": message}, "request_id": request_id}
+        ).encode()
+    err: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "status": _GEMINI_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION"),
+    }
+    if kind == "rate_limit" and retry_after is not None:
+        err["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after:g}s"}]
+    elif kind == "auth":
+        err["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+            }
+        ]
+    return status, _pretty({"error": err}).encode()
+
+
+def stream_error_event(
+    api: API, kind: ErrorKind, *, status: int | None = None, message: str | None = None, sse: bool = True
+) -> bytes:
+    """An error delivered inside a 200 stream (Anthropic ``event: error``; ``data: {"error": ...}`` elsewhere)."""
+    status, body = error_body(api, kind, status=status, message=message)
+    if api == "anthropic":
+        obj = json.loads(body)
+        obj.pop("request_id", None)
+        return b"event: error\ndata: " + _dumps(obj).encode() + b"\n\n"
+    compact = _dumps(json.loads(body)).encode()
+    if api == "gemini":
+        return b"data: " + compact + b"\r\n\r\n" if sse else b",\r\n" + compact + b"]"
+    return b"data: " + compact + b"\n\n"
+
+
+def malformed_body(api: API) -> bytes:
+    """A 200 body that is not valid JSON (cut mid-object, then garbage)."""
+    start = {
+        "openai": b'{"id":"chatcmpl-broken","object":"chat.completion","choices":[{"index":0,',
+        "anthropic": b'{"id":"msg_broken","type":"message","content":[',
+        "gemini": b'{\n  "candidates": [\n    {\n',
+    }[api]
+    return start + b"<<malformed: not JSON>>"
+
+
+def malformed_event(api: API, *, sse: bool = True) -> bytes:
+    """A stream event whose ``data:`` line is not JSON."""
+    if api == "anthropic":
+        return b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":<<malformed>>\n\n'
+    if api == "gemini":
+        return b'data: {"candidates":[{"content":<<malformed>>\r\n\r\n' if sse else b'[{"candidates": <<malformed>>'
+    return b'data: {"id":"chatcmpl-broken","choices":[{"delta":<<malformed>>\n\n'
