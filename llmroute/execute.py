@@ -108,7 +108,7 @@ async def send(client: httpx.AsyncClient, pc: PlannedCandidate, request: ChatReq
 class _AttemptStream:
     """One streamed attempt: the open response and its parser."""
 
-    __slots__ = ("_bytes", "_parser", "_pc", "_pending", "_response")
+    __slots__ = ("_bytes", "_deferred", "_parser", "_pc", "_pending", "_response")
 
     def __init__(self, pc: PlannedCandidate) -> None:
         self._pc = pc
@@ -116,6 +116,8 @@ class _AttemptStream:
         self._bytes: AsyncIterator[bytes] | None = None
         self._parser = pc.adapter.stream_parser(pc.target)
         self._pending: list[Chunk] = []
+        #: An error decoded after some chunks of the same read: raised once those are consumed.
+        self._deferred: BaseException | None = None
 
     async def open(self, client: httpx.AsyncClient, request: ChatRequest) -> None:
         """Send the request; raise the provider's error for a non-2xx status."""
@@ -138,6 +140,8 @@ class _AttemptStream:
         """The next chunk, or ``None`` at the end of the stream."""
         while not self._pending:
             assert self._bytes is not None
+            if self._deferred is not None:
+                raise self._deferred
             if self._parser is None:
                 return None
             try:
@@ -152,8 +156,27 @@ class _AttemptStream:
                 break
             except httpx.HTTPError as exc:
                 raise _map_transport_error(exc, self._pc.target, reading=True) from exc
-            self._pending.extend(self._parser.feed(data))
+            self._feed(data)
         return self._pending.pop(0) if self._pending else None
+
+    def _feed(self, data: bytes) -> None:
+        """Feed one read event by event, so chunks decoded before an error event are kept."""
+        assert self._parser is not None
+        if data.count(b"\n\n") < 2:  # at most one complete event: nothing can be lost
+            pieces = [data]
+        else:
+            parts = data.split(b"\n\n")
+            pieces = [part + b"\n\n" for part in parts[:-1]]
+            if parts[-1]:
+                pieces.append(parts[-1])
+        for piece in pieces:
+            try:
+                self._pending.extend(self._parser.feed(piece))
+            except ProviderError as exc:
+                if not self._pending:
+                    raise
+                self._deferred = exc
+                return
 
     async def aclose(self) -> None:
         """Close the response, even inside a cancelled scope."""

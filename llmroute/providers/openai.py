@@ -41,6 +41,18 @@ def _finish(value: Any) -> FinishReason | None:
     return _FINISH.get(value, "other")
 
 
+def _stream_error_status(kind: str) -> int:
+    """An HTTP status for an error event inside a 200 stream, from its type/code words."""
+    kind = kind.lower()
+    if "rate_limit" in kind or "insufficient_quota" in kind:
+        return 429
+    if "context_length" in kind or "invalid_request" in kind:
+        return 400
+    if "authentication" in kind or "invalid_api_key" in kind:
+        return 401
+    return 500
+
+
 class OpenAIAdapter:
     """The OpenAI Chat Completions wire format."""
 
@@ -132,13 +144,14 @@ class _OpenAIStream:
     end of the stream) arrives, so the last chunk carries both.
     """
 
-    __slots__ = ("_done", "_finished", "_held", "_sse", "_target")
+    __slots__ = ("_content", "_done", "_finished", "_held", "_sse", "_target")
 
     def __init__(self, target: Target) -> None:
         self._sse = SSEDecoder()
         self._target = target
         self._done = False
         self._finished = False
+        self._content = False
         self._held: Chunk | None = None
 
     def feed(self, data: bytes) -> list[Chunk]:
@@ -200,9 +213,11 @@ class _OpenAIStream:
             raise ResponseError("stream event is not an object", body=data[:200], **target.error_fields())
         if obj.get("error") is not None:
             err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
-            status = err.get("code") if isinstance(err.get("code"), int) else 500
+            code = err.get("code")
+            kind = " ".join(str(x) for x in (code, err.get("type")) if x)
+            status = code if isinstance(code, int) else _stream_error_status(kind)
             message = str(err.get("message") or "stream error")
-            raise error_from_status(status, message, target, body=data[:500], code=str(err.get("type") or ""))
+            raise error_from_status(status, message, target, body=data[:500], code=kind)
         try:
             usage = _usage(obj.get("usage"))
             choices = obj.get("choices") or ()
@@ -232,6 +247,10 @@ class _OpenAIStream:
             raise ResponseError("delta content is not a string", body=data[:200], **target.error_fields())
         if not text and not calls and finish is None and usage is None:
             return
+        if text or calls:
+            self._content = True
         if finish is not None:
             self._finished = True
+            if finish == "content_filter" and not self._content:
+                raise ContentFilteredError("the provider filtered the reply", **target.error_fields())
         self._emit(Chunk(text, calls, finish, usage, obj.get("model"), obj.get("id")), out)
