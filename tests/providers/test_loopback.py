@@ -425,6 +425,7 @@ ERRORS: dict[str, ErrorCase] = {
     "content_filter": ErrorCase(Fault.content_filter, llmroute.ContentFilteredError, _same(None)),
 }
 
+
 def _error_params() -> list[Any]:
     params = []
     for kind in ERRORS:
@@ -478,9 +479,7 @@ async def test_error_kind_is_mapped(fleet: Fleet, kind: str, api: Api, streamed:
     ],
     ids=["rate_limit", "context_overflow"],
 )
-@pytest.mark.parametrize(
-    "api", APIS, ids=lambda a: a.name
-)
+@pytest.mark.parametrize("api", APIS, ids=lambda a: a.name)
 async def test_error_event_inside_a_stream_is_mapped(
     fleet: Fleet, api: Api, error: Any, expected: type[llmroute.ProviderError], status: int
 ) -> None:
