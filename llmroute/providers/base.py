@@ -23,6 +23,7 @@ from ..errors import (
     BadRequestError,
     ContentFilteredError,
     ContextWindowExceededError,
+    InvalidRequestError,
     ProviderError,
     ProviderTimeoutError,
     RateLimitError,
@@ -37,6 +38,7 @@ __all__ = [
     "StreamParser",
     "Target",
     "error_from_status",
+    "function_tools",
     "json_loads",
     "parse_retry_after",
 ]
@@ -186,3 +188,17 @@ def error_from_status(
     if status >= 500:
         return ServerError(message or f"provider error HTTP {status}", **kw)
     return ProviderError(message or f"unexpected HTTP {status}", **kw)
+
+
+def function_tools(tools: Any) -> list[Mapping[str, Any]]:
+    """The ``function`` objects of OpenAI-style tools (``{"type": "function", "function": {...}}``),
+    checked: raises :class:`InvalidRequestError` naming the tool for anything else."""
+    out: list[Mapping[str, Any]] = []
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, Mapping) else None
+        if not isinstance(tool, Mapping) or tool.get("type", "function") != "function" or not isinstance(fn, Mapping):
+            raise InvalidRequestError(f"tools[{i}]: only function tools are supported")
+        if not isinstance(fn.get("name"), str):
+            raise InvalidRequestError(f"tools[{i}]: a function tool needs a name")
+        out.append(fn)
+    return out

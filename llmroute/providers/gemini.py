@@ -41,7 +41,7 @@ from ..errors import (
     ResponseError,
 )
 from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from .base import HTTPRequest, Target, error_from_status, json_loads
+from .base import HTTPRequest, Target, error_from_status, function_tools, json_loads
 
 __all__ = ["GeminiAdapter", "GeminiStream"]
 
@@ -224,12 +224,7 @@ def _contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
 
 def _declarations(tools: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for i, tool in enumerate(tools):
-        fn = tool.get("function") if isinstance(tool, Mapping) else None
-        if not isinstance(tool, Mapping) or tool.get("type", "function") != "function" or not isinstance(fn, Mapping):
-            raise InvalidRequestError(f"tools[{i}]: only function tools are supported")
-        if not isinstance(fn.get("name"), str):
-            raise InvalidRequestError(f"tools[{i}]: a function tool needs a name")
+    for fn in function_tools(tools):
         item: dict[str, Any] = {"name": fn["name"]}
         if fn.get("description"):
             item["description"] = fn["description"]
