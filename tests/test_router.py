@@ -295,3 +295,44 @@ async def test_concurrent_calls_share_one_client(fleet: Fleet) -> None:
                 tg.start_soon(one, i)
     assert len(replies) == 20
     assert all(rep.text for rep in replies)
+
+
+async def test_stream_cancelled_mid_way_releases_everything(fleet: Fleet) -> None:
+    import anyio
+
+    class InFlight(llmroute.Hooks):
+        def __init__(self) -> None:
+            self.n = 0
+
+        def attempt_started(self, attempt: llmroute.Attempt) -> None:
+            self.n += 1
+
+        def attempt_finished(self, attempt: llmroute.Attempt, error: BaseException | None) -> None:
+            self.n -= 1
+
+    fleet["oai"].enqueue(Fault.slow(ttft_s=0.0, tokens_per_s=5.0))
+    budget = llmroute.MemoryBudget(1.0)
+    hook = InFlight()
+    got: list[str] = []
+    async with llmroute.Router.from_dict(make_config(fleet), budget=budget, hooks=[hook]) as r:
+        await r.warmup()
+        stream = r.stream(MSG)
+        with anyio.move_on_after(0.8):
+            async for chunk in stream:
+                got.append(chunk.text)
+    assert got, "some text arrived before the cancel"
+    assert stream.reply is None
+    assert stream.route.attempts[0].outcome == "cancelled"
+    assert budget.reserved_usd == 0 and hook.n == 0
+
+
+async def test_trace_is_json_serialisable(fleet: Fleet, vsleep: VirtualSleep) -> None:
+    import json
+
+    fleet["oai"].enqueue(Fault.rate_limit(retry_after=0.1))
+    async with router(fleet, vsleep) as r:
+        reply = await r.complete(MSG)
+    data = json.loads(json.dumps(reply.route.to_dict()))
+    assert data["route"] == "default"
+    assert [a["outcome"] for a in data["attempts"]] == ["error", "ok"]
+    assert data["attempts"][0]["status"] == 429
