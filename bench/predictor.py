@@ -1,0 +1,133 @@
+"""Latency of one prediction (tokenise + features + ONNX) and predictive decisions per second.
+
+    python bench/predictor.py [--iters 2000] [--json]
+
+Measures p50/p99 microseconds per prediction for prompts of about 50, 500 and 5,000 tokens
+(interleaved, so every size sees the same machine load), a no-op baseline in the same loop
+(the cost of the timing loop itself, for comparison), and decisions per second (prediction +
+:func:`llmroute.policy.predictive.choose` over 3 candidates). The ONNX session uses one
+intra-op thread; the process is pinned to one core when the OS allows it (``--no-pin`` to
+skip). With ``--json`` the last stdout line is one JSON object with ``p50_us_<n>`` and
+``p99_us_<n>`` for n in 50/500/5000, ``noop_p50_us``, ``noop_p99_us`` and ``decisions_per_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from llmroute.policy.predictive import PredictiveCandidate, choose
+from llmroute.predictor import ModelProfile, Predictor
+
+_TEXT = (
+    "the model answers a question about physics chemistry history law and code; compute 17 * 23, "
+    "then explain why the integral of x^2 from 0 to 3 equals 9. Which option is correct? "
+    "A) photosynthesis B) respiration C) mitosis D) osmosis. def f(x): return x + 1"
+)
+
+
+def make_prompt(tokens: int) -> str:
+    """A deterministic prompt of about *tokens* o200k tokens."""
+    from llmroute.tokens import get_encoding
+
+    enc = get_encoding("o200k_base")
+    vocab = _TEXT.split()
+    words: list[str] = []
+    i = 0
+    text = ""
+    while True:
+        words.append(vocab[i % len(vocab)])
+        i += 1
+        if i % 64 == 0:
+            text = " ".join(words)
+            if len(enc.encode_ordinary(text)) >= tokens:
+                break
+        if i > tokens * 4 and len(enc.encode_ordinary(" ".join(words))) >= tokens:
+            break
+    text = " ".join(words)
+    ids = enc.encode_ordinary(text)[:tokens]
+    return enc.decode(ids)
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark."""
+    ap = argparse.ArgumentParser(prog="python bench/predictor.py")
+    ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-pin", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.no_pin and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        except OSError:
+            pass
+    pred = Predictor.default()
+    models = [
+        ModelProfile("small", tier="small"),
+        ModelProfile("medium", tier="medium"),
+        ModelProfile("large", tier="large"),
+    ]
+    cands = [
+        PredictiveCandidate("small", 0.0001),
+        PredictiveCandidate("medium", 0.001),
+        PredictiveCandidate("large", 0.01),
+    ]
+    t0 = time.perf_counter()
+    pred.predict("warm up", models)
+    first_ms = (time.perf_counter() - t0) * 1e3
+    out: dict[str, float] = {"first_call_ms": round(first_ms, 2)}
+
+    def noop(_m: object, _p: object) -> None:
+        return None
+
+    prompts = {n: [{"role": "user", "content": make_prompt(n)}] for n in (50, 500, 5000)}
+    # the sizes and the no-op baseline are interleaved, so they all see the same machine load
+    clock = time.perf_counter_ns
+    sizes = list(prompts)
+    times: dict[object, list[float]] = {n: [] for n in [*sizes, "noop"]}
+    for msg in prompts.values():
+        for _ in range(50):
+            pred.predict(msg, models)
+    for _ in range(args.iters):
+        t = clock()
+        noop(prompts[500], models)
+        times["noop"].append((clock() - t) / 1e3)
+        for n in sizes:
+            msg = prompts[n]
+            t = clock()
+            pred.predict(msg, models)
+            times[n].append((clock() - t) / 1e3)
+    out["noop_p50_us"] = round(_pct(times["noop"], 0.5), 3)
+    out["noop_p99_us"] = round(_pct(times["noop"], 0.99), 3)
+    for n in sizes:
+        out[f"p50_us_{n}"] = round(_pct(times[n], 0.5), 1)
+        out[f"p99_us_{n}"] = round(_pct(times[n], 0.99), 1)
+    msg = prompts[500]
+    k = max(200, args.iters // 2)
+    t = time.perf_counter()
+    for _ in range(k):
+        choose(pred.predict(msg, models), cands, quality_target=0.8)
+    out["decisions_per_s"] = round(k / (time.perf_counter() - t), 1)
+    if not args.json:
+        print(f"first call (session + tokenizer load): {out['first_call_ms']} ms")
+        print(f"no-op baseline: p50 {out['noop_p50_us']} us, p99 {out['noop_p99_us']} us")
+        for n in (50, 500, 5000):
+            print(f"{n:>5}-token prompt: p50 {out[f'p50_us_{n}']:8.1f} us   p99 {out[f'p99_us_{n}']:8.1f} us")
+        print(f"decisions/s (predict + choose, 500-token prompt, 3 models): {out['decisions_per_s']}")
+    print(json.dumps(out, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,502 @@
+"""Evaluate the predictor as a router on labelled data: ``python -m llmroute.eval DATA ...``.
+
+DATA is CSV, CSV.gz or Parquet in long format, one row per (prompt, model), with the columns
+``prompt_id, benchmark, prompt, model, score`` (score in [0, 1]). Parquet needs ``pyarrow``
+(``pip install 'llmroute[parquet]'``); CSV is read with the standard library. Without a
+``benchmark`` column every prompt is in one group, ``all``.
+
+Strong/weak mode (``--strong S --weak W``), per benchmark, as in RouteLLM:
+
+* A router gives every prompt a *routing score* (higher = send to the strong model). Sweeping a
+  threshold over that score routes a share ``c`` of the prompts, in score order, to the strong
+  model (``c`` from 0 to 1) and the rest to the weak one; its performance is the mean score of
+  the answers it would have got.
+* **PGR(c)** (performance gap recovered) = ``(perf(c) - perf_weak) / (perf_strong - perf_weak)``:
+  0 when everything goes to the weak model, 1 when everything goes to the strong one.
+* **APGR** = area under PGR(c) for ``c`` in [0, 1] (trapezoids). A random router scores 0.5.
+* **CPT(x)** = the smallest share of strong calls ``c`` with PGR(c) >= x (a random router needs
+  ``c = x``). Reported for x = 50 % and 80 %, as fractions in [0, 1].
+* **AUC** = ROC AUC of the routing score for "strong needed" (strong score > weak score).
+* References: random (APGR 0.5, CPT(x) = x), prompt length (longer = strong), oracle (strong
+  exactly where it scores higher).
+
+Ties in the routing score are resolved in expectation: the curve is evaluated only at the
+boundaries of blocks of equal scores and interpolated linearly in between, which is the
+expected curve under random tie-breaking (so a constant router scores exactly 0.5).
+Where the two models' mean scores differ by less than ``1e-6`` (no gap to recover, PGR is
+0/0), the benchmark is reported with the random-router values (APGR 0.5, CPT(x) = x), flagged
+``degenerate`` in the human table and on stderr; nothing is divided by zero. A negative gap
+(the "weak" model is better) keeps the same formula.
+
+Routing score: if both models are known to the predictor (training pool, or ``--like``
+priors), the predicted quality gap ``q_strong - q_weak``; otherwise the predicted difficulty
+(``--score`` overrides). ``--json`` prints exactly one JSON object, the last line of stdout::
+
+    {"<benchmark>": {"apgr": float, "cpt50": float, "cpt80": float, "n": int}, ...}
+
+Multi-model mode (``--pool A,B,C --prices A=0.1,B=1,C=10``): for a sweep of the cost weight
+lambda, every prompt goes to the model maximising ``q - lambda * price``; prints the resulting
+(mean cost, mean score) curve against the oracle's and each single model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import io
+import json
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "PairMetrics",
+    "PromptRow",
+    "evaluate_pair",
+    "load_long",
+    "main",
+    "pgr_curve",
+]
+
+_EPS_GAP = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class PairMetrics:
+    """Strong/weak routing metrics of one benchmark (see the module docstring)."""
+
+    apgr: float
+    cpt50: float
+    cpt80: float
+    auc: float | None
+    n: int
+    strong_mean: float
+    weak_mean: float
+    oracle_apgr: float
+    degenerate: bool
+
+
+@dataclass(slots=True)
+class PromptRow:
+    """One prompt of a long-format file with its per-model scores."""
+
+    prompt_id: str
+    benchmark: str
+    prompt: str
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def pgr_curve(
+    route_score: Sequence[float], strong: Sequence[float], weak: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """Points (share of strong calls, PGR) of the routing curve, at tie-block boundaries.
+
+    Raises ``ZeroDivisionError`` never: callers check the gap first (see :func:`evaluate_pair`).
+    """
+    n = len(route_score)
+    order = sorted(range(n), key=lambda i: -route_score[i])
+    total = sum(strong[i] - weak[i] for i in range(n))
+    shares = [0.0]
+    pgr = [0.0]
+    cum = 0.0
+    k = 0
+    while k < n:
+        j = k
+        s = route_score[order[k]]
+        while j < n and route_score[order[j]] == s:
+            cum += strong[order[j]] - weak[order[j]]
+            j += 1
+        shares.append(j / n)
+        pgr.append(cum / total if total else 0.0)
+        k = j
+    return shares, pgr
+
+
+def _area(xs: Sequence[float], ys: Sequence[float]) -> float:
+    return sum((xs[i] - xs[i - 1]) * (ys[i] + ys[i - 1]) / 2.0 for i in range(1, len(xs)))
+
+
+def _cpt(xs: Sequence[float], ys: Sequence[float], target: float) -> float:
+    for i in range(1, len(xs)):
+        if ys[i] >= target - 1e-12:
+            y0, y1 = ys[i - 1], ys[i]
+            if y0 >= target or y1 == y0:
+                return xs[i - 1] if y0 >= target else xs[i]
+            return xs[i - 1] + (xs[i] - xs[i - 1]) * (target - y0) / (y1 - y0)
+    return 1.0
+
+
+def _auc(score: Sequence[float], label: Sequence[bool]) -> float | None:
+    pos = sum(1 for x in label if x)
+    neg = len(label) - pos
+    if not pos or not neg:
+        return None
+    order = sorted(range(len(score)), key=lambda i: score[i])
+    ranks = [0.0] * len(score)
+    k = 0
+    while k < len(order):
+        j = k
+        while j < len(order) and score[order[j]] == score[order[k]]:
+            j += 1
+        for t in range(k, j):
+            ranks[order[t]] = (k + j + 1) / 2.0
+        k = j
+    rsum = sum(r for r, y in zip(ranks, label, strict=True) if y)
+    return (rsum - pos * (pos + 1) / 2.0) / (pos * neg)
+
+
+def evaluate_pair(route_score: Sequence[float], strong: Sequence[float], weak: Sequence[float]) -> PairMetrics:
+    """APGR, CPT(50 %), CPT(80 %), AUC and references for one benchmark."""
+    n = len(route_score)
+    if n == 0:
+        return PairMetrics(0.5, 0.5, 0.8, None, 0, 0.0, 0.0, 0.5, True)
+    sm = sum(strong) / n
+    wm = sum(weak) / n
+    diff = [s - w for s, w in zip(strong, weak, strict=True)]
+    auc = _auc(list(route_score), [d > 0 for d in diff])
+    if abs(sm - wm) < _EPS_GAP:
+        return PairMetrics(0.5, 0.5, 0.8, auc, n, sm, wm, 0.5, True)
+    xs, ys = pgr_curve(route_score, strong, weak)
+    oxs, oys = pgr_curve(diff, strong, weak)
+    return PairMetrics(
+        apgr=_area(xs, ys),
+        cpt50=_cpt(xs, ys, 0.5),
+        cpt80=_cpt(xs, ys, 0.8),
+        auc=auc,
+        n=n,
+        strong_mean=sm,
+        weak_mean=wm,
+        oracle_apgr=_area(oxs, oys),
+        degenerate=False,
+    )
+
+
+# --------------------------------------------------------------------------- data loading
+
+
+def _rows_from_dicts(records: Iterable[Mapping[str, Any]]) -> dict[str, PromptRow]:
+    prompts: dict[str, PromptRow] = {}
+    for rec in records:
+        try:
+            pid = str(rec["prompt_id"])
+            model = str(rec["model"])
+            raw = rec["score"]
+        except KeyError as exc:
+            raise ValueError(
+                f"missing column {exc.args[0]!r}; need prompt_id, benchmark, prompt, model, score"
+            ) from None
+        bench = str(rec.get("benchmark") or "all")  # no benchmark column: one group "all"
+        if raw is None or raw == "":
+            continue
+        score = float(raw)
+        if math.isnan(score):
+            continue
+        key = f"{bench}\x00{pid}"
+        row = prompts.get(key)
+        if row is None:
+            prompt = rec.get("prompt")
+            row = prompts[key] = PromptRow(pid, bench, "" if prompt is None else str(prompt))
+        row.scores[model] = score
+    return prompts
+
+
+def load_long(path: str | Path) -> list[PromptRow]:
+    """Read a long-format CSV / CSV.gz / Parquet file into one :class:`PromptRow` per prompt."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such data file: {p}")
+    name = p.name.lower()
+    if name.endswith(".parquet"):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise RuntimeError("reading Parquet needs pyarrow: pip install 'llmroute[parquet]' (or pyarrow)") from None
+        names = set(pq.read_schema(p).names)
+        cols = [c for c in ("prompt_id", "benchmark", "prompt", "model", "score") if c in names]
+        table = pq.read_table(p, columns=cols)
+        return list(_rows_from_dicts(table.to_pylist()).values())
+    opener: Callable[..., Any] = gzip.open if name.endswith(".gz") else open
+    with opener(p, "rt", encoding="utf-8", newline="") as f:
+        csv.field_size_limit(1 << 30)
+        return list(_rows_from_dicts(csv.DictReader(f)).values())
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled and total >= 500
+        self.last = -1
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        pct = int(100 * done / self.total)
+        step = 1 if sys.stderr.isatty() else 10
+        if pct // step != self.last // step or done >= self.total:
+            self.last = pct
+            bar = "#" * (pct // 4)
+            sys.stderr.write(f"\rpredicting [{bar:<25}] {pct:3d}% ({done}/{self.total})")
+            if done >= self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _predict_all(rows: Sequence[PromptRow], models: Sequence[Any], predictor: Any, progress: bool) -> list[Any]:
+    bar = _Progress(len(rows), progress)
+    out = []
+    for i, row in enumerate(rows):
+        out.append(predictor.predict([{"role": "user", "content": row.prompt}], models))
+        if i % 50 == 0 or i + 1 == len(rows):
+            bar.update(i + 1)
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "   -  " if x is None else f"{x:6.3f}"
+
+
+def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
+    from llmroute.predictor import ModelProfile
+
+    rows = [r for r in rows if args.strong in r.scores and args.weak in r.scores]
+    if not rows:
+        print(f"error: no prompt has scores for both {args.strong!r} and {args.weak!r}", file=sys.stderr)
+        return 2
+    profiles = [
+        ModelProfile(args.strong, like=args.strong_like),
+        ModelProfile(args.weak, like=args.weak_like),
+    ]
+    preds = _predict_all(rows, profiles, predictor, not args.no_progress)
+    mode = args.score
+    if mode == "auto":
+        both = all(p.known.get(args.strong) and p.known.get(args.weak) for p in preds[:1])
+        mode = "gap" if both else "difficulty"
+    by_bench: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_bench.setdefault(r.benchmark, []).append(i)
+    result: dict[str, dict[str, Any]] = {}
+    table: list[tuple[str, PairMetrics, PairMetrics]] = []
+    for bench in sorted(by_bench):
+        idx = by_bench[bench]
+        strong = [rows[i].scores[args.strong] for i in idx]
+        weak = [rows[i].scores[args.weak] for i in idx]
+        if mode == "gap":
+            score = [preds[i].quality[args.strong] - preds[i].quality[args.weak] for i in idx]
+        else:
+            score = [preds[i].difficulty for i in idx]
+        m = evaluate_pair(score, strong, weak)
+        lm = evaluate_pair([float(len(rows[i].prompt)) for i in idx], strong, weak)
+        if m.degenerate:
+            print(f"warning: {bench}: strong and weak means are equal; reporting random values", file=sys.stderr)
+        result[bench] = {"apgr": m.apgr, "cpt50": m.cpt50, "cpt80": m.cpt80, "n": m.n}
+        table.append((bench, m, lm))
+    if args.plot:
+        _plot_pairs(args.plot, rows, by_bench, preds, mode, args.strong, args.weak)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    print(f"strong={args.strong}  weak={args.weak}  routing score={mode}")
+    head = f"{'benchmark':<22}{'n':>6}  {'strong':>6} {'weak':>6} |  {'APGR':>6} {'CPT50':>6} {'CPT80':>6} {'AUC':>6}"
+    head += f" | {'len':>6} {'lenC50':>6} | {'rand':>5} {'oracle':>6}"
+    print(head)
+    print("-" * len(head))
+    for bench, m, lm in table:
+        flag = " (degenerate)" if m.degenerate else ""
+        print(
+            f"{bench:<22}{m.n:>6}  {m.strong_mean:6.3f} {m.weak_mean:6.3f} |  {m.apgr:6.3f} "
+            f"{m.cpt50:6.3f} {m.cpt80:6.3f} {_fmt(m.auc)} | {lm.apgr:6.3f} {lm.cpt50:6.3f} | "
+            f"{0.5:5.2f} {m.oracle_apgr:6.3f}{flag}"
+        )
+    print("APGR: area under PGR vs strong share (random 0.5); CPT50/80: strong share for 50/80 % PGR.")
+    return 0
+
+
+def _parse_prices(text: str | None, pool: Sequence[str]) -> dict[str, float]:
+    prices: dict[str, float] = {}
+    for item in (text or "").split(","):
+        if item.strip():
+            name, _, value = item.rpartition("=")
+            prices[name.strip()] = float(value)
+    missing = [m for m in pool if m not in prices]
+    if missing:
+        raise SystemExit(f"error: --prices has no price for {', '.join(missing)}")
+    return prices
+
+
+def _pool_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
+    from llmroute.predictor import ModelProfile
+
+    pool = [m.strip() for m in args.pool.split(",") if m.strip()]
+    prices = _parse_prices(args.prices, pool)
+    rows = [r for r in rows if all(m in r.scores for m in pool)]
+    if not rows:
+        print("error: no prompt has scores for every model of --pool", file=sys.stderr)
+        return 2
+    preds = _predict_all(rows, [ModelProfile(m) for m in pool], predictor, not args.no_progress)
+    top = max(prices.values()) or 1.0
+    lambdas = [0.0] + [10 ** (k / 4.0) / top for k in range(-12, 13)] + [1e9]
+    by_bench: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_bench.setdefault(r.benchmark, []).append(i)
+    out: dict[str, Any] = {}
+    for bench in sorted(by_bench):
+        idx = by_bench[bench]
+        n = len(idx)
+        single = {m: {"cost": prices[m], "score": sum(rows[i].scores[m] for i in idx) / n} for m in pool}
+        curve, oracle = [], []
+        for lam in lambdas:
+            for target, use_pred in ((curve, True), (oracle, False)):
+                cost = score = 0.0
+                for i in idx:
+                    q = preds[i].quality if use_pred else rows[i].scores
+                    best = max(pool, key=lambda m, q=q: (q[m] - lam * prices[m], -prices[m]))
+                    cost += prices[best]
+                    score += rows[i].scores[best]
+                target.append({"lambda": lam, "cost": cost / n, "score": score / n})
+        out[bench] = {"n": n, "curve": curve, "oracle": oracle, "single": single}
+    if args.plot:
+        _plot_pool(args.plot, out)
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+        return 0
+    for bench, res in out.items():
+        print(f"== {bench} (n={res['n']})")
+        print(
+            "  single models: "
+            + ", ".join(f"{m}: score {v['score']:.3f} @ {v['cost']:g}" for m, v in res["single"].items())
+        )
+        print(f"  {'lambda':>10} {'cost':>10} {'score':>7} | {'oracle cost':>11} {'score':>7}")
+        for c, o in zip(res["curve"], res["oracle"], strict=True):
+            print(f"  {c['lambda']:10.4g} {c['cost']:10.4g} {c['score']:7.3f} | {o['cost']:11.4g} {o['score']:7.3f}")
+    return 0
+
+
+def _plot_pool(path: str, out: Mapping[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(out)
+    cols = min(3, k)
+    nrows = (k + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.6 * nrows), squeeze=False)
+    for ax, (bench, res) in zip(axes.flat, out.items(), strict=False):
+        for label, pts in (("predictor", res["curve"]), ("oracle", res["oracle"])):
+            ax.plot([p["cost"] for p in pts], [p["score"] for p in pts], marker=".", label=label)
+        for m, v in res["single"].items():
+            ax.scatter([v["cost"]], [v["score"]], marker="x")
+            ax.annotate(m, (v["cost"], v["score"]), fontsize=6)
+        ax.set_xscale("symlog")
+        ax.set_title(bench)
+        ax.set_xlabel("mean cost per call")
+        ax.set_ylabel("mean score")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _plot_pairs(
+    path: str,
+    rows: Sequence[PromptRow],
+    by_bench: Mapping[str, list[int]],
+    preds: Sequence[Any],
+    mode: str,
+    strong_name: str,
+    weak_name: str,
+) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("error: --plot needs matplotlib: pip install 'llmroute[plot]'") from None
+    k = len(by_bench)
+    cols = min(3, k)
+    nrows = (k + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.6 * nrows), squeeze=False)
+    for ax, bench in zip(axes.flat, sorted(by_bench), strict=False):
+        idx = by_bench[bench]
+        strong = [rows[i].scores[strong_name] for i in idx]
+        weak = [rows[i].scores[weak_name] for i in idx]
+        if abs(sum(strong) - sum(weak)) < _EPS_GAP * len(idx):
+            continue
+        if mode == "gap":
+            score = [preds[i].quality[strong_name] - preds[i].quality[weak_name] for i in idx]
+        else:
+            score = [preds[i].difficulty for i in idx]
+        diff = [s - w for s, w in zip(strong, weak, strict=True)]
+        for label, sc in (
+            ("predictor", score),
+            ("length", [float(len(rows[i].prompt)) for i in idx]),
+            ("oracle", diff),
+        ):
+            xs, ys = pgr_curve(sc, strong, weak)
+            ax.plot(xs, ys, label=f"{label} ({_area(xs, ys):.2f})")
+        ax.plot([0, 1], [0, 1], "k:", label="random (0.50)")
+        ax.set_title(bench)
+        ax.set_xlabel("share of strong calls")
+        ax.set_ylabel("PGR")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m llmroute.eval", description=__doc__.split("\n\n")[0])
+    ap.add_argument("data", help="CSV, CSV.gz or Parquet in long format")
+    ap.add_argument("--strong", help="strong model name (as in the data)")
+    ap.add_argument("--weak", help="weak model name (as in the data)")
+    ap.add_argument("--strong-like", help="a training-pool model the strong model resembles")
+    ap.add_argument("--weak-like", help="a training-pool model the weak model resembles")
+    ap.add_argument(
+        "--score",
+        choices=("auto", "gap", "difficulty"),
+        default="auto",
+        help="routing score: predicted quality gap, predicted difficulty, or auto (gap if both known)",
+    )
+    ap.add_argument("--pool", help="multi-model mode: comma-separated model names")
+    ap.add_argument("--prices", help="multi-model mode: NAME=PRICE,... (any unit, per call)")
+    ap.add_argument("--model", help="predictor.onnx to use instead of the shipped one")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--plot", metavar="FILE.png", help="draw the routing curves (needs matplotlib)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the eval CLI; returns the process exit code."""
+    args = _build_parser().parse_args(argv)
+    if not args.pool and not (args.strong and args.weak):
+        print("error: give --strong and --weak, or --pool and --prices", file=sys.stderr)
+        return 2
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("error: --plot needs matplotlib: pip install 'llmroute[plot]'", file=sys.stderr)
+            return 2
+    try:
+        rows = load_long(args.data)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from llmroute.predictor import Predictor
+
+    predictor = Predictor.load(args.model) if args.model else Predictor.default()
+    if args.pool:
+        return _pool_mode(args, rows, predictor)
+    return _pair_mode(args, rows, predictor)
+
+
+if __name__ == "__main__":
+    sys.stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
+    raise SystemExit(main())

@@ -1,0 +1,351 @@
+"""The in-process predictor: how hard is this prompt, and how well will each model answer it?
+
+A small ONNX model shipped in ``models/`` (``llmroute/_models/`` in a wheel) maps a chat request
+to a prompt latent ``z`` (hashed token n-grams + structural features, see
+``llmroute/_features.py``). Each model is a vector ``v = (theta, a)``; its predicted quality is
+``sigmoid(theta + a . z)`` (IRT-style). The prompt's difficulty (0..1) comes from a separate
+head over the structural features (length, numbers, code, maths, ...), fitted to rank prompts
+by failure rate *within* a task and calibrated to the pool's mean failure rate; it is what a
+route relies on for models the predictor does not know.
+
+A model outside the training pool needs no retraining: give it a :class:`ModelProfile` with
+``like=`` (a pool model it resembles), ``tier=`` (``small``/``medium``/``large``/``frontier``),
+or a ``vector`` fitted from a handful of labelled prompts (``llmroute.calibration``). With none of
+those, ``known[name] is False`` and its predicted quality is ``1 - difficulty`` (the predicted
+success rate of an average pool model): routers then rely on the difficulty alone.
+
+The ONNX session is created on first use (one per predictor, one intra-op and one inter-op
+thread) and runs inline: a prediction costs well under a millisecond. ``import
+llmroute.predictor`` imports neither onnxruntime nor the tokenizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+try:
+    from llmroute.errors import LLMRouteError as _Base
+except ImportError:  # pragma: no cover - errors.py not present
+    _Base = Exception  # type: ignore[assignment,misc]
+
+__all__ = [
+    "ModelProfile",
+    "Prediction",
+    "Predictor",
+    "PredictorUnavailableError",
+    "default_model_dir",
+]
+
+TIERS = ("small", "medium", "large", "frontier")
+_log = logging.getLogger("llmroute.predictor")
+
+
+class PredictorUnavailableError(_Base):  # type: ignore[misc,valid-type]
+    """The predictor's model files are missing, unreadable or corrupt.
+
+    Routers catch it and keep the route's configured order instead of failing the call.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """How the predictor represents one candidate model.
+
+    Resolution order: ``vector`` (fitted with ``llmroute calibrate``), the ``name`` itself when it
+    is in the training pool, ``like`` (a pool model it resembles), ``tier``; else the
+    model is not known and its predicted quality is ``1 - difficulty``.
+    """
+
+    name: str
+    like: str | None = None
+    tier: str | None = None
+    vector: tuple[float, ...] | None = None
+
+    @classmethod
+    def from_config(cls, name: str, cfg: Mapping[str, Any] | None) -> ModelProfile:
+        """Build from a config's ``models.<name>.predictor`` dict (``like``/``tier``/``vector``)."""
+        if not cfg:
+            return cls(name)
+        vec = cfg.get("vector")
+        return cls(
+            name,
+            like=cfg.get("like"),
+            tier=cfg.get("tier"),
+            vector=tuple(float(x) for x in vec) if vec is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """What the predictor says about one request, for the route decision and its trace."""
+
+    #: 0..1, higher = harder: predicted failure rate of an average training-pool model.
+    difficulty: float
+    #: Predicted probability of a good answer, per candidate model (the caller's names).
+    quality: Mapping[str, float]
+    #: Whether each model had a pool, ``like``, tier or fitted vector (False: quality = 1 - difficulty).
+    known: Mapping[str, bool]
+    #: Where each model's vector came from: ``pool``, ``like:<m>``, ``tier:<t>``, ``vector``, or
+    #: ``neutral`` (unknown: quality is ``1 - difficulty``).
+    source: Mapping[str, str]
+    #: Prompt latent (for calibration and debugging).
+    latent: tuple[float, ...]
+    #: Tokens actually tokenised (after head/tail bounding).
+    n_tokens: int
+    #: First 12 hex digits of the ONNX file's sha256.
+    model_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (for traces and logs)."""
+        return {
+            "difficulty": self.difficulty,
+            "quality": dict(self.quality),
+            "known": dict(self.known),
+            "source": dict(self.source),
+            "n_tokens": self.n_tokens,
+            "model_id": self.model_id,
+        }
+
+
+def _as_profile(m: ModelProfile | str) -> ModelProfile:
+    return m if isinstance(m, ModelProfile) else ModelProfile(str(m))
+
+
+def default_model_dir() -> Path:
+    """``llmroute/_models`` (wheel layout) if it holds the model, else ``<repo>/models``."""
+    here = Path(__file__).resolve().parent
+    wheel = here / "_models"
+    if (wheel / "predictor.onnx").exists():
+        return wheel
+    return here.parent / "models"
+
+
+class Predictor:
+    """Features + ONNX model + per-model vectors. Thread-safe; the session is created lazily."""
+
+    _default: Predictor | None = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, onnx_path: str | Path, sidecar_path: str | Path | None = None) -> None:
+        self.onnx_path = Path(onnx_path)
+        self.sidecar_path = Path(sidecar_path) if sidecar_path is not None else self.onnx_path.with_suffix(".json")
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._meta: dict[str, Any] | None = None
+        self._encoder: Any = None
+        self._vec_cache: dict[tuple[ModelProfile, ...], tuple[Any, tuple, tuple]] = {}
+        self._model_id = ""
+        self._warned = False
+        self._extract: Any = None
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def default(cls) -> Predictor:
+        """The process-wide predictor over the shipped model (nothing is loaded until first use)."""
+        if cls._default is None:
+            with cls._default_lock:
+                if cls._default is None:
+                    cls._default = cls(default_model_dir() / "predictor.onnx")
+        return cls._default
+
+    @classmethod
+    def load(cls, path: str | Path) -> Predictor:
+        """A predictor over ``path`` (a ``.onnx`` file or a folder holding ``predictor.onnx``).
+
+        The files are read and checked now; the ONNX session is still created on first use.
+        Raises :class:`PredictorUnavailableError` if they are missing or corrupt.
+        """
+        p = Path(path)
+        if p.is_dir():
+            p = p / "predictor.onnx"
+        pred = cls(p)
+        pred._ensure_meta()
+        return pred
+
+    def _ensure_meta(self) -> dict[str, Any]:
+        if self._meta is not None:
+            return self._meta
+        with self._lock:
+            if self._meta is not None:
+                return self._meta
+            try:
+                onnx_bytes = self.onnx_path.read_bytes()
+            except OSError as exc:
+                raise PredictorUnavailableError(
+                    f"predictor model not found or unreadable: {self.onnx_path} ({exc.strerror or exc})"
+                ) from exc
+            try:
+                meta = json.loads(self.sidecar_path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise PredictorUnavailableError(
+                    f"predictor sidecar not found or unreadable: {self.sidecar_path}"
+                ) from exc
+            except ValueError as exc:
+                raise PredictorUnavailableError(f"predictor sidecar is not valid JSON: {self.sidecar_path}") from exc
+            digest = hashlib.sha256(onnx_bytes).hexdigest()
+            want = meta.get("onnx_sha256") if isinstance(meta, dict) else None
+            if want != digest:
+                raise PredictorUnavailableError(
+                    f"predictor model {self.onnx_path} is corrupt or does not match its sidecar "
+                    f"(sha256 {digest[:12]}..., sidecar says {str(want)[:12]}...)"
+                )
+            from llmroute import _features
+
+            feats = meta.get("features", {})
+            if (
+                feats.get("version") != _features.FEATURE_VERSION
+                or feats.get("n_buckets") != _features.N_BUCKETS
+                or list(feats.get("struct", ())) != list(_features.STRUCT_NAMES)
+            ):
+                raise PredictorUnavailableError(
+                    f"predictor {self.onnx_path} was trained for other features "
+                    f"(version {feats.get('version')}, this llmroute computes {_features.FEATURE_VERSION})"
+                )
+            self._onnx_bytes = onnx_bytes
+            self._model_id = digest[:12]
+            self._meta = meta
+            return meta
+
+    def _ensure_session(self) -> Any:
+        if self._session is not None:
+            return self._session
+        self._ensure_meta()
+        with self._lock:
+            if self._session is None:
+                try:
+                    import onnxruntime as ort
+                except ImportError as exc:  # pragma: no cover - runtime dependency
+                    raise PredictorUnavailableError("onnxruntime is not installed") from exc
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = 1
+                opts.inter_op_num_threads = 1
+                opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+                opts.log_severity_level = 3
+                try:
+                    sess = ort.InferenceSession(self._onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+                except Exception as exc:
+                    raise PredictorUnavailableError(
+                        f"predictor model {self.onnx_path} could not be loaded by onnxruntime: {exc}"
+                    ) from exc
+                from llmroute import _features
+
+                self._encoder = _features._encoder()
+                self._extract = _features.extract
+                self._session = sess
+        return self._session
+
+    # ------------------------------------------------------------------ model vectors
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The sidecar (feature spec, pool vectors, tiers, metrics, training hashes)."""
+        return MappingProxyType(self._ensure_meta())
+
+    @property
+    def pool(self) -> tuple[str, ...]:
+        """Names of the models the network was trained with."""
+        return tuple(sorted(self._ensure_meta()["models"]))
+
+    def resolve(self, profile: ModelProfile) -> tuple[tuple[float, ...], bool, str]:
+        """``(vector, known, source)`` of one model profile (see :class:`ModelProfile`)."""
+        meta = self._ensure_meta()
+        pool: Mapping[str, Sequence[float]] = meta["models"]
+        tiers: Mapping[str, Sequence[float]] = meta["tiers"]
+        width = int(meta["latent_dim"]) + 1
+        if profile.vector is not None:
+            if len(profile.vector) != width:
+                raise ValueError(
+                    f"model {profile.name!r}: vector has {len(profile.vector)} values, the predictor needs {width}"
+                )
+            return tuple(float(x) for x in profile.vector), True, "vector"
+        if profile.name in pool:
+            return tuple(pool[profile.name]), True, "pool"
+        if profile.like and profile.like in pool:
+            return tuple(pool[profile.like]), True, f"like:{profile.like}"
+        if profile.tier and profile.tier in tiers and profile.tier != "neutral":
+            return tuple(tiers[profile.tier]), True, f"tier:{profile.tier}"
+        return tuple(tiers["neutral"]), False, "neutral"
+
+    def _vectors(self, models: Sequence[ModelProfile]) -> tuple[Any, tuple, tuple]:
+        key = tuple(models)
+        hit = self._vec_cache.get(key)
+        if hit is not None:
+            return hit
+        import numpy as np
+
+        resolved = [self.resolve(m) for m in models]
+        width = int(self._ensure_meta()["latent_dim"]) + 1
+        mat = np.array([r[0] for r in resolved] or [[0.0] * width], dtype=np.float32)
+        out = (mat, tuple(r[1] for r in resolved), tuple(r[2] for r in resolved))
+        if len(self._vec_cache) > 256:
+            self._vec_cache.clear()
+        self._vec_cache[key] = out
+        return out
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(
+        self,
+        messages: Sequence[Mapping[str, Any]] | str,
+        models: Sequence[ModelProfile | str] = (),
+        *,
+        tools: Any = None,
+    ) -> Prediction:
+        """Difficulty and per-model quality for one chat request.
+
+        ``messages`` are OpenAI-style dicts (string, list-of-parts or ``None`` content; tool
+        calls), or a single prompt string; ``models`` are :class:`ModelProfile` (or bare
+        names); ``tools`` is the request's tool list (any truthy value marks tools present).
+        Raises :class:`PredictorUnavailableError` if the model cannot be loaded.
+        """
+        sess = self._session or self._ensure_session()
+        profiles = [m if type(m) is ModelProfile else _as_profile(m) for m in models]
+        feats = self._extract(messages, tools, encoder=self._encoder)
+        mat, known, source = self._vectors(profiles)
+        quality, latent, difficulty = sess.run(
+            None, {"buckets": feats.buckets, "struct": feats.struct, "model_vectors": mat}
+        )
+        names = [p.name for p in profiles]
+        d = float(difficulty[0])
+        q = quality.tolist()
+        if not all(known):
+            # no vector for this model: its quality is the transferable part, 1 - difficulty
+            q = [qi if k else 1.0 - d for qi, k in zip(q, known)]
+        return Prediction(
+            difficulty=d,
+            quality=dict(zip(names, q)),
+            known=dict(zip(names, known)),
+            source=dict(zip(names, source)),
+            latent=tuple(latent.tolist()),
+            n_tokens=feats.n_tokens,
+            model_id=self._model_id,
+        )
+
+    def try_predict(
+        self,
+        messages: Sequence[Mapping[str, Any]] | str,
+        models: Sequence[ModelProfile | str] = (),
+        *,
+        tools: Any = None,
+    ) -> Prediction | None:
+        """Like :meth:`predict`, but ``None`` (logged once) when the model is unavailable.
+
+        What a router calls: with ``None`` the predictive strategy keeps the configured order,
+        so a missing or corrupt model file never fails a call.
+        """
+        try:
+            return self.predict(messages, models, tools=tools)
+        except PredictorUnavailableError as exc:
+            if not self._warned:
+                self._warned = True
+                _log.warning("predictor unavailable, routes keep their configured order: %s", exc)
+            return None

@@ -1,0 +1,1 @@
+"""Reproducible training of the llmroute predictor (not part of the installed package)."""

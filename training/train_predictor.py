@@ -1,0 +1,515 @@
+"""Train the llmroute predictor and write ``models/predictor.onnx`` + ``models/predictor.json``.
+
+One command, from the repo root::
+
+    python -m training.train_predictor [--data ../shared/data/routing] [--out models] [--eval]
+
+``--eval`` also runs the held-out evaluation (``training/evaluate.py``: split by prompt and
+leave-one-benchmark-out, predictor vs prompt length vs random) and writes
+``models/MODEL_CARD.md`` with the tables.
+
+Model (IRT-style, numpy + scipy L-BFGS, fixed seeds, deterministic):
+
+* prompt latent ``z = mean(T[buckets]) + W @ clip((s - mu) / sd) + c`` (``K`` dims), from the
+  hashed token n-gram buckets and the structural features of ``llmroute/_features.py``;
+* per-model vector ``v_m = (theta_m, a_m)`` with ``a_m[0] = 1``: ``logit q_m = theta_m + a_m . z``
+  (``z[0]`` is the shared "easiness" axis);
+* a separate difficulty head on the structural features only (:func:`fit_difficulty`): ridge on
+  within-benchmark standardised failure rates, calibrated to the failure rate. It is what the
+  router uses for models it has never seen; hashed text is left out of it on purpose (text
+  features learned to recognise benchmarks and did not transfer in leave-one-benchmark-out);
+* training-only offsets ``beta[benchmark, model]`` absorb what is constant within a benchmark, so
+  the network is pushed to explain *within-benchmark* differences (what routing needs on a task
+  it never saw) instead of learning to recognise benchmarks; they are dropped at run time;
+* each benchmark weighs the same in the loss (group balance), soft labels for fractional scores.
+
+The data are read in place from ``../shared/data/routing`` and never copied;
+``routerdc7_nc.parquet`` (non-commercial) is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from llmroute import _features as F  # noqa: E402
+
+__all__ = ["Dataset", "Params", "fit", "forward", "load_dataset", "main"]
+
+SEED = 20240601
+FILES = ("routerbench.parquet", "routerdc7.parquet")
+EXCLUDED = ("routerdc7_nc.parquet",)
+K = 4
+DEFAULT_HP = {
+    "l2_table": 1e-2,
+    "l2_struct": 1e-4,
+    "l2_model": 1e-4,
+    "l2_beta": 1e-4,
+    "maxiter": 200,
+    "length_floor": True,
+    "difficulty_features": None,  # None: latent 0 reads every feature
+    "l2_difficulty": 0.3,
+}
+#: Structural features whose effect on easiness (latent 0) is bounded to <= 0 when
+#: ``length_floor`` is on: a longer prompt is never predicted to be easier (length as a floor).
+FLOOR_FEATURES = ("log_chars", "log_tokens_est", "log_last_user_chars")
+
+#: Hand-assigned size tiers of the pool models; a tier's prior vector is the mean of its members.
+TIERS = {
+    "small": [
+        "mistralai/mistral-7b-chat",
+        "WizardLM/WizardLM-13B-V1.2",
+        "HuggingFaceH4/zephyr-7b-beta",
+        "itpossible/Chinese-Mistral-7B-v0.1",
+        "mistralai/Mistral-7B-v0.1",
+        "meta-llama/Meta-Llama-3-8B",
+        "cognitivecomputations/dolphin-2.6-mistral-7b",
+        "cognitivecomputations/dolphin-2.9-llama3-8b",
+        "meta-math/MetaMath-Mistral-7B",
+    ],
+    "medium": [
+        "meta/llama-2-70b-chat",
+        "meta/code-llama-instruct-34b-chat",
+        "zero-one-ai/Yi-34B-Chat",
+        "mistralai/mixtral-8x7b-chat",
+        "claude-instant-v1",
+        "gpt-3.5-turbo-1106",
+    ],
+    "large": ["claude-v1", "claude-v2", "gpt-3.5-turbo-1106", "zero-one-ai/Yi-34B-Chat"],
+    "frontier": ["gpt-4-1106-preview"],
+}
+
+
+def default_data_dir() -> Path:
+    """``<repo>/../shared/data/routing``."""
+    return REPO.parent / "shared" / "data" / "routing"
+
+
+def question_key(prompt: str) -> str:
+    """Normalised question stem, so the same question in two files lands in the same split."""
+    t = unicodedata.normalize("NFKC", prompt).lower()
+    t = re.sub(r"^\s*(\"\"\"|question:)", "", t)
+    t = re.sub(r"[^0-9a-z]+", "", t)
+    return t[:80]
+
+
+@dataclass
+class Dataset:
+    """Prompts (features, benchmark groups) and the observed (prompt, model, score) cells."""
+
+    prompts: list[str]
+    bench: list[str]  # benchmark name (shared across files)
+    group: np.ndarray  # int index of (file, benchmark)
+    group_names: list[str]
+    keys: list[str]
+    buckets: list[np.ndarray]
+    struct: np.ndarray
+    models: list[str]
+    p_idx: np.ndarray
+    m_idx: np.ndarray
+    y: np.ndarray
+    hashes: dict[str, str]
+
+
+def load_dataset(data_dir: Path) -> Dataset:
+    """Read the routing files in place and compute the features of every prompt."""
+    import pandas as pd
+
+    if not data_dir.is_dir():
+        raise SystemExit(
+            f"error: routing data not found at {data_dir}; pass --data (the training data is the "
+            "shared/data/routing folder, read in place, never copied into the repo)"
+        )
+    frames = []
+    hashes = {}
+    for name in FILES:
+        path = data_dir / name
+        if not path.exists():
+            raise SystemExit(f"error: {path} is missing")
+        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        df = pd.read_parquet(path, columns=["prompt_id", "benchmark", "prompt", "model", "score"])
+        df["file"] = name.split(".")[0]
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
+    df = df.dropna(subset=["score"])
+    df["pkey"] = df["file"] + "/" + df["prompt_id"].astype(str)
+    df = df.sort_values(["pkey", "model"], kind="mergesort").reset_index(drop=True)
+    first = df.drop_duplicates("pkey", keep="first")
+    pkeys = first["pkey"].tolist()
+    pindex = {k: i for i, k in enumerate(pkeys)}
+    prompts = first["prompt"].tolist()
+    bench = first["benchmark"].tolist()
+    gnames_full = (first["file"] + "/" + first["benchmark"]).tolist()
+    group_names = sorted(set(gnames_full))
+    gidx = {g: i for i, g in enumerate(group_names)}
+    models = sorted(df["model"].unique().tolist())
+    midx = {m: i for i, m in enumerate(models)}
+    enc = F._encoder()
+    feats = [F.extract([{"role": "user", "content": p}], encoder=enc) for p in prompts]
+    return Dataset(
+        prompts=prompts,
+        bench=bench,
+        group=np.array([gidx[g] for g in gnames_full], dtype=np.int64),
+        group_names=group_names,
+        keys=[question_key(p) for p in prompts],
+        buckets=[f.buckets for f in feats],
+        struct=np.stack([f.struct for f in feats]).astype(np.float64),
+        models=models,
+        p_idx=np.array([pindex[k] for k in df["pkey"]], dtype=np.int64),
+        m_idx=np.array([midx[m] for m in df["model"]], dtype=np.int64),
+        y=df["score"].to_numpy(dtype=np.float64).clip(0.0, 1.0),
+        hashes=hashes,
+    )
+
+
+def bucket_matrix(buckets: list[np.ndarray]):
+    """Sparse (prompts x (N_BUCKETS + 1)) matrix of mean-pooling weights."""
+    from scipy import sparse
+
+    rows, cols, vals = [], [], []
+    for i, b in enumerate(buckets):
+        rows.append(np.full(b.size, i, dtype=np.int64))
+        cols.append(b)
+        vals.append(np.full(b.size, 1.0 / b.size))
+    mat = sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(buckets), F.N_BUCKETS + 1),
+    )
+    mat.sum_duplicates()
+    return mat
+
+
+@dataclass
+class Params:
+    """Fitted parameters (float64 while training; exported as float32)."""
+
+    table: np.ndarray  # (N_BUCKETS + 1, K)
+    w_struct: np.ndarray  # (S, K)
+    bias: np.ndarray  # (K,)
+    mu: np.ndarray  # (S,)
+    sd: np.ndarray  # (S,)
+    d_w: np.ndarray  # (S,) difficulty head on the standardised structural features
+    d_b: float
+    theta: np.ndarray  # (M,)
+    a: np.ndarray  # (M, K), a[:, 0] == 1
+    models: list[str]
+    hp: dict
+
+
+def difficulty(p: Params, struct: np.ndarray) -> np.ndarray:
+    """Predicted difficulty in (0, 1) per prompt, the same arithmetic as the ONNX graph."""
+    xs = np.clip((struct - p.mu) / p.sd, -5.0, 5.0)
+    return 1.0 / (1.0 + np.exp(-(xs @ p.d_w + p.d_b)))
+
+
+def fit_difficulty(
+    ds: Dataset, prompt_mask: np.ndarray, mu: np.ndarray, sd: np.ndarray, lam: float
+) -> tuple[np.ndarray, float]:
+    """The difficulty head: ridge on within-benchmark standardised failure rates, then a 1-D
+    logistic calibration to the failure rate itself.
+
+    Targets are standardised per (file, benchmark) and features centred per group, each group
+    weighing the same, so the head learns what makes a prompt harder *than its neighbours*, not
+    which benchmark it comes from. The length features are constrained to count as harder
+    (active set: a negative length weight is fixed at 0 and the rest refitted).
+    """
+    P, M = len(ds.prompts), len(ds.models)
+    mat = np.full((P, M), np.nan)
+    mat[ds.p_idx, ds.m_idx] = ds.y
+    fail = 1.0 - np.nanmean(mat, axis=1)
+    xs = np.clip((ds.struct - mu) / sd, -5.0, 5.0)
+    xc = xs.copy()
+    yz = np.zeros(P)
+    w = np.zeros(P)
+    groups = [g for g in range(len(ds.group_names)) if (prompt_mask & (ds.group == g)).any()]
+    for g in groups:
+        i = prompt_mask & (ds.group == g)
+        xc[i] = xs[i] - xs[i].mean(axis=0)
+        yz[i] = (fail[i] - fail[i].mean()) / (fail[i].std() + 1e-9)
+        w[i] = 1.0 / i.sum() / len(groups)
+    a, y, ww = xc[prompt_mask], yz[prompt_mask], w[prompt_mask]
+    free = np.ones(xs.shape[1], dtype=bool)
+    floor = [F.STRUCT_NAMES.index(n) for n in FLOOR_FEATURES]
+    beta = np.zeros(xs.shape[1])
+    for _ in range(len(floor) + 1):
+        af = a[:, free]
+        beta[:] = 0.0
+        beta[free] = np.linalg.solve(af.T @ (af * ww[:, None]) + lam * np.eye(free.sum()), af.T @ (ww * y))
+        neg = [j for j in floor if free[j] and beta[j] < 0]
+        if not neg:
+            break
+        free[neg] = False
+    # calibrate: difficulty = sigmoid(alpha + gamma * score) ~ failure rate (group-balanced)
+    sc = xs[prompt_mask] @ beta
+    f = fail[prompt_mask]
+    alpha, gamma = 0.0, 1.0
+    for _ in range(50):
+        pr = 1.0 / (1.0 + np.exp(-(alpha + gamma * sc)))
+        r = ww * (pr - f)
+        h = ww * pr * (1 - pr)
+        g = np.array([r.sum(), (r * sc).sum()])
+        hm = np.array([[h.sum(), (h * sc).sum()], [(h * sc).sum(), (h * sc * sc).sum()]]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hm, g)
+        alpha, gamma = alpha - step[0], gamma - step[1]
+        if np.abs(step).max() < 1e-12:
+            break
+    return beta * gamma, float(alpha)
+
+
+def forward(p: Params, buckets: list[np.ndarray], struct: np.ndarray) -> np.ndarray:
+    """Prompt latents ``z`` (n x K), the same arithmetic as the ONNX graph."""
+    xs = np.clip((struct - p.mu) / p.sd, -5.0, 5.0)
+    t = np.stack([p.table[b].mean(axis=0) for b in buckets])
+    return t + xs @ p.w_struct + p.bias
+
+
+def fit(ds: Dataset, prompt_mask: np.ndarray, hp: dict | None = None) -> Params:
+    """Fit the model on the prompts where *prompt_mask* is true."""
+    from scipy.optimize import minimize
+
+    hp = {**DEFAULT_HP, **(hp or {})}
+    rng = np.random.default_rng(SEED)
+    keep = prompt_mask[ds.p_idx]
+    p_all = np.flatnonzero(prompt_mask)
+    remap = -np.ones(len(ds.prompts), dtype=np.int64)
+    remap[p_all] = np.arange(p_all.size)
+    pi = remap[ds.p_idx[keep]]
+    mi = ds.m_idx[keep]
+    y = ds.y[keep]
+    gi = ds.group[ds.p_idx[keep]]
+    P, M, G = p_all.size, len(ds.models), len(ds.group_names)
+    # each benchmark group weighs the same
+    counts = np.bincount(gi, minlength=G).astype(np.float64)
+    present = counts > 0
+    w = 1.0 / (counts[gi] * present.sum())
+    X = bucket_matrix([ds.buckets[i] for i in p_all])
+    XT = X.T.tocsr()
+    gm = gi * M + mi
+    S_raw = ds.struct[p_all]
+    mu = S_raw.mean(axis=0)
+    sd = S_raw.std(axis=0)
+    sd = np.where(sd < 1e-6, 1.0, sd)
+    S = np.clip((S_raw - mu) / sd, -5.0, 5.0)
+    nS = S.shape[1]
+    B1 = F.N_BUCKETS + 1
+    shapes = [(B1, K), (nS, K), (K,), (M,), (M, K - 1), (G, M)]
+    sizes = [int(np.prod(s)) for s in shapes]
+    offs = np.cumsum([0, *sizes])
+
+    def unpack(x):
+        return [x[offs[i] : offs[i + 1]].reshape(shapes[i]) for i in range(len(shapes))]
+
+    def loss(x):
+        T, W, c, th, A1, beta = unpack(x)
+        A = np.concatenate([np.ones((M, 1)), A1], axis=1)
+        Z = np.asarray(X @ T) + S @ W + c
+        logit = th[mi] + np.einsum("ij,ij->i", A[mi], Z[pi]) + beta[gi, mi]
+        sig = 1.0 / (1.0 + np.exp(-logit))
+        eps = 1e-9
+        ll = -(y * np.log(sig + eps) + (1 - y) * np.log(1 - sig + eps))
+        val = float((w * ll).sum())
+        r = w * (sig - y)
+        g_th = np.bincount(mi, r, minlength=M)
+        g_beta = np.bincount(gm, r, minlength=G * M).reshape(G, M)
+        g_A = np.stack([np.bincount(mi, r * Z[pi, k], minlength=M) for k in range(K)], axis=1)
+        g_Z = np.stack([np.bincount(pi, r * A[mi, k], minlength=P) for k in range(K)], axis=1)
+        g_T = np.asarray(XT @ g_Z)
+        g_W = S.T @ g_Z
+        g_c = g_Z.sum(axis=0)
+        val += hp["l2_table"] * float((T * T).sum()) + hp["l2_struct"] * float((W * W).sum())
+        val += hp["l2_model"] * float((A1 * A1).sum()) + hp["l2_beta"] * float((beta * beta).sum())
+        g_T += 2 * hp["l2_table"] * T
+        g_W += 2 * hp["l2_struct"] * W
+        g_A1 = g_A[:, 1:] + 2 * hp["l2_model"] * A1
+        g_beta += 2 * hp["l2_beta"] * beta
+        grad = np.concatenate([g.ravel() for g in (g_T, g_W, g_c, g_th, g_A1, g_beta)])
+        return val, grad
+
+    x0 = np.zeros(offs[-1])
+    # small deterministic init of the interaction dims (breaks the symmetry between them)
+    _T0, W0, _c0, _th0, A10, _beta0 = unpack(x0)
+    W0[:, 1:] = rng.normal(0, 0.01, size=(nS, K - 1))
+    A10[:] = rng.normal(0, 0.1, size=(M, K - 1))
+    bounds: list[tuple[float | None, float | None]] = [(None, None)] * offs[-1]
+    keep_d = hp.get("difficulty_features")
+    if keep_d is not None:
+        for row in range(B1):
+            bounds[offs[0] + row * K] = (0.0, 0.0)  # T[:, 0] = 0: no text on the difficulty axis
+        for j, name in enumerate(F.STRUCT_NAMES):
+            if name not in keep_d:
+                bounds[offs[1] + j * K] = (0.0, 0.0)  # W[j, 0]
+    if hp.get("length_floor"):
+        for name in FLOOR_FEATURES:
+            j = F.STRUCT_NAMES.index(name)
+            lo = bounds[offs[1] + j * K][0]
+            bounds[offs[1] + j * K] = (lo, 0.0)  # W[j, 0] <= 0: longer is never easier
+    res = minimize(
+        loss, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": hp["maxiter"], "maxcor": 10}
+    )
+    T, W, c, th, A1, _beta = unpack(res.x)
+    A = np.concatenate([np.ones((M, 1)), A1], axis=1)
+    d_w, d_b = fit_difficulty(ds, prompt_mask, mu, sd, hp["l2_difficulty"])
+    return Params(
+        table=T.copy(),
+        w_struct=W.copy(),
+        bias=c.copy(),
+        mu=mu,
+        sd=sd,
+        d_w=d_w,
+        d_b=d_b,
+        theta=th.copy(),
+        a=A,
+        models=list(ds.models),
+        hp=hp,
+    )
+
+
+def model_vectors(p: Params) -> dict[str, list[float]]:
+    """``{model: [theta, a_0, ..., a_{K-1}]}`` for the training pool."""
+    return {m: [float(p.theta[i])] + [float(v) for v in p.a[i]] for i, m in enumerate(p.models)}
+
+
+def tier_vectors(vecs: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Prior vectors per tier (mean of the tier's pool members) plus ``neutral`` (pool mean)."""
+    out = {}
+    for tier, members in TIERS.items():
+        rows = [vecs[m] for m in members if m in vecs]
+        if rows:
+            out[tier] = [float(x) for x in np.mean(np.array(rows), axis=0)]
+    out["neutral"] = [float(x) for x in np.mean(np.array(list(vecs.values())), axis=0)]
+    return out
+
+
+def export(p: Params, out_dir: Path, ds: Dataset, metrics: dict | None) -> None:
+    """Write ``predictor.onnx`` and the ``predictor.json`` sidecar into *out_dir*."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    f32 = np.float32
+    init = [
+        numpy_helper.from_array(p.table.astype(f32), "table"),
+        numpy_helper.from_array(p.w_struct.astype(f32), "w_struct"),
+        numpy_helper.from_array(p.bias.astype(f32), "bias"),
+        numpy_helper.from_array(p.mu.astype(f32), "mu"),
+        numpy_helper.from_array(p.sd.astype(f32), "sd"),
+        numpy_helper.from_array(np.array(-5.0, f32), "lo"),
+        numpy_helper.from_array(np.array(5.0, f32), "hi"),
+        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        numpy_helper.from_array(np.array([1.0], f32), "one"),
+        numpy_helper.from_array(p.d_w.astype(f32).reshape(-1, 1), "d_w"),
+        numpy_helper.from_array(np.array([p.d_b], f32), "d_b"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["table", "buckets"], ["emb"], axis=0),
+        helper.make_node("ReduceMean", ["emb", "axis0"], ["tmean"], keepdims=0),
+        helper.make_node("Sub", ["struct", "mu"], ["s_c"]),
+        helper.make_node("Div", ["s_c", "sd"], ["s_n"]),
+        helper.make_node("Clip", ["s_n", "lo", "hi"], ["s_cl"]),
+        helper.make_node("Unsqueeze", ["s_cl", "axis0"], ["s_row"]),
+        helper.make_node("MatMul", ["s_row", "w_struct"], ["s_proj_row"]),
+        helper.make_node("Squeeze", ["s_proj_row", "axis0"], ["s_proj"]),
+        helper.make_node("Add", ["tmean", "s_proj"], ["z0"]),
+        helper.make_node("Add", ["z0", "bias"], ["latent"]),
+        helper.make_node("Concat", ["one", "latent"], ["z1"], axis=0),
+        helper.make_node("MatMul", ["model_vectors", "z1"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["quality"]),
+        helper.make_node("MatMul", ["s_row", "d_w"], ["d_row"]),
+        helper.make_node("Squeeze", ["d_row", "axis0"], ["d_lin"]),
+        helper.make_node("Add", ["d_lin", "d_b"], ["d_logit"]),
+        helper.make_node("Sigmoid", ["d_logit"], ["difficulty"]),
+    ]
+    nS = p.w_struct.shape[0]
+    graph = helper.make_graph(
+        nodes,
+        "llmroute_predictor",
+        [
+            helper.make_tensor_value_info("buckets", TensorProto.INT64, ["n"]),
+            helper.make_tensor_value_info("struct", TensorProto.FLOAT, [nS]),
+            helper.make_tensor_value_info("model_vectors", TensorProto.FLOAT, ["m", K + 1]),
+        ],
+        [
+            helper.make_tensor_value_info("quality", TensorProto.FLOAT, ["m"]),
+            helper.make_tensor_value_info("latent", TensorProto.FLOAT, [K]),
+            helper.make_tensor_value_info("difficulty", TensorProto.FLOAT, [1]),
+        ],
+        init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="llmroute-train")
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_bytes = model.SerializeToString(deterministic=True)
+    (out_dir / "predictor.onnx").write_bytes(onnx_bytes)
+    vecs = model_vectors(p)
+    sidecar = {
+        "format": "llmroute-predictor",
+        "version": 1,
+        "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        "features": {
+            "version": F.FEATURE_VERSION,
+            "encoding": F.ENCODING,
+            "head_chars": F.HEAD_CHARS,
+            "tail_chars": F.TAIL_CHARS,
+            "n_buckets": F.N_BUCKETS,
+            "struct": list(F.STRUCT_NAMES),
+        },
+        "latent_dim": K,
+        "vector_layout": "[theta, a_0..a_{K-1}]; logit q = theta + a . latent; a_0 = 1",
+        "difficulty": "sigmoid(d_w . clip((struct - mu) / sd, -5, 5) + d_b): ridge on within-benchmark "
+        "standardised failure rates, calibrated to the failure rate",
+        "models": vecs,
+        "tiers": tier_vectors(vecs),
+        "tier_members": TIERS,
+        "training": {
+            "files": ds.hashes,
+            "excluded": list(EXCLUDED),
+            "prompts": len(ds.prompts),
+            "cells": int(ds.y.size),
+            "seed": SEED,
+            "hyperparameters": p.hp,
+            "command": "python -m training.train_predictor --eval",
+        },
+        "metrics": metrics or {},
+    }
+    (out_dir / "predictor.json").write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train on all data, export, optionally evaluate and write the model card."""
+    ap = argparse.ArgumentParser(prog="python -m training.train_predictor", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=default_data_dir(), help="routing data folder")
+    ap.add_argument("--out", type=Path, default=REPO / "models", help="output folder")
+    ap.add_argument("--eval", action="store_true", help="also run evaluate.py and write MODEL_CARD.md")
+    args = ap.parse_args(argv)
+    np.random.seed(SEED)
+    ds = load_dataset(args.data)
+    print(f"{len(ds.prompts)} prompts, {ds.y.size} cells, {len(ds.models)} models", file=sys.stderr)
+    metrics = None
+    if args.eval:
+        from training import evaluate
+
+        metrics = evaluate.run(ds)
+    params = fit(ds, np.ones(len(ds.prompts), dtype=bool))
+    export(params, args.out, ds, metrics)
+    if metrics is not None:
+        from training import evaluate
+
+        evaluate.write_card(args.out / "MODEL_CARD.md", ds, metrics, params)
+    print(f"wrote {args.out / 'predictor.onnx'} and {args.out / 'predictor.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
