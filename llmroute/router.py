@@ -373,6 +373,44 @@ class Router:
 
         return self._executor.stream(make_plan)
 
+    # ------------------------------------------------------------------ calibration
+    def calibrate(
+        self,
+        prompts: Sequence[Sequence[Message] | str],
+        *,
+        route: str,
+        strong_share: float,
+    ) -> float:
+        """Fit a predictive route to your own traffic: set its ``quality_target`` so that about
+        *strong_share* of *prompts* (unlabelled; a sample of real requests) go past the route's
+        cheapest model. Returns the target; ``router.config`` holds it from now on (save it with
+        ``router.config.model_dump(mode="json")``). For labelled data and new model vectors, see
+        ``llmroute calibrate``. Runs the predictor inline: call it at start-up, not per request.
+        """
+        from .calibration import quality_target_for_strong_share
+        from .predictor import ModelProfile, Predictor
+
+        name, rcfg = self._route(route, None)
+        if rcfg.strategy != "predictive":
+            raise InvalidRequestError(f"route {name!r} has strategy {rcfg.strategy!r}; calibrate needs 'predictive'")
+        if not 0.0 <= strong_share <= 1.0:
+            raise InvalidRequestError(f"strong_share must be within [0, 1], got {strong_share}")
+        if not prompts:
+            raise InvalidRequestError("calibrate needs at least one prompt")
+
+        def unit_price(model: str) -> float:
+            return min(d.price.input + d.price.output for d in self._deployments[model])
+
+        weak = min(rcfg.models, key=unit_price)
+        profiles = [ModelProfile.from_config(m, self.config.models[m].predictor) for m in rcfg.models]
+        predictor = self._predictor = self._predictor or Predictor.default()
+        predictions = [predictor.predict(_as_messages(p), profiles) for p in prompts]
+        target = min(1.0, max(0.0, quality_target_for_strong_share(predictions, weak, strong_share)))
+        routes = dict(self.config.routes)
+        routes[name] = rcfg.model_copy(update={"quality_target": target, "cost_weight": None})
+        self.config = self.config.model_copy(update={"routes": routes})
+        return target
+
     # ------------------------------------------------------------------ lifecycle
     async def warmup(self) -> None:
         """Load the tokenizers (and the predictor, if a route is predictive) in a worker thread.
