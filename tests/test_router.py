@@ -336,3 +336,14 @@ async def test_trace_is_json_serialisable(fleet: Fleet, vsleep: VirtualSleep) ->
     assert data["route"] == "default"
     assert [a["outcome"] for a in data["attempts"]] == ["error", "ok"]
     assert data["attempts"][0]["status"] == 429
+
+
+async def test_stream_deadline_exceeded_before_first_token(fleet: Fleet) -> None:
+    fleet["oai"].enqueue(Fault.stall(2.0))
+    async with router(fleet) as r:
+        await r.warmup()
+        stream = r.stream(MSG, deadline_s=0.3)
+        with pytest.raises(llmroute.DeadlineExceededError):
+            await stream.text()
+    assert stream.route.attempts[0].outcome == "error"
+    assert fleet["oai2"].calls == 0
