@@ -55,6 +55,7 @@ _EXPORTS = {
     "AllAttemptsFailedError": "errors",
     "DeadlineExceededError": "errors",
     "BudgetExceededError": "errors",
+    "PredictorUnavailableError": "predictor",
 }
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "LLMRouteError",
     "MemoryBudget",
     "Message",
+    "PredictorUnavailableError",
     "Price",
     "ProviderConnectionError",
     "ProviderError",
@@ -134,5 +136,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .execute import ReplyStream
     from .hooks import Hooks
     from .policy.budget import Budget, MemoryBudget
+    from .predictor import PredictorUnavailableError
     from .router import Router
     from .types import Attempt, Candidate, Chunk, Message, Reply, RouteTrace, ToolCall, ToolCallDelta, Usage

@@ -18,7 +18,9 @@ Every error llmroute raises derives from :class:`LLMRouteError`::
      │    └── ContentFilteredError        the provider refused or filtered the content
      ├── AllAttemptsFailedError           every candidate of a route failed; ``errors`` holds each one
      ├── DeadlineExceededError            the call's overall deadline passed
-     └── BudgetExceededError              a budget refused the call (names the budget and by how much)
+     ├── BudgetExceededError              a budget refused the call (names the budget and by how much)
+     └── PredictorUnavailableError        the predictor model is missing or corrupt (in llmroute.predictor;
+                                          predictive routes then keep their configured order)
 
 Provider errors carry :attr:`ProviderError.retryable` and :attr:`ProviderError.fallback`: whether
 the same deployment may be tried again, and whether the route should move on to the next one.
