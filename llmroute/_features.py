@@ -28,6 +28,7 @@ __all__ = [
     "N_BUCKETS",
     "STRUCT_NAMES",
     "TAIL_CHARS",
+    "TOKEN_PAD",
     "Features",
     "extract",
     "extract_text",
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 #: Bump when anything below changes the feature values; the sidecar records it.
-FEATURE_VERSION = 4
+FEATURE_VERSION = 5
 #: Tokenizer shipped with the package (``llmroute/_data/tokenizers``).
 ENCODING = "o200k_base"
 #: Characters tokenised from the start and the end of the conversation text.
@@ -43,6 +44,9 @@ HEAD_CHARS = 768
 TAIL_CHARS = 256
 #: Number of hash buckets for token uni- and bigrams; bucket ``N_BUCKETS`` is the "empty" row.
 N_BUCKETS = 1 << 12
+#: ``Features.tokens`` of a prompt without tokens: any id past the vocabulary (the model's token
+#: table maps it to a row that weighs nothing).
+TOKEN_PAD = 1 << 30
 
 _MUL = np.uint64(0x9E3779B97F4A7C15)
 _MUL2 = np.uint64(0x100000001B3)
@@ -84,11 +88,13 @@ STRUCT_NAMES: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Features:
-    """Features of one prompt: hash-bucket ids (int64) and structural values (float32)."""
+    """Features of one prompt: hash-bucket ids (int64), structural values (float32) and the
+    window's token ids (int64; ``[TOKEN_PAD]`` when there are none)."""
 
     buckets: np.ndarray
     struct: np.ndarray
     n_tokens: int
+    tokens: np.ndarray
 
 
 def _text_of(content: Any) -> tuple[list[str], int]:
@@ -339,4 +345,5 @@ def extract_text(
         ],
         dtype=np.float32,
     )
-    return Features(buckets=hash_buckets(ids), struct=struct, n_tokens=n)
+    tokens = ids if n else np.array([TOKEN_PAD], dtype=np.int64)
+    return Features(buckets=hash_buckets(ids), struct=struct, n_tokens=n, tokens=tokens)

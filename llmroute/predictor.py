@@ -145,6 +145,7 @@ class Predictor:
         self._model_id = ""
         self._warned = False
         self._extract: Any = None
+        self._wants_tokens = False
 
     # ------------------------------------------------------------------ construction
 
@@ -238,6 +239,7 @@ class Predictor:
                     ) from exc
                 from llmroute import _features
 
+                self._wants_tokens = any(i.name == "tokens" for i in sess.get_inputs())
                 self._encoder = _features._encoder()
                 self._extract = _features.extract
                 self._session = sess
@@ -311,9 +313,10 @@ class Predictor:
         profiles = [m if type(m) is ModelProfile else _as_profile(m) for m in models]
         feats = self._extract(messages, tools, encoder=self._encoder)
         mat, known, source = self._vectors(profiles)
-        quality, latent, difficulty = sess.run(
-            None, {"buckets": feats.buckets, "struct": feats.struct, "model_vectors": mat}
-        )
+        inputs = {"buckets": feats.buckets, "struct": feats.struct, "model_vectors": mat}
+        if self._wants_tokens:
+            inputs["tokens"] = feats.tokens
+        quality, latent, difficulty = sess.run(None, inputs)
         names = [p.name for p in profiles]
         d = float(difficulty[0])
         q = quality.tolist()

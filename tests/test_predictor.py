@@ -103,7 +103,9 @@ def _numpy_forward(onnx_path: Path, feats: F.Features, vectors: np.ndarray) -> t
     s = np.clip((feats.struct.astype(np.float64) - w["mu"]) / w["sd"], -5, 5)
     z = w["table"][feats.buckets].mean(axis=0) + s @ w["w_struct"] + w["bias"]
     q = 1 / (1 + np.exp(-(vectors.astype(np.float64) @ np.r_[1.0, z])))
-    d = 1 / (1 + np.exp(-(s @ w["d_w"][:, 0] + w["d_b"][0])))
+    t = np.minimum(feats.tokens, w["tok_uw"].size - 1)
+    tok = w["tok_uw"][t].sum() / max(w["tok_w"][t].sum(), 1e-6)
+    d = 1 / (1 + np.exp(-(s @ w["d_w"][:, 0] + tok + w["d_b"][0])))
     return q, z, np.array([d])
 
 

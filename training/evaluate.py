@@ -77,7 +77,7 @@ def score_groups(ds: tp.Dataset, params: tp.Params, test_mask: np.ndarray) -> di
         vw = np.r_[params.theta[wi], params.a[wi]]
         z1 = np.c_[np.ones(len(idx)), zz]
         gap = 1 / (1 + np.exp(-(z1 @ vs))) - 1 / (1 + np.exp(-(z1 @ vw)))
-        diff = tp.difficulty(params, ds.struct[idx])
+        diff = tp.difficulty(params, ds.struct[idx], [ds.tokens[i] for i in idx])
         res = {}
         for name, sc in (
             ("pred_gap", gap.tolist()),

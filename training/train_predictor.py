@@ -14,10 +14,15 @@ Model (IRT-style, numpy + scipy L-BFGS, fixed seeds, deterministic):
   hashed token n-gram buckets and the structural features of ``llmroute/_features.py``;
 * per-model vector ``v_m = (theta_m, a_m)`` with ``a_m[0] = 1``: ``logit q_m = theta_m + a_m . z``
   (``z[0]`` is the shared "easiness" axis);
-* a separate difficulty head on the structural features only (:func:`fit_difficulty`): ridge on
-  within-benchmark standardised failure rates, calibrated to the failure rate. It is what the
-  router uses for models it has never seen; hashed text is left out of it on purpose (text
-  features learned to recognise benchmarks and did not transfer in leave-one-benchmark-out);
+* a separate difficulty head (:func:`fit_difficulty`) on the structural features plus a static
+  token-embedding mean: ridge on within-benchmark standardised failure rates (features centred
+  per benchmark), calibrated to the failure rate. It is what the router uses for models it has
+  never seen. The token part is a model2vec-style table built at training time only
+  (:func:`token_table`): every o200k token of the training prompts is embedded by
+  all-MiniLM-L6-v2 (``training/minilm.py``, numpy), reduced by PCA to ``token_dim`` dims and
+  averaged with SIF weights; since the head is linear, the shipped model only keeps one number
+  per token (``tok_uw``) and its weight (``tok_w``). Hashed text stays out of the head (it
+  learned to recognise benchmarks and did not transfer in leave-one-benchmark-out);
 * training-only offsets ``beta[benchmark, model]`` absorb what is constant within a benchmark, so
   the network is pushed to explain *within-benchmark* differences (what routing needs on a task
   it never saw) instead of learning to recognise benchmarks; they are dropped at run time;
@@ -61,6 +66,9 @@ DEFAULT_HP = {
     "length_floor": True,
     "difficulty_features": None,  # None: latent 0 reads every feature
     "l2_difficulty": 0.3,
+    "token_dim": 16,  # PCA dims of the MiniLM token table in the difficulty head (0: none)
+    "l2_tokens": 0.3,  # ridge penalty of those dims
+    "sif_a": 1e-3,  # SIF weight a / (a + p(token)) of the token mean
 }
 #: Structural features whose effect on easiness (latent 0) is bounded to <= 0 when
 #: ``length_floor`` is on: a longer prompt is never predicted to be easier (length as a floor).
@@ -116,6 +124,10 @@ class Dataset:
     keys: list[str]
     buckets: list[np.ndarray]
     struct: np.ndarray
+    tokens: list[np.ndarray]  # window token ids per prompt (``[F.TOKEN_PAD]`` if none)
+    vocab: np.ndarray  # sorted o200k ids occurring in the prompts
+    vocab_vecs: np.ndarray  # (len(vocab), 384) MiniLM embedding of each of those tokens
+    tok_rows: list[np.ndarray]  # per prompt: positions of its tokens in ``vocab``
     models: list[str]
     p_idx: np.ndarray
     m_idx: np.ndarray
@@ -158,6 +170,8 @@ def load_dataset(data_dir: Path) -> Dataset:
     midx = {m: i for i, m in enumerate(models)}
     enc = F._encoder()
     feats = [F.extract([{"role": "user", "content": p}], encoder=enc) for p in prompts]
+    tokens = [f.tokens for f in feats]
+    vocab = np.unique(np.concatenate([t[t < F.TOKEN_PAD] for t in tokens]))
     return Dataset(
         prompts=prompts,
         bench=bench,
@@ -166,12 +180,68 @@ def load_dataset(data_dir: Path) -> Dataset:
         keys=[question_key(p) for p in prompts],
         buckets=[f.buckets for f in feats],
         struct=np.stack([f.struct for f in feats]).astype(np.float64),
+        tokens=tokens,
+        vocab=vocab,
+        vocab_vecs=token_vectors(vocab, enc),
+        tok_rows=[np.searchsorted(vocab, t[t < F.TOKEN_PAD]) for t in tokens],
         models=models,
         p_idx=np.array([pindex[k] for k in df["pkey"]], dtype=np.int64),
         m_idx=np.array([midx[m] for m in df["model"]], dtype=np.int64),
         y=df["score"].to_numpy(dtype=np.float64).clip(0.0, 1.0),
         hashes=hashes,
     )
+
+
+def token_vectors(ids: np.ndarray, enc) -> np.ndarray:
+    """all-MiniLM-L6-v2 embedding of each o200k token (its text as a one-token sentence).
+
+    Unsupervised, per token; cached under ``~/.cache/llmroute-train`` (keyed by the encoder
+    weights and the token ids), since it takes a couple of minutes in numpy.
+    """
+    from training.minilm import MiniLM, model_dir
+
+    st = model_dir() / "model.safetensors"
+    key = hashlib.sha256(hashlib.sha256(st.read_bytes()).digest() + ids.astype(np.int64).tobytes()).hexdigest()
+    cache = Path.home() / ".cache" / "llmroute-train" / f"minilm_tokens_{key[:24]}.npy"
+    if cache.exists():
+        return np.load(cache)
+    print(f"embedding {ids.size} tokens with all-MiniLM-L6-v2 (cached in {cache.parent})", file=sys.stderr)
+    texts = [enc.decode_single_token_bytes(int(i)).decode("utf-8", "replace") for i in ids]
+    vecs = MiniLM().encode(texts, max_len=16, batch=256)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, vecs)
+    return vecs
+
+
+def token_table(ds: Dataset, prompt_mask: np.ndarray, dim: int, a: float) -> tuple[np.ndarray, np.ndarray]:
+    """The static token table of the training prompts: ``(vecs, weights)`` per ``ds.vocab`` entry.
+
+    Token frequencies, the (frequency-weighted) PCA to *dim* dims and the SIF weights
+    ``a / (a + p)`` come from the prompts of *prompt_mask* only; tokens that never occur there
+    get a zero vector and weight 1, like any token outside the table at run time.
+    """
+    cnt = np.zeros(ds.vocab.size)
+    for i in np.flatnonzero(prompt_mask):
+        np.add.at(cnt, ds.tok_rows[i], 1.0)
+    pf = cnt / max(cnt.sum(), 1.0)
+    e = ds.vocab_vecs.astype(np.float64)
+    mu = pf @ e
+    cov = ((e - mu) * pf[:, None]).T @ (e - mu)
+    _, vec = np.linalg.eigh(cov)
+    vec = vec[:, ::-1][:, :dim]
+    vec = vec * np.where(vec.sum(axis=0) < 0, -1.0, 1.0)  # deterministic sign
+    table = np.where((cnt > 0)[:, None], (e - mu) @ vec, 0.0)
+    return table, a / (a + pf)
+
+
+def token_means(ds: Dataset, table: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """SIF-weighted mean of the token table rows of every prompt (zero without tokens)."""
+    out = np.zeros((len(ds.prompts), table.shape[1]))
+    for i, r in enumerate(ds.tok_rows):
+        if r.size:
+            w = weights[r]
+            out[i] = (w @ table[r]) / w.sum()
+    return out
 
 
 def bucket_matrix(buckets: list[np.ndarray]):
@@ -202,34 +272,64 @@ class Params:
     sd: np.ndarray  # (S,)
     d_w: np.ndarray  # (S,) difficulty head on the standardised structural features
     d_b: float
+    tok_ids: np.ndarray  # o200k ids with a learned entry in the difficulty head's token table
+    tok_uw: np.ndarray  # per tok_ids: weight x contribution to the difficulty logit
+    tok_w: np.ndarray  # per tok_ids: SIF weight (tokens outside tok_ids: contribution 0, weight 1)
     theta: np.ndarray  # (M,)
     a: np.ndarray  # (M, K), a[:, 0] == 1
     models: list[str]
     hp: dict
 
 
-def difficulty(p: Params, struct: np.ndarray) -> np.ndarray:
+def dense_token_tables(p: Params) -> tuple[np.ndarray, np.ndarray]:
+    """``(uw, w)`` indexed by o200k id, last row for ids past the vocabulary (``TOKEN_PAD``)."""
+    n = int(F._encoder().n_vocab)
+    uw = np.zeros(n + 1)
+    w = np.ones(n + 1)
+    w[n] = 0.0
+    uw[p.tok_ids] = p.tok_uw
+    w[p.tok_ids] = p.tok_w
+    return uw, w
+
+
+def difficulty(p: Params, struct: np.ndarray, tokens: list[np.ndarray]) -> np.ndarray:
     """Predicted difficulty in (0, 1) per prompt, the same arithmetic as the ONNX graph."""
     xs = np.clip((struct - p.mu) / p.sd, -5.0, 5.0)
-    return 1.0 / (1.0 + np.exp(-(xs @ p.d_w + p.d_b)))
+    uw, w = dense_token_tables(p)
+    last = uw.size - 1
+    tok = np.array([uw[np.minimum(t, last)].sum() / max(w[np.minimum(t, last)].sum(), 1e-6) for t in tokens])
+    return 1.0 / (1.0 + np.exp(-(xs @ p.d_w + tok + p.d_b)))
 
 
 def fit_difficulty(
-    ds: Dataset, prompt_mask: np.ndarray, mu: np.ndarray, sd: np.ndarray, lam: float
-) -> tuple[np.ndarray, float]:
+    ds: Dataset, prompt_mask: np.ndarray, mu: np.ndarray, sd: np.ndarray, hp: dict
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
     """The difficulty head: ridge on within-benchmark standardised failure rates, then a 1-D
     logistic calibration to the failure rate itself.
 
-    Targets are standardised per (file, benchmark) and features centred per group, each group
-    weighing the same, so the head learns what makes a prompt harder *than its neighbours*, not
-    which benchmark it comes from. The length features are constrained to count as harder
-    (active set: a negative length weight is fixed at 0 and the rest refitted).
+    Features: the standardised structural features plus the SIF-weighted mean of the static
+    token table (:func:`token_table`, standardised, penalty ``l2_tokens``). Targets are
+    standardised per (file, benchmark) and features centred per group, each group weighing the
+    same, so the head learns what makes a prompt harder *than its neighbours*, not which
+    benchmark it comes from. The length features are constrained to count as harder (active
+    set: a negative length weight is fixed at 0 and the rest refitted).
+
+    Returns ``(d_w, d_b, tok_ids, tok_uw, tok_w)``: the linear token part is folded into one
+    number per token (the mean of a linear map is the linear map of the mean).
     """
     P, M = len(ds.prompts), len(ds.models)
     mat = np.full((P, M), np.nan)
     mat[ds.p_idx, ds.m_idx] = ds.y
     fail = 1.0 - np.nanmean(mat, axis=1)
-    xs = np.clip((ds.struct - mu) / sd, -5.0, 5.0)
+    n_s = ds.struct.shape[1]
+    dim = int(hp.get("token_dim") or 0)
+    table, tw = token_table(ds, prompt_mask, dim, hp["sif_a"])
+    emb = token_means(ds, table, tw)
+    mu_e = emb[prompt_mask].mean(axis=0)
+    sd_e = emb[prompt_mask].std(axis=0)
+    sd_e = np.where(sd_e < 1e-9, 1.0, sd_e)
+    xs = np.c_[np.clip((ds.struct - mu) / sd, -5.0, 5.0), (emb - mu_e) / sd_e]
+    lam = np.r_[np.full(n_s, hp["l2_difficulty"]), np.full(dim, hp["l2_tokens"])]
     xc = xs.copy()
     yz = np.zeros(P)
     w = np.zeros(P)
@@ -246,7 +346,7 @@ def fit_difficulty(
     for _ in range(len(floor) + 1):
         af = a[:, free]
         beta[:] = 0.0
-        beta[free] = np.linalg.solve(af.T @ (af * ww[:, None]) + lam * np.eye(free.sum()), af.T @ (ww * y))
+        beta[free] = np.linalg.solve(af.T @ (af * ww[:, None]) + np.diag(lam[free]), af.T @ (ww * y))
         neg = [j for j in floor if free[j] and beta[j] < 0]
         if not neg:
             break
@@ -265,7 +365,11 @@ def fit_difficulty(
         alpha, gamma = alpha - step[0], gamma - step[1]
         if np.abs(step).max() < 1e-12:
             break
-    return beta * gamma, float(alpha)
+    beta = beta * gamma
+    b_e = beta[n_s:] / sd_e
+    u = table @ b_e  # contribution of each token to the difficulty logit (before averaging)
+    used = (table != 0).any(axis=1) if dim else np.zeros(ds.vocab.size, dtype=bool)
+    return beta[:n_s], float(alpha - mu_e @ b_e), ds.vocab[used], (tw * u)[used], tw[used]
 
 
 def forward(p: Params, buckets: list[np.ndarray], struct: np.ndarray) -> np.ndarray:
@@ -360,7 +464,7 @@ def fit(ds: Dataset, prompt_mask: np.ndarray, hp: dict | None = None) -> Params:
     )
     T, W, c, th, A1, _beta = unpack(res.x)
     A = np.concatenate([np.ones((M, 1)), A1], axis=1)
-    d_w, d_b = fit_difficulty(ds, prompt_mask, mu, sd, hp["l2_difficulty"])
+    d_w, d_b, tok_ids, tok_uw, tok_w = fit_difficulty(ds, prompt_mask, mu, sd, hp)
     return Params(
         table=T.copy(),
         w_struct=W.copy(),
@@ -369,6 +473,9 @@ def fit(ds: Dataset, prompt_mask: np.ndarray, hp: dict | None = None) -> Params:
         sd=sd,
         d_w=d_w,
         d_b=d_b,
+        tok_ids=tok_ids,
+        tok_uw=tok_uw,
+        tok_w=tok_w,
         theta=th.copy(),
         a=A,
         models=list(ds.models),
@@ -398,6 +505,7 @@ def export(p: Params, out_dir: Path, ds: Dataset, metrics: dict | None) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     f32 = np.float32
+    uw, tw = dense_token_tables(p)
     init = [
         numpy_helper.from_array(p.table.astype(f32), "table"),
         numpy_helper.from_array(p.w_struct.astype(f32), "w_struct"),
@@ -410,6 +518,10 @@ def export(p: Params, out_dir: Path, ds: Dataset, metrics: dict | None) -> None:
         numpy_helper.from_array(np.array([1.0], f32), "one"),
         numpy_helper.from_array(p.d_w.astype(f32).reshape(-1, 1), "d_w"),
         numpy_helper.from_array(np.array([p.d_b], f32), "d_b"),
+        numpy_helper.from_array(uw.astype(f32), "tok_uw"),
+        numpy_helper.from_array(tw.astype(f32), "tok_w"),
+        numpy_helper.from_array(np.array(uw.size - 1, np.int64), "tok_last"),
+        numpy_helper.from_array(np.array([1e-6], f32), "tiny"),
     ]
     nodes = [
         helper.make_node("Gather", ["table", "buckets"], ["emb"], axis=0),
@@ -427,7 +539,15 @@ def export(p: Params, out_dir: Path, ds: Dataset, metrics: dict | None) -> None:
         helper.make_node("Sigmoid", ["logits"], ["quality"]),
         helper.make_node("MatMul", ["s_row", "d_w"], ["d_row"]),
         helper.make_node("Squeeze", ["d_row", "axis0"], ["d_lin"]),
-        helper.make_node("Add", ["d_lin", "d_b"], ["d_logit"]),
+        helper.make_node("Min", ["tokens", "tok_last"], ["tok_id"]),
+        helper.make_node("Gather", ["tok_uw", "tok_id"], ["tok_uw_g"], axis=0),
+        helper.make_node("Gather", ["tok_w", "tok_id"], ["tok_w_g"], axis=0),
+        helper.make_node("ReduceSum", ["tok_uw_g", "axis0"], ["tok_num"], keepdims=1),
+        helper.make_node("ReduceSum", ["tok_w_g", "axis0"], ["tok_den0"], keepdims=1),
+        helper.make_node("Max", ["tok_den0", "tiny"], ["tok_den"]),
+        helper.make_node("Div", ["tok_num", "tok_den"], ["tok_mean"]),
+        helper.make_node("Add", ["d_lin", "tok_mean"], ["d_lin2"]),
+        helper.make_node("Add", ["d_lin2", "d_b"], ["d_logit"]),
         helper.make_node("Sigmoid", ["d_logit"], ["difficulty"]),
     ]
     nS = p.w_struct.shape[0]
@@ -438,6 +558,7 @@ def export(p: Params, out_dir: Path, ds: Dataset, metrics: dict | None) -> None:
             helper.make_tensor_value_info("buckets", TensorProto.INT64, ["n"]),
             helper.make_tensor_value_info("struct", TensorProto.FLOAT, [nS]),
             helper.make_tensor_value_info("model_vectors", TensorProto.FLOAT, ["m", K + 1]),
+            helper.make_tensor_value_info("tokens", TensorProto.INT64, ["t"]),
         ],
         [
             helper.make_tensor_value_info("quality", TensorProto.FLOAT, ["m"]),
@@ -467,8 +588,16 @@ def export(p: Params, out_dir: Path, ds: Dataset, metrics: dict | None) -> None:
         },
         "latent_dim": K,
         "vector_layout": "[theta, a_0..a_{K-1}]; logit q = theta + a . latent; a_0 = 1",
-        "difficulty": "sigmoid(d_w . clip((struct - mu) / sd, -5, 5) + d_b): ridge on within-benchmark "
-        "standardised failure rates, calibrated to the failure rate",
+        "difficulty": "sigmoid(d_w . clip((struct - mu) / sd, -5, 5) + sum(tok_uw[t]) / sum(tok_w[t]) + d_b) "
+        "over the window's o200k token ids t (ids past the table -> its last row): ridge on within-benchmark "
+        "standardised failure rates, calibrated to the failure rate; tok_uw / tok_w are a SIF-weighted "
+        "all-MiniLM-L6-v2 static token table folded to one number per token",
+        "token_table": {
+            "encoder": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), training time only",
+            "tokens": int(p.tok_ids.size),
+            "dim": int(p.hp.get("token_dim") or 0),
+            "sif_a": p.hp.get("sif_a"),
+        },
         "models": vecs,
         "tiers": tier_vectors(vecs),
         "tier_members": TIERS,
