@@ -86,16 +86,33 @@ def _map_transport_error(exc: httpx.HTTPError, target: Target, *, reading: bool)
     return ProviderError(f"HTTP error ({type(exc).__name__}: {exc})", **fields)
 
 
-def _http_request(pc: PlannedCandidate, request: ChatRequest, *, stream: bool) -> httpx.Request:
+def _http_request(
+    pc: PlannedCandidate, request: ChatRequest, *, stream: bool, urls: dict[str, httpx.URL] | None = None
+) -> httpx.Request:
     spec = pc.adapter.build_request(request, pc.target, stream=stream)
-    return httpx.Request(
-        spec.method, spec.url, headers=spec.headers, content=spec.body, extensions={"timeout": pc.timeout}
-    )
+    url: str | httpx.URL = spec.url
+    if urls is not None:  # parsing a URL costs more than the rest of the request: keep them
+        parsed = urls.get(spec.url)
+        if parsed is None:
+            if len(urls) >= 4096:
+                urls.clear()
+            parsed = urls[spec.url] = httpx.URL(spec.url)
+        url = parsed
+    return httpx.Request(spec.method, url, headers=spec.headers, content=spec.body, extensions={"timeout": pc.timeout})
 
 
-async def send(client: httpx.AsyncClient, pc: PlannedCandidate, request: ChatRequest) -> Completion:
-    """One non-streamed attempt: send, read, parse. Raises a ProviderError on failure."""
-    http_request = _http_request(pc, request, stream=False)
+async def send(
+    client: httpx.AsyncClient,
+    pc: PlannedCandidate,
+    request: ChatRequest,
+    *,
+    urls: dict[str, httpx.URL] | None = None,
+) -> Completion:
+    """One non-streamed attempt: send, read, parse. Raises a ProviderError on failure.
+
+    *urls* is an optional cache of parsed URLs, shared across calls.
+    """
+    http_request = _http_request(pc, request, stream=False, urls=urls)
     try:
         response = await client.send(http_request)
     except httpx.HTTPError as exc:
@@ -119,9 +136,11 @@ class _AttemptStream:
         #: An error decoded after some chunks of the same read: raised once those are consumed.
         self._deferred: BaseException | None = None
 
-    async def open(self, client: httpx.AsyncClient, request: ChatRequest) -> None:
+    async def open(
+        self, client: httpx.AsyncClient, request: ChatRequest, urls: dict[str, httpx.URL] | None = None
+    ) -> None:
         """Send the request; raise the provider's error for a non-2xx status."""
-        http_request = _http_request(self._pc, request, stream=True)
+        http_request = _http_request(self._pc, request, stream=True, urls=urls)
         try:
             self._response = await client.send(http_request, stream=True)
         except httpx.HTTPError as exc:
@@ -210,6 +229,7 @@ class Executor:
         self.budget = budget
         self._rng = rng
         self._retrying = AsyncRetrying(sleep=sleep)  # only the owner object tenacity's retry state wants
+        self._urls: dict[str, httpx.URL] = {}
 
     # ----------------------------------------------------------------- bookkeeping
     def _begin(self, plan: Plan, pc: PlannedCandidate, number: int, t0: float) -> tuple[Attempt, Reservation | None]:
@@ -328,7 +348,7 @@ class Executor:
                     break
                 try:
                     if pc.attempt_s is None:
-                        completion = await send(self.client, pc, plan.request)
+                        completion = await send(self.client, pc, plan.request, urls=self._urls)
                     else:
                         completion = await self._send_bounded(pc, plan.request)
                 except BaseException as exc:
@@ -349,7 +369,7 @@ class Executor:
     async def _send_bounded(self, pc: PlannedCandidate, request: ChatRequest) -> Completion:
         assert pc.attempt_s is not None
         with anyio.move_on_after(pc.attempt_s):
-            return await send(self.client, pc, request)
+            return await send(self.client, pc, request, urls=self._urls)
         raise ProviderTimeoutError(f"attempt exceeded {pc.attempt_s:g}s", **pc.target.error_fields()) from None
 
     # ----------------------------------------------------------------- stream
@@ -461,10 +481,10 @@ class ReplyStream:
         stream = _AttemptStream(pc)
         try:
             if deadline_at is None:
-                await stream.open(ex.client, self._plan.request)
+                await stream.open(ex.client, self._plan.request, ex._urls)
             else:
                 with anyio.fail_after(max(0.0, deadline_at - ex.clock())):
-                    await stream.open(ex.client, self._plan.request)
+                    await stream.open(ex.client, self._plan.request, ex._urls)
             early: list[Chunk] = []
             while True:
                 chunk = await stream.next_chunk(deadline_at, ex.clock)

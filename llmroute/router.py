@@ -35,6 +35,7 @@ from .policy.budget import Budget
 from .policy.ordering import order_candidates
 from .providers import get_adapter
 from .providers.base import Adapter, Target
+from .tokens import count_message_tokens
 from .types import Candidate, ChatRequest, Message, Reply, RouteTrace
 
 __all__ = ["Router"]
@@ -56,6 +57,7 @@ class _Deployment:
     attempt_s: float | None
     context_window: int | None
     max_output_tokens: int | None
+    tokenizer: str
 
 
 def _timeouts(*layers: TimeoutConfig | None) -> tuple[dict[str, float | None], float | None]:
@@ -175,6 +177,7 @@ class Router:
                     attempt_s=attempt_s,
                     context_window=dep.context_window or (table.max_input_tokens if table else None),
                     max_output_tokens=dep.max_output_tokens or (table.max_output_tokens if table else None),
+                    tokenizer=model.tokenizer,
                 )
             )
         return out
@@ -213,13 +216,12 @@ class Router:
         deps: list[_Deployment] = []
         cands: list[Candidate] = []
         for mname in rcfg.models:
-            enc = self.config.models[mname].tokenizer
+            model_deps = self._deployments[mname]
+            enc = model_deps[0].tokenizer
             if enc not in tokens_by_enc:
-                from .tokens import count_message_tokens
-
                 tokens_by_enc[enc] = count_message_tokens(req.messages, enc, tools=req.tools)
             n_in = tokens_by_enc[enc]
-            for d in self._deployments[mname]:
+            for d in model_deps:
                 n_out = min(out_tokens, d.max_output_tokens) if d.max_output_tokens else out_tokens
                 deps.append(d)
                 cands.append(
@@ -228,6 +230,8 @@ class Router:
         prediction = None
         if rcfg.strategy == "predictive":
             deps, cands, reason, prediction = self._predictive(req, rcfg, deps, cands)
+        elif rcfg.strategy == "ordered":
+            reason = "configured order"
         else:
             order, reason = order_candidates(rcfg.strategy, cands)
             deps, cands = [deps[i] for i in order], [cands[i] for i in order]
@@ -235,9 +239,10 @@ class Router:
         skipped: list[BaseException] = []
         planned: list[PlannedCandidate] = []
         kept: list[Candidate] = []
+        retry = rcfg.retry or self.config.retry
         for d, c in zip(deps, cands):
-            n_in = tokens_by_enc[self.config.models[d.model].tokenizer]
-            if d.context_window and n_in > d.context_window:
+            if d.context_window and tokens_by_enc[d.tokenizer] > d.context_window:
+                n_in = tokens_by_enc[d.tokenizer]
                 skipped.append(
                     ContextWindowExceededError(
                         f"skipped: about {n_in} input tokens exceed the context window of {d.context_window}",
@@ -245,7 +250,6 @@ class Router:
                     )
                 )
                 continue
-            retry = rcfg.retry or self.config.retry
             planned.append(PlannedCandidate(c, d.adapter, d.target, d.price, d.timeout, retry, d.attempt_s))
             kept.append(c)
         if skipped:
