@@ -33,7 +33,7 @@ from .errors import (
     ProviderTimeoutError,
     ResponseError,
 )
-from .hooks import Hooks, dispatch_attempt_finished, dispatch_attempt_started
+from .hooks import Hooks, dispatch_attempt_finished, dispatch_attempt_started, dispatch_call_finished
 from .policy.budget import Budget, Reservation
 from .policy.fallback import retry_if_retryable, should_fall_back, stop_for, wait_retry_after_or_backoff
 from .providers.base import Adapter, Target
@@ -324,16 +324,25 @@ class Executor:
         """Run *plan* for a non-streamed reply."""
         t0 = self.clock()
         errors: list[BaseException] = list(plan.skipped)
+        reply: Reply | None = None
+        error: BaseException | None = None
         try:
             if plan.deadline_s is None:
-                return await self._complete(plan, t0, None, errors)
+                reply = await self._complete(plan, t0, None, errors)
+                return reply
             with anyio.move_on_after(plan.deadline_s) as scope:
-                return await self._complete(plan, t0, t0 + plan.deadline_s, errors)
+                reply = await self._complete(plan, t0, t0 + plan.deadline_s, errors)
+                return reply
             if scope.cancelled_caught:
                 raise DeadlineExceededError(plan.route, plan.deadline_s, errors)
             raise AssertionError("unreachable")  # pragma: no cover
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             plan.trace.duration_s = self.clock() - t0
+            if self.hooks:
+                dispatch_call_finished(self.hooks, plan.trace, reply, error)
 
     async def _complete(self, plan: Plan, t0: float, deadline_at: float | None, errors: list[BaseException]) -> Reply:
         for pc in plan.candidates:
@@ -504,6 +513,7 @@ class ReplyStream:
         t0 = ex.clock()
         deadline_at = None if plan.deadline_s is None else t0 + plan.deadline_s
         errors: list[BaseException] = list(plan.skipped)
+        error: BaseException | None = None
         try:
             for pc in plan.candidates:
                 state: RetryCallState | None = None
@@ -543,8 +553,13 @@ class ReplyStream:
                         await committed.aclose()
                     return
             raise ex._failed(plan, errors)
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             plan.trace.duration_s = ex.clock() - t0
+            if ex.hooks:
+                dispatch_call_finished(ex.hooks, plan.trace, self.reply, error)
 
     async def _commit(
         self,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .types import Attempt, Reply, RouteTrace
 
-__all__ = ["Hooks", "dispatch_attempt_finished", "dispatch_attempt_started"]
+__all__ = ["Hooks", "dispatch_attempt_finished", "dispatch_attempt_started", "dispatch_call_finished"]
 
 logger = logging.getLogger("llmroute.hooks")
 
@@ -31,7 +31,8 @@ class Hooks:
         """
 
     def call_finished(self, trace: RouteTrace, reply: Reply | None, error: BaseException | None) -> None:
-        """A routed call ended, with its reply or its error."""
+        """A routed call (or stream) ended, with its reply or its error (``GeneratorExit`` for a
+        stream closed early)."""
 
 
 def dispatch_attempt_started(hooks: Sequence[Hooks], attempt: Attempt) -> None:
@@ -50,3 +51,14 @@ def dispatch_attempt_finished(hooks: Sequence[Hooks], attempt: Attempt, error: B
             hook.attempt_finished(attempt, error)
         except Exception:
             logger.exception("hook %r failed in attempt_finished", hook)
+
+
+def dispatch_call_finished(
+    hooks: Sequence[Hooks], trace: RouteTrace, reply: Reply | None, error: BaseException | None
+) -> None:
+    """Call ``call_finished`` on every hook, logging (not raising) what they raise."""
+    for hook in hooks:
+        try:
+            hook.call_finished(trace, reply, error)
+        except Exception:
+            logger.exception("hook %r failed in call_finished", hook)

@@ -266,9 +266,15 @@ async def test_hooks_see_every_attempt_and_a_broken_hook_is_harmless(fleet: Flee
     class Recorder(llmroute.Hooks):
         def __init__(self) -> None:
             self.finished: list[tuple[str, str | None]] = []
+            self.calls: list[tuple[str, bool, str | None]] = []
 
         def attempt_finished(self, attempt: llmroute.Attempt, error: BaseException | None) -> None:
             self.finished.append((attempt.outcome, type(error).__name__ if error else None))
+
+        def call_finished(
+            self, trace: llmroute.RouteTrace, reply: llmroute.Reply | None, error: BaseException | None
+        ) -> None:
+            self.calls.append((trace.route, reply is not None, type(error).__name__ if error else None))
 
     class Broken(llmroute.Hooks):
         def attempt_started(self, attempt: llmroute.Attempt) -> None:
@@ -278,7 +284,15 @@ async def test_hooks_see_every_attempt_and_a_broken_hook_is_harmless(fleet: Flee
     rec = Recorder()
     async with llmroute.Router.from_dict(make_config(fleet), sleep=vsleep, hooks=[Broken(), rec]) as r:
         await r.complete(MSG)
-    assert rec.finished == [("error", "ServerError"), ("ok", None)]
+        await r.stream(MSG).text()
+        with pytest.raises(llmroute.UnknownRouteError):
+            await r.complete(MSG, route="nope")  # refused before any call starts: no hook
+        for name in ("oai", "oai2", "claude", "gem"):
+            fleet[name].enqueue(Fault.auth())
+        with pytest.raises(llmroute.AllAttemptsFailedError):
+            await r.complete(MSG)
+    assert rec.finished[:3] == [("error", "ServerError"), ("ok", None), ("ok", None)]
+    assert rec.calls == [("default", True, None), ("default", True, None), ("default", False, "AllAttemptsFailedError")]
 
 
 async def test_concurrent_calls_share_one_client(fleet: Fleet) -> None:
