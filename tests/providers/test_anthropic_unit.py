@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import random
 from typing import Any
 
 import pytest
+from _streams import feed_stream, random_sizes
 from pydantic import SecretStr
 
 from llmroute.errors import (
@@ -577,23 +577,7 @@ TEXT_TOOL_STREAM = sse(
 
 
 def run(data: bytes, sizes: list[int] | None = None) -> list[Chunk]:
-    parser = ADAPTER.stream_parser(TARGET)
-    out: list[Chunk] = []
-    pos = 0
-    for size in sizes or [len(data)]:
-        out.extend(parser.feed(data[pos : pos + size]))
-        pos += size
-    out.extend(parser.feed(data[pos:]))
-    out.extend(parser.close())
-    return out
-
-
-def random_sizes(n: int, seed: int) -> list[int]:
-    rng = random.Random(seed)
-    sizes: list[int] = []
-    while sum(sizes) < n:
-        sizes.append(rng.randint(1, 40))
-    return sizes
+    return feed_stream(ADAPTER, TARGET, data, sizes)
 
 
 def test_stream_text_and_tools() -> None:

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 import pytest
+from _streams import feed_stream
 from pydantic import SecretStr
 
 from llmroute.errors import (
@@ -271,15 +272,7 @@ STREAM = b"".join(
 
 
 def run(data: bytes, sizes: list[int] | None = None) -> list[Chunk]:
-    parser = ADAPTER.stream_parser(TARGET)
-    out: list[Chunk] = []
-    pos = 0
-    for size in sizes or [len(data)]:
-        out.extend(parser.feed(data[pos : pos + size]))
-        pos += size
-    out.extend(parser.feed(data[pos:]))
-    out.extend(parser.close())
-    return out
+    return feed_stream(ADAPTER, TARGET, data, sizes)
 
 
 def test_stream() -> None:
