@@ -122,6 +122,7 @@ class Router:
         )
         self._predictor = predictor
         self._warm = False
+        self._profiles: dict[str, Any] = {}
         self._deployments: dict[str, list[_Deployment]] = {
             name: self._resolve_model(name, model) for name, model in cfg.models.items()
         }
@@ -272,15 +273,24 @@ class Router:
         ordered = [dataclasses.replace(cands[i], score=quality.get(cands[i].model)) for i in idx]
         return [deps[i] for i in idx], ordered, decision.reason, decision
 
+    def _profile(self, model: str) -> Any:
+        """How the predictor sees *model* (built once from its config, then kept)."""
+        profile = self._profiles.get(model)
+        if profile is None:
+            from .predictor import ModelProfile
+
+            profile = self._profiles[model] = ModelProfile.from_config(model, self.config.models[model].predictor)
+        return profile
+
     def _predict_order(self, req: ChatRequest, rcfg: RouteConfig, cands: list[Candidate]) -> tuple[list[str], Any]:
         """Ask the predictor about this prompt and let the predictive policy order the models."""
         from .policy.predictive import PredictiveCandidate, choose
-        from .predictor import ModelProfile, Predictor
+        from .predictor import Predictor
 
         if self._predictor is None:
             self._predictor = Predictor.default()
         models = list(dict.fromkeys(c.model for c in cands))
-        profiles = [ModelProfile.from_config(m, self.config.models[m].predictor) for m in models]
+        profiles = [self._profile(m) for m in models]
         prediction = self._predictor.try_predict(req.messages, profiles, tools=req.tools)
         cheapest = {m: min(c.est_cost_usd for c in cands if c.model == m) for m in models}
         decision = choose(
@@ -392,7 +402,7 @@ class Router:
         ``llmroute calibrate``. Runs the predictor inline: call it at start-up, not per request.
         """
         from .calibration import quality_target_for_strong_share
-        from .predictor import ModelProfile, Predictor
+        from .predictor import Predictor
 
         name, rcfg = self._route(route, None)
         if rcfg.strategy != "predictive":
@@ -406,7 +416,7 @@ class Router:
             return min(d.price.input + d.price.output for d in self._deployments[model])
 
         weak = min(rcfg.models, key=unit_price)
-        profiles = [ModelProfile.from_config(m, self.config.models[m].predictor) for m in rcfg.models]
+        profiles = [self._profile(m) for m in rcfg.models]
         predictor = self._predictor = self._predictor or Predictor.default()
         predictions = [predictor.predict(_as_messages(p), profiles) for p in prompts]
         target = min(1.0, max(0.0, quality_target_for_strong_share(predictions, weak, strong_share)))
