@@ -49,6 +49,46 @@ def _score_matrix(ds: tp.Dataset) -> np.ndarray:
     return mat
 
 
+def prompt_scores(ds: tp.Dataset, params: tp.Params, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Routing scores of the prompts *idx* for their file's strong/weak pair: gap and difficulty."""
+    z = tp.forward(params, [ds.buckets[i] for i in idx], ds.struct[idx])
+    z1 = np.c_[np.ones(len(idx)), z]
+    files = [ds.group_names[ds.group[i]].split("/")[0] for i in idx]
+    gap = np.zeros(len(idx))
+    for f in set(files):
+        si, wi = (ds.models.index(m) for m in PAIRS[f])
+        rows = np.array([x == f for x in files])
+        q = [1 / (1 + np.exp(-(z1[rows] @ np.r_[params.theta[m], params.a[m]]))) for m in (si, wi)]
+        gap[rows] = q[0] - q[1]
+    diff = tp.difficulty(params, ds.struct[idx], [ds.tokens[i] for i in idx])
+    return {"pred_gap": gap, "pred_diff": diff}
+
+
+def mixed_groups(ds: tp.Dataset, scores: dict[str, np.ndarray], scored: np.ndarray) -> dict:
+    """One mixed-topic test set per file: all its *scored* prompts pooled (each was scored by a
+    model that never saw its benchmark), metrics for the file's strong/weak pair."""
+    mat = _score_matrix(ds)
+    files = np.array([g.split("/")[0] for g in ds.group_names])[ds.group]
+    out = {}
+    for f in sorted(set(files)):
+        si, wi = (ds.models.index(m) for m in PAIRS[f])
+        idx = np.flatnonzero(scored & (files == f))
+        idx = idx[~(np.isnan(mat[idx, si]) | np.isnan(mat[idx, wi]))]
+        res: dict = {}
+        length = np.array([float(len(ds.prompts[i])) for i in idx])
+        for name, sc in (
+            ("pred_gap", scores["pred_gap"][idx]),
+            ("pred_diff", scores["pred_diff"][idx]),
+            ("length", length),
+        ):
+            m = evaluate_pair(sc.tolist(), mat[idx, si].tolist(), mat[idx, wi].tolist())
+            res[name] = {"apgr": m.apgr, "cpt50": m.cpt50, "cpt80": m.cpt80, "auc": m.auc}
+            res["n"], res["strong_mean"], res["weak_mean"] = m.n, m.strong_mean, m.weak_mean
+            res["oracle"] = {"apgr": m.oracle_apgr}
+        out[f"{f} (all benchmarks)"] = res
+    return out
+
+
 def score_groups(ds: tp.Dataset, params: tp.Params, test_mask: np.ndarray) -> dict:
     """Metrics per (file/benchmark) group on the prompts of *test_mask*."""
     mat = _score_matrix(ds)
@@ -156,18 +196,23 @@ def run(ds: tp.Dataset, hp: dict | None = None, lobo: bool = True, export_dir: P
     if lobo:
         groups = {}
         bench = np.array(ds.bench)
+        scores = {k: np.zeros(len(ds.prompts)) for k in ("pred_gap", "pred_diff")}
         for b in sorted(set(ds.bench)):
             print(f"fit: leave out {b}", file=sys.stderr)
             held = bench == b
             params = tp.fit(ds, ~held, hp)
             groups.update(score_groups(ds, params, held))
+            idx = np.flatnonzero(held)
+            for k, v in prompt_scores(ds, params, idx).items():
+                scores[k][idx] = v
             if export_dir is not None:
                 _export_heldout(ds, params, export_dir / f"lobo_{b}", held)
         result["lobo"] = {"groups": groups, "summary": _summary(groups)}
+        result["lobo_mixed"] = {"groups": mixed_groups(ds, scores, np.ones(len(ds.prompts), dtype=bool))}
     return result
 
 
-def _table(groups: dict) -> list[str]:
+def _table(groups: dict, rho: bool = True) -> list[str]:
     lines = [
         "| benchmark | n | strong / weak mean | predictor (gap) APGR / CPT50 / CPT80 "
         "| predictor (difficulty) APGR / CPT50 / CPT80 | length APGR / CPT50 / CPT80 | random | oracle "
@@ -183,7 +228,7 @@ def _table(groups: dict) -> list[str]:
             f"| {g} | {r['n']} | {r['strong_mean']:.3f} / {r['weak_mean']:.3f} | "
             + " | ".join(cells)
             + f" | 0.500 / 0.50 / 0.80 | {r['oracle']['apgr']:.3f} "
-            + f"| {r['pred_diff']['rho']:+.3f} / {r['length']['rho']:+.3f} |"
+            + (f"| {r['pred_diff']['rho']:+.3f} / {r['length']['rho']:+.3f} |" if rho else "| - |")
         )
     return lines
 
@@ -209,6 +254,15 @@ def tables_markdown(metrics: dict) -> str:
             + "."
         )
         out.append("")
+        if key == "lobo" and "lobo_mixed" in metrics:
+            out.append("")
+            out.append(
+                "*Mixed topics, still zero-shot:* every prompt scored by the model fitted without its "
+                "benchmark, then all prompts of a file pooled into one test set (like a multi-subject "
+                "set such as MMLU, where which kind of task a prompt is matters most):\n"
+            )
+            out.extend(_table(metrics["lobo_mixed"]["groups"], rho=False))
+            out.append("")
     return "\n".join(out)
 
 

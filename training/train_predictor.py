@@ -69,6 +69,10 @@ DEFAULT_HP = {
     "token_dim": 16,  # PCA dims of the MiniLM token table in the difficulty head (0: none)
     "l2_tokens": 0.3,  # ridge penalty of those dims
     "sif_a": 1e-3,  # SIF weight a / (a + p(token)) of the token mean
+    # "pooled": failure rates standardised per source file, so harder *tasks* count too (what a
+    # mixed-topic set such as MMLU needs); "within": standardised per benchmark (harder than its
+    # neighbours only). See training/experiments/between_topics.py.
+    "difficulty_mode": "pooled",
 }
 #: Structural features whose effect on easiness (latent 0) is bounded to <= 0 when
 #: ``length_floor`` is on: a longer prompt is never predicted to be easier (length as a floor).
@@ -304,15 +308,19 @@ def difficulty(p: Params, struct: np.ndarray, tokens: list[np.ndarray]) -> np.nd
 def fit_difficulty(
     ds: Dataset, prompt_mask: np.ndarray, mu: np.ndarray, sd: np.ndarray, hp: dict
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
-    """The difficulty head: ridge on within-benchmark standardised failure rates, then a 1-D
-    logistic calibration to the failure rate itself.
+    """The difficulty head: ridge on standardised failure rates, then a 1-D logistic
+    calibration to the failure rate itself.
 
     Features: the standardised structural features plus the SIF-weighted mean of the static
-    token table (:func:`token_table`, standardised, penalty ``l2_tokens``). Targets are
-    standardised per (file, benchmark) and features centred per group, each group weighing the
-    same, so the head learns what makes a prompt harder *than its neighbours*, not which
-    benchmark it comes from. The length features are constrained to count as harder (active
-    set: a negative length weight is fixed at 0 and the rest refitted).
+    token table (:func:`token_table`, standardised, penalty ``l2_tokens``); each benchmark
+    weighs the same. With ``difficulty_mode="pooled"`` (the default) targets are standardised
+    and features centred per source *file*: the head learns both what makes a prompt harder
+    than its neighbours and which kinds of task are harder (maths and code over everyday
+    science), which is what a mixed-topic set needs. With ``"within"`` they are standardised
+    per (file, benchmark): only the within-task part. The features are few and generic
+    (no hashed text), so neither mode can learn to recognise a benchmark by its wording.
+    The length features are constrained to count as harder (active set: a negative length
+    weight is fixed at 0 and the rest refitted).
 
     Returns ``(d_w, d_b, tok_ids, tok_uw, tok_w)``: the linear token part is folded into one
     number per token (the mean of a linear map is the linear map of the mean).
@@ -334,10 +342,18 @@ def fit_difficulty(
     yz = np.zeros(P)
     w = np.zeros(P)
     groups = [g for g in range(len(ds.group_names)) if (prompt_mask & (ds.group == g)).any()]
-    for g in groups:
-        i = prompt_mask & (ds.group == g)
+    if hp.get("difficulty_mode", "within") == "pooled":
+        # one standardisation per source file: its benchmarks keep their differences, but the
+        # two files (different model pools, different scales) are not compared with each other
+        files = np.array([n.split("/")[0] for n in ds.group_names])[ds.group]
+        units = [prompt_mask & (files == f) for f in sorted(set(files[prompt_mask]))]
+    else:
+        units = [prompt_mask & (ds.group == g) for g in groups]
+    for i in units:
         xc[i] = xs[i] - xs[i].mean(axis=0)
         yz[i] = (fail[i] - fail[i].mean()) / (fail[i].std() + 1e-9)
+    for g in groups:
+        i = prompt_mask & (ds.group == g)
         w[i] = 1.0 / i.sum() / len(groups)
     a, y, ww = xc[prompt_mask], yz[prompt_mask], w[prompt_mask]
     free = np.ones(xs.shape[1], dtype=bool)
