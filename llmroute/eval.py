@@ -28,9 +28,12 @@ Where the two models' mean scores differ by less than ``1e-6`` (no gap to recove
 ``degenerate`` in the human table and on stderr; nothing is divided by zero. A negative gap
 (the "weak" model is better) keeps the same formula.
 
-Routing score: if both models are known to the predictor (training pool, or ``--like``
-priors), the predicted quality gap ``q_strong - q_weak``; otherwise the predicted difficulty
-(``--score`` overrides). ``--json`` prints exactly one JSON object, the last line of stdout::
+Routing score (``--score``): ``difficulty`` (the default, also what ``auto`` means) routes the
+prompts the predictor finds hardest to the strong model; ``gap`` uses the predicted quality gap
+``q_strong - q_weak`` of the two models' vectors (training pool, ``--strong-like`` /
+``--weak-like`` priors). On benchmarks the predictor never saw, difficulty is the better router
+(leave-one-benchmark-out tables in ``models/MODEL_CARD.md``); the gap only helps on tasks like
+the training data. ``--json`` prints exactly one JSON object, the last line of stdout::
 
     {"<benchmark>": {"apgr": float, "cpt50": float, "cpt80": float, "n": int}, ...}
 
@@ -276,8 +279,14 @@ def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) 
     preds = _predict_all(rows, profiles, predictor, not args.no_progress)
     mode = args.score
     if mode == "auto":
-        both = all(p.known.get(args.strong) and p.known.get(args.weak) for p in preds[:1])
-        mode = "gap" if both else "difficulty"
+        mode = "difficulty"
+    elif mode == "gap" and not all(preds[0].known.get(m) for m in (args.strong, args.weak)):
+        unknown = [m for m in (args.strong, args.weak) if not preds[0].known.get(m)]
+        print(
+            f"warning: --score gap: the predictor has no vector for {', '.join(unknown)} "
+            "(give --strong-like / --weak-like); its quality is 1 - difficulty",
+            file=sys.stderr,
+        )
     by_bench: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         by_bench.setdefault(r.benchmark, []).append(i)
@@ -461,7 +470,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--score",
         choices=("auto", "gap", "difficulty"),
         default="auto",
-        help="routing score: predicted quality gap, predicted difficulty, or auto (gap if both known)",
+        help="routing score: predicted difficulty (auto, the default: best on unseen tasks) or the "
+        "predicted quality gap of the two models",
     )
     ap.add_argument("--pool", help="multi-model mode: comma-separated model names")
     ap.add_argument("--prices", help="multi-model mode: NAME=PRICE,... (any unit, per call)")

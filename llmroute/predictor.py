@@ -4,9 +4,10 @@ A small ONNX model shipped in ``models/`` (``llmroute/_models/`` in a wheel) map
 to a prompt latent ``z`` (hashed token n-grams + structural features, see
 ``llmroute/_features.py``). Each model is a vector ``v = (theta, a)``; its predicted quality is
 ``sigmoid(theta + a . z)`` (IRT-style). The prompt's difficulty (0..1) comes from a separate
-head over the structural features (length, numbers, code, maths, ...), fitted to rank prompts
-by failure rate *within* a task and calibrated to the pool's mean failure rate; it is what a
-route relies on for models the predictor does not know.
+head over the structural features (length, numbers, code, maths, ...) and a static token table,
+fitted to rank prompts by failure rate (harder prompts within a task, and harder kinds of task)
+and calibrated to the pool's mean failure rate; it is what a route relies on for models the
+predictor does not know, and what ``python -m llmroute.eval`` routes by.
 
 A model outside the training pool needs no retraining: give it a :class:`ModelProfile` with
 ``like=`` (a pool model it resembles), ``tier=`` (``small``/``medium``/``large``/``frontier``),
