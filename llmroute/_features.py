@@ -157,6 +157,10 @@ def hash_buckets(ids: np.ndarray) -> np.ndarray:
 
 
 _DIGIT, _CODE, _MATH, _NEG, _QUESTION, _NEWLINE = 1, 2, 4, 8, 16, 32
+#: (64 class values x 5 bits): which of code, maths, negation, question, newline each value has.
+_BIT_COUNTS = np.array(
+    [[(v & b) != 0 for b in (_CODE, _MATH, _NEG, _QUESTION, _NEWLINE)] for v in range(64)], dtype=np.int64
+)
 _CODE_WORDS = frozenset(
     {b"def", b"return", b"import", b"function", b"const", b"let", b"var", b"print", b"self", b"elif", b"lambda"}
 )
@@ -301,11 +305,13 @@ def extract_text(
         isd = (cls & _DIGIT).view(bool)
         numbers = (int(isd[0]) + int(np.count_nonzero(isd[1:] > isd[:-1]))) * scale
         digit_frac = np.count_nonzero(isd) / n
-        code = np.count_nonzero(cls & _CODE) * scale
-        mathm = np.count_nonzero(cls & _MATH) * scale
-        negations = np.count_nonzero(cls & _NEG) * scale
-        questions = np.count_nonzero(cls & _QUESTION) * scale
-        newlines = np.count_nonzero(cls & _NEWLINE) * scale
+        # tokens carrying each class bit: one histogram of the 64 class values, then a tiny matmul
+        code, mathm, negations, questions, newlines = (np.bincount(cls, minlength=64) @ _BIT_COUNTS).tolist()
+        code *= scale
+        mathm *= scale
+        negations *= scale
+        questions *= scale
+        newlines *= scale
         choices = len(_CHOICE_RE.findall("\n" + w))
         if w.isascii():
             non_ascii = cjk = 0.0

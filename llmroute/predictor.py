@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 TIERS = ("small", "medium", "large", "frontier")
+#: The graph's outputs, named (``run(None, ...)`` looks them up on every call).
+_OUTPUTS = ["quality", "latent", "difficulty"]
 _log = logging.getLogger("llmroute.predictor")
 
 
@@ -317,7 +319,7 @@ class Predictor:
         inputs = {"buckets": feats.buckets, "struct": feats.struct, "model_vectors": mat}
         if self._wants_tokens:
             inputs["tokens"] = feats.tokens
-        quality, latent, difficulty = sess.run(None, inputs)
+        quality, latent, difficulty = sess.run(_OUTPUTS, inputs)
         names = [p.name for p in profiles]
         d = float(difficulty[0])
         q = quality.tolist()
