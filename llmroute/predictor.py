@@ -1,9 +1,10 @@
 """The in-process predictor: how hard is this prompt, and how well will each model answer it?
 
 A small ONNX model shipped in ``models/`` (``llmroute/_models/`` in a wheel) maps a chat request
-to a prompt latent ``z`` (hashed token n-grams + structural features, see
-``llmroute/_features.py``). Each model is a vector ``v = (theta, a)``; its predicted quality is
-``sigmoid(theta + a . z)`` (IRT-style). The prompt's difficulty (0..1) comes from a separate
+to a prompt latent ``z``: ``z[0]`` is the easiness ``-logit(difficulty)``, the rest come from
+hashed token n-grams and structural features (see ``llmroute/_features.py``). Each model is a
+vector ``v = (theta, a)``; its predicted quality is ``sigmoid(theta + a . z)`` (IRT-style).
+The prompt's difficulty (0..1) comes from a
 head over the structural features (length, numbers, code, maths, ...) and a static token table,
 fitted to rank prompts by failure rate (harder prompts within a task, and harder kinds of task)
 and calibrated to the pool's mean failure rate; it is what a route relies on for models the

@@ -101,12 +101,13 @@ def _numpy_forward(onnx_path: Path, feats: F.Features, vectors: np.ndarray) -> t
 
     w = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in onnx.load(str(onnx_path)).graph.initializer}
     s = np.clip((feats.struct.astype(np.float64) - w["mu"]) / w["sd"], -5, 5)
-    z = w["table"][feats.buckets].mean(axis=0) + s @ w["w_struct"] + w["bias"]
-    q = 1 / (1 + np.exp(-(vectors.astype(np.float64) @ np.r_[1.0, z])))
     t = np.minimum(feats.tokens, w["tok_uw"].size - 1)
     tok = w["tok_uw"][t].sum() / max(w["tok_w"][t].sum(), 1e-6)
-    d = 1 / (1 + np.exp(-(s @ w["d_w"][:, 0] + tok + w["d_b"][0])))
-    return q, z, np.array([d])
+    d_logit = s @ w["d_w"][:, 0] + tok + w["d_b"][0]
+    z = w["table"][feats.buckets].mean(axis=0) + s @ w["w_struct"] + w["bias"]
+    z = z + w["e0"] * d_logit  # latent 0 = minus the difficulty logit
+    q = 1 / (1 + np.exp(-(vectors.astype(np.float64) @ np.r_[1.0, z])))
+    return q, z, np.array([1 / (1 + np.exp(-d_logit))])
 
 
 def test_onnx_equals_numpy_forward(pred: Predictor) -> None:

@@ -51,7 +51,7 @@ def _score_matrix(ds: tp.Dataset) -> np.ndarray:
 
 def prompt_scores(ds: tp.Dataset, params: tp.Params, idx: np.ndarray) -> dict[str, np.ndarray]:
     """Routing scores of the prompts *idx* for their file's strong/weak pair: gap and difficulty."""
-    z = tp.forward(params, [ds.buckets[i] for i in idx], ds.struct[idx])
+    z = tp.forward(params, [ds.buckets[i] for i in idx], ds.struct[idx], [ds.tokens[i] for i in idx])
     z1 = np.c_[np.ones(len(idx)), z]
     files = [ds.group_names[ds.group[i]].split("/")[0] for i in idx]
     gap = np.zeros(len(idx))
@@ -94,7 +94,7 @@ def score_groups(ds: tp.Dataset, params: tp.Params, test_mask: np.ndarray) -> di
     mat = _score_matrix(ds)
     out = {}
     idx_all = np.flatnonzero(test_mask)
-    z = tp.forward(params, [ds.buckets[i] for i in idx_all], ds.struct[idx_all])
+    z = tp.forward(params, [ds.buckets[i] for i in idx_all], ds.struct[idx_all], [ds.tokens[i] for i in idx_all])
     zpos = {int(i): k for k, i in enumerate(idx_all)}
     file_models: dict[str, list[int]] = {}
     for i, gname in enumerate(ds.group_names):

@@ -10,19 +10,23 @@ leave-one-benchmark-out, predictor vs prompt length vs random) and writes
 
 Model (IRT-style, numpy + scipy L-BFGS, fixed seeds, deterministic):
 
-* prompt latent ``z = mean(T[buckets]) + W @ clip((s - mu) / sd) + c`` (``K`` dims), from the
-  hashed token n-gram buckets and the structural features of ``llmroute/_features.py``;
-* per-model vector ``v_m = (theta_m, a_m)`` with ``a_m[0] = 1``: ``logit q_m = theta_m + a_m . z``
-  (``z[0]`` is the shared "easiness" axis);
-* a separate difficulty head (:func:`fit_difficulty`) on the structural features plus a static
-  token-embedding mean: ridge on within-benchmark standardised failure rates (features centred
-  per benchmark), calibrated to the failure rate. It is what the router uses for models it has
-  never seen. The token part is a model2vec-style table built at training time only
+* a difficulty head (:func:`fit_difficulty`) on the structural features plus a static
+  token-embedding mean: ridge on failure rates standardised per source file (features centred
+  per file, each benchmark weighing the same, length never counting as easier), calibrated to
+  the failure rate. It is what the router uses for models it has never seen, and what the eval
+  CLI routes by. The token part is a model2vec-style table built at training time only
   (:func:`token_table`): every o200k token of the training prompts is embedded by
   all-MiniLM-L6-v2 (``training/minilm.py``, numpy), reduced by PCA to ``token_dim`` dims and
   averaged with SIF weights; since the head is linear, the shipped model only keeps one number
   per token (``tok_uw``) and its weight (``tok_w``). Hashed text stays out of the head (it
   learned to recognise benchmarks and did not transfer in leave-one-benchmark-out);
+* prompt latent ``z`` (``K`` dims): ``z[0] = -logit(difficulty)`` (the head's easiness, a fixed
+  input) and ``z[1:] = (mean(T[buckets]) + W @ clip((s - mu) / sd) + c)[1:]``, from the hashed
+  token n-gram buckets and the structural features of ``llmroute/_features.py``;
+* per-model vector ``v_m = (theta_m, a_m)``: ``logit q_m = theta_m + a_m . z`` with
+  ``a_m[0] >= 0`` (each model's slope on the easiness axis: quality never falls as the prompt
+  gets easier, and follows the difficulty that transfers to unseen tasks; with
+  ``easiness_axis=False``, ``z[0]`` is learned too and ``a_m[0] = 1``);
 * training-only offsets ``beta[benchmark, model]`` absorb what is constant within a benchmark, so
   the network is pushed to explain *within-benchmark* differences (what routing needs on a task
   it never saw) instead of learning to recognise benchmarks; they are dropped at run time;
@@ -73,6 +77,10 @@ DEFAULT_HP = {
     # mixed-topic set such as MMLU needs); "within": standardised per benchmark (harder than its
     # neighbours only). See training/experiments/between_topics.py.
     "difficulty_mode": "pooled",
+    # latent 0 is the difficulty head's easiness (minus its logit), each model with its own
+    # slope a_0 >= 0, instead of a learned axis with a_0 = 1: predicted quality then follows the
+    # difficulty that transfers to unseen tasks. See the module docstring.
+    "easiness_axis": True,
 }
 #: Structural features whose effect on easiness (latent 0) is bounded to <= 0 when
 #: ``length_floor`` is on: a longer prompt is never predicted to be easier (length as a floor).
@@ -296,13 +304,18 @@ def dense_token_tables(p: Params) -> tuple[np.ndarray, np.ndarray]:
     return uw, w
 
 
-def difficulty(p: Params, struct: np.ndarray, tokens: list[np.ndarray]) -> np.ndarray:
-    """Predicted difficulty in (0, 1) per prompt, the same arithmetic as the ONNX graph."""
+def difficulty_logit(p: Params, struct: np.ndarray, tokens: list[np.ndarray]) -> np.ndarray:
+    """Logit of the predicted difficulty per prompt, the same arithmetic as the ONNX graph."""
     xs = np.clip((struct - p.mu) / p.sd, -5.0, 5.0)
     uw, w = dense_token_tables(p)
     last = uw.size - 1
     tok = np.array([uw[np.minimum(t, last)].sum() / max(w[np.minimum(t, last)].sum(), 1e-6) for t in tokens])
-    return 1.0 / (1.0 + np.exp(-(xs @ p.d_w + tok + p.d_b)))
+    return xs @ p.d_w + tok + p.d_b
+
+
+def difficulty(p: Params, struct: np.ndarray, tokens: list[np.ndarray]) -> np.ndarray:
+    """Predicted difficulty in (0, 1) per prompt, the same arithmetic as the ONNX graph."""
+    return 1.0 / (1.0 + np.exp(-difficulty_logit(p, struct, tokens)))
 
 
 def fit_difficulty(
@@ -388,11 +401,14 @@ def fit_difficulty(
     return beta[:n_s], float(alpha - mu_e @ b_e), ds.vocab[used], (tw * u)[used], tw[used]
 
 
-def forward(p: Params, buckets: list[np.ndarray], struct: np.ndarray) -> np.ndarray:
+def forward(p: Params, buckets: list[np.ndarray], struct: np.ndarray, tokens: list[np.ndarray]) -> np.ndarray:
     """Prompt latents ``z`` (n x K), the same arithmetic as the ONNX graph."""
     xs = np.clip((struct - p.mu) / p.sd, -5.0, 5.0)
     t = np.stack([p.table[b].mean(axis=0) for b in buckets])
-    return t + xs @ p.w_struct + p.bias
+    z = t + xs @ p.w_struct + p.bias
+    if p.hp.get("easiness_axis"):
+        z[:, 0] -= difficulty_logit(p, struct, tokens)
+    return z
 
 
 def fit(ds: Dataset, prompt_mask: np.ndarray, hp: dict | None = None) -> Params:
@@ -424,7 +440,14 @@ def fit(ds: Dataset, prompt_mask: np.ndarray, hp: dict | None = None) -> Params:
     S = np.clip((S_raw - mu) / sd, -5.0, 5.0)
     nS = S.shape[1]
     B1 = F.N_BUCKETS + 1
-    shapes = [(B1, K), (nS, K), (K,), (M,), (M, K - 1), (G, M)]
+    d_w, d_b, tok_ids, tok_uw, tok_w = fit_difficulty(ds, prompt_mask, mu, sd, hp)
+    easy = bool(hp.get("easiness_axis"))
+    E = np.zeros((P, K))
+    if easy:  # latent 0 = minus the difficulty logit (fixed input; each model fits its slope)
+        head = Params(np.zeros((1, K)), np.zeros((nS, K)), np.zeros(K), mu, sd, d_w, d_b, tok_ids, tok_uw,
+                      tok_w, np.zeros(0), np.zeros((0, K)), [], hp)  # fmt: skip
+        E[:, 0] = -difficulty_logit(head, ds.struct[p_all], [ds.tokens[i] for i in p_all])
+    shapes = [(B1, K), (nS, K), (K,), (M,), (M, K - 1), (G, M), (M,)]
     sizes = [int(np.prod(s)) for s in shapes]
     offs = np.cumsum([0, *sizes])
 
@@ -432,9 +455,9 @@ def fit(ds: Dataset, prompt_mask: np.ndarray, hp: dict | None = None) -> Params:
         return [x[offs[i] : offs[i + 1]].reshape(shapes[i]) for i in range(len(shapes))]
 
     def loss(x):
-        T, W, c, th, A1, beta = unpack(x)
-        A = np.concatenate([np.ones((M, 1)), A1], axis=1)
-        Z = np.asarray(X @ T) + S @ W + c
+        T, W, c, th, A1, beta, a0 = unpack(x)
+        A = np.concatenate([a0[:, None], A1], axis=1)
+        Z = np.asarray(X @ T) + S @ W + c + E
         logit = th[mi] + np.einsum("ij,ij->i", A[mi], Z[pi]) + beta[gi, mi]
         sig = 1.0 / (1.0 + np.exp(-logit))
         eps = 1e-9
@@ -454,15 +477,25 @@ def fit(ds: Dataset, prompt_mask: np.ndarray, hp: dict | None = None) -> Params:
         g_W += 2 * hp["l2_struct"] * W
         g_A1 = g_A[:, 1:] + 2 * hp["l2_model"] * A1
         g_beta += 2 * hp["l2_beta"] * beta
-        grad = np.concatenate([g.ravel() for g in (g_T, g_W, g_c, g_th, g_A1, g_beta)])
+        g_a0 = g_A[:, 0]
+        grad = np.concatenate([g.ravel() for g in (g_T, g_W, g_c, g_th, g_A1, g_beta, g_a0)])
         return val, grad
 
     x0 = np.zeros(offs[-1])
     # small deterministic init of the interaction dims (breaks the symmetry between them)
-    _T0, W0, _c0, _th0, A10, _beta0 = unpack(x0)
+    _T0, W0, _c0, _th0, A10, _beta0, a00 = unpack(x0)
     W0[:, 1:] = rng.normal(0, 0.01, size=(nS, K - 1))
     A10[:] = rng.normal(0, 0.1, size=(M, K - 1))
+    a00[:] = 1.0
     bounds: list[tuple[float | None, float | None]] = [(None, None)] * offs[-1]
+    for m in range(M):  # a_0: fixed at 1 on a learned axis; on the easiness input, >= 0 (easier never hurts)
+        bounds[offs[6] + m] = (0.0, None) if easy else (1.0, 1.0)
+    if easy:  # nothing learned on latent 0: it is the difficulty head's easiness
+        for row in range(B1):
+            bounds[offs[0] + row * K] = (0.0, 0.0)
+        for j in range(nS):
+            bounds[offs[1] + j * K] = (0.0, 0.0)
+        bounds[offs[2]] = (0.0, 0.0)
     keep_d = hp.get("difficulty_features")
     if keep_d is not None:
         for row in range(B1):
@@ -470,7 +503,7 @@ def fit(ds: Dataset, prompt_mask: np.ndarray, hp: dict | None = None) -> Params:
         for j, name in enumerate(F.STRUCT_NAMES):
             if name not in keep_d:
                 bounds[offs[1] + j * K] = (0.0, 0.0)  # W[j, 0]
-    if hp.get("length_floor"):
+    if hp.get("length_floor") and not easy:
         for name in FLOOR_FEATURES:
             j = F.STRUCT_NAMES.index(name)
             lo = bounds[offs[1] + j * K][0]
@@ -478,9 +511,8 @@ def fit(ds: Dataset, prompt_mask: np.ndarray, hp: dict | None = None) -> Params:
     res = minimize(
         loss, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": hp["maxiter"], "maxcor": 10}
     )
-    T, W, c, th, A1, _beta = unpack(res.x)
-    A = np.concatenate([np.ones((M, 1)), A1], axis=1)
-    d_w, d_b, tok_ids, tok_uw, tok_w = fit_difficulty(ds, prompt_mask, mu, sd, hp)
+    T, W, c, th, A1, _beta, a0 = unpack(res.x)
+    A = np.concatenate([a0[:, None], A1], axis=1)
     return Params(
         table=T.copy(),
         w_struct=W.copy(),
@@ -539,20 +571,14 @@ def export(p: Params, out_dir: Path, ds: Dataset, metrics: dict | None) -> None:
         numpy_helper.from_array(np.array(uw.size - 1, np.int64), "tok_last"),
         numpy_helper.from_array(np.array([1e-6], f32), "tiny"),
     ]
+    easy = bool(p.hp.get("easiness_axis"))
+    if easy:  # latent 0 = minus the difficulty logit
+        init.append(numpy_helper.from_array(np.r_[-1.0, np.zeros(K - 1)].astype(f32), "e0"))
     nodes = [
-        helper.make_node("Gather", ["table", "buckets"], ["emb"], axis=0),
-        helper.make_node("ReduceMean", ["emb", "axis0"], ["tmean"], keepdims=0),
         helper.make_node("Sub", ["struct", "mu"], ["s_c"]),
         helper.make_node("Div", ["s_c", "sd"], ["s_n"]),
         helper.make_node("Clip", ["s_n", "lo", "hi"], ["s_cl"]),
         helper.make_node("Unsqueeze", ["s_cl", "axis0"], ["s_row"]),
-        helper.make_node("MatMul", ["s_row", "w_struct"], ["s_proj_row"]),
-        helper.make_node("Squeeze", ["s_proj_row", "axis0"], ["s_proj"]),
-        helper.make_node("Add", ["tmean", "s_proj"], ["z0"]),
-        helper.make_node("Add", ["z0", "bias"], ["latent"]),
-        helper.make_node("Concat", ["one", "latent"], ["z1"], axis=0),
-        helper.make_node("MatMul", ["model_vectors", "z1"], ["logits"]),
-        helper.make_node("Sigmoid", ["logits"], ["quality"]),
         helper.make_node("MatMul", ["s_row", "d_w"], ["d_row"]),
         helper.make_node("Squeeze", ["d_row", "axis0"], ["d_lin"]),
         helper.make_node("Min", ["tokens", "tok_last"], ["tok_id"]),
@@ -565,6 +591,23 @@ def export(p: Params, out_dir: Path, ds: Dataset, metrics: dict | None) -> None:
         helper.make_node("Add", ["d_lin", "tok_mean"], ["d_lin2"]),
         helper.make_node("Add", ["d_lin2", "d_b"], ["d_logit"]),
         helper.make_node("Sigmoid", ["d_logit"], ["difficulty"]),
+        helper.make_node("Gather", ["table", "buckets"], ["emb"], axis=0),
+        helper.make_node("ReduceMean", ["emb", "axis0"], ["tmean"], keepdims=0),
+        helper.make_node("MatMul", ["s_row", "w_struct"], ["s_proj_row"]),
+        helper.make_node("Squeeze", ["s_proj_row", "axis0"], ["s_proj"]),
+        helper.make_node("Add", ["tmean", "s_proj"], ["z0"]),
+        *(
+            [
+                helper.make_node("Add", ["z0", "bias"], ["z_net"]),
+                helper.make_node("Mul", ["d_logit", "e0"], ["z_easy"]),
+                helper.make_node("Add", ["z_net", "z_easy"], ["latent"]),
+            ]
+            if easy
+            else [helper.make_node("Add", ["z0", "bias"], ["latent"])]
+        ),
+        helper.make_node("Concat", ["one", "latent"], ["z1"], axis=0),
+        helper.make_node("MatMul", ["model_vectors", "z1"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["quality"]),
     ]
     nS = p.w_struct.shape[0]
     graph = helper.make_graph(
@@ -603,10 +646,12 @@ def export(p: Params, out_dir: Path, ds: Dataset, metrics: dict | None) -> None:
             "struct": list(F.STRUCT_NAMES),
         },
         "latent_dim": K,
-        "vector_layout": "[theta, a_0..a_{K-1}]; logit q = theta + a . latent; a_0 = 1",
+        "vector_layout": "[theta, a_0..a_{K-1}]; logit q = theta + a . latent; "
+        + ("latent_0 = -logit(difficulty), a_0 >= 0" if easy else "a_0 = 1"),
         "difficulty": "sigmoid(d_w . clip((struct - mu) / sd, -5, 5) + sum(tok_uw[t]) / sum(tok_w[t]) + d_b) "
-        "over the window's o200k token ids t (ids past the table -> its last row): ridge on within-benchmark "
-        "standardised failure rates, calibrated to the failure rate; tok_uw / tok_w are a SIF-weighted "
+        "over the window's o200k token ids t (ids past the table -> its last row): ridge on failure rates "
+        f"standardised per {'source file' if p.hp.get('difficulty_mode') == 'pooled' else 'benchmark'}, "
+        "calibrated to the failure rate; tok_uw / tok_w are a SIF-weighted "
         "all-MiniLM-L6-v2 static token table folded to one number per token",
         "token_table": {
             "encoder": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), training time only",
@@ -637,7 +682,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=default_data_dir(), help="routing data folder")
     ap.add_argument("--out", type=Path, default=REPO / "models", help="output folder")
     ap.add_argument("--eval", action="store_true", help="also run evaluate.py and write MODEL_CARD.md")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a hyperparameter for an ablation, e.g. --set easiness_axis=false "
+        "--set difficulty_mode='\"within\"' (use with --out elsewhere: the shipped files use the defaults)",
+    )
     args = ap.parse_args(argv)
+    hp = dict(DEFAULT_HP)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in DEFAULT_HP:
+            ap.error(f"--set {key}: unknown hyperparameter (known: {', '.join(sorted(DEFAULT_HP))})")
+        try:
+            hp[key] = json.loads(value)
+        except ValueError:
+            ap.error(f"--set {item}: the value must be JSON (true, 0.3, \"within\")")
     np.random.seed(SEED)
     ds = load_dataset(args.data)
     print(f"{len(ds.prompts)} prompts, {ds.y.size} cells, {len(ds.models)} models", file=sys.stderr)
@@ -645,8 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval:
         from training import evaluate
 
-        metrics = evaluate.run(ds)
-    params = fit(ds, np.ones(len(ds.prompts), dtype=bool))
+        metrics = evaluate.run(ds, hp)
+    params = fit(ds, np.ones(len(ds.prompts), dtype=bool), hp)
     export(params, args.out, ds, metrics)
     if metrics is not None:
         from training import evaluate
