@@ -27,6 +27,7 @@ Heads compared (all ridge, group-balanced, length floor where noted):
     python -m training.experiments.between_topics [--dims 16,32] [--lams 0.1,0.3,1]   # heads
     python -m training.experiments.between_topics --mix    # alpha * within + (1 - alpha) * pooled
     python -m training.experiments.between_topics --irt    # per-model 2PL on the pooled difficulty
+    python -m training.experiments.between_topics --interact | --typed | --nested   # see below
 
 Measured (``--dims 16,32 --lams 0.1,0.3,1``; APGR of the file's strong/weak pair; "within" is
 the mean / worst over LOBO benchmarks with a gap >= 0.05, "mixed" the pooled LOBO set per file):
@@ -48,7 +49,10 @@ the mean / worst over LOBO benchmarks with a gap >= 0.05, "mixed" the pooled LOB
 * ``--nested`` (settings picked per held-out benchmark by an inner LOBO over the others, from
   within/pooled x 0/8/16/32 dims x penalty 0.1/0.3/1, criterion = mean of the within and mixed
   APGR): pooled in every fold; within 0.520 / 0.433, mixed 0.495 / 0.701 (shipped settings
-  0.524 / 0.433, 0.540 / 0.707; length 0.496 / 0.409, 0.444 / 0.627). Took about 2 minutes.
+  0.524 / 0.433, 0.540 / 0.707; length 0.496 / 0.409, 0.444 / 0.627). Takes under a minute.
+* ``--typed`` (type-specific deviations for multiple-choice / code / maths prompts, detected from
+  the structural features): better rank correlation on GSM8K (LOBO ρ +0.24 -> +0.28) but no
+  better APGR (0.503 -> 0.504) and worse elsewhere (LOBO 0.515 / 0.415, mixed 0.536 / 0.682).
 * CMMLU / C-Eval (evaluation only, Chinese, 7B models near chance): every score, length
   included, is below random for the file pair (length 0.373 / 0.417, within 0.399 / 0.411,
   pooled 0.417 / 0.443); not informative for English knowledge QA.
@@ -210,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mix", action="store_true", help="blend the within and pooled heads")
     ap.add_argument("--irt", action="store_true", help="route by per-model 2PL gaps on the pooled difficulty")
     ap.add_argument("--interact", action="store_true", help="length x (numbers, maths, code, ...) interactions")
+    ap.add_argument("--typed", action="store_true", help="type-specific deviations (choices / code / maths)")
     ap.add_argument("--nested", action="store_true", help="nested LOBO: settings chosen without the outer benchmark")
     ap.add_argument("--no-cache", action="store_true", help=f"do not cache the features in {CACHE}")
     args = ap.parse_args(argv)
@@ -221,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         return interact_main()
     if args.nested:
         return nested_main()
+    if args.typed:
+        return typed_main()
     ds = load(not args.no_cache)
     mat = ev._score_matrix(ds)
     file_of = np.array([g.split("/")[0] for g in ds.group_names])[ds.group]
@@ -581,6 +588,76 @@ def nested_main() -> int:
             + " ".join(f"{x:.3f}" for x in m)
         )
     print("choices:", {k: v for k, v in chosen.items()})
+    return 0
+
+
+def _types(struct: np.ndarray) -> np.ndarray:
+    """(n, 3) indicators: multiple choice, code, maths (numbers, no code); else none."""
+    ch = struct[:, F.STRUCT_NAMES.index("log_choices")] > 0
+    code = struct[:, F.STRUCT_NAMES.index("log_code_marks")] > 0.1
+    num = struct[:, F.STRUCT_NAMES.index("log_numbers")] > 0.2
+    return np.c_[ch, code & ~ch, num & ~code & ~ch].astype(float)
+
+
+def typed_main() -> int:
+    """Pooled head plus type-specific deviations (type indicator x structural features)."""
+    import copy
+
+    ds0 = load(True)
+    mat = ev._score_matrix(ds0)
+    file_of = np.array([g.split("/")[0] for g in ds0.group_names])[ds0.group]
+    files = sorted(set(file_of))
+    fm = {f: np.flatnonzero(~np.isnan(mat[file_of == f]).all(axis=0)) for f in files}
+    fail = np.zeros(len(ds0.prompts))
+    for f in files:
+        i = file_of == f
+        fail[i] = 1.0 - np.nanmean(mat[i][:, fm[f]], axis=1)
+    t = _types(ds0.struct)
+    keep = [
+        F.STRUCT_NAMES.index(n)
+        for n in (
+            "log_chars",
+            "log_numbers",
+            "digit_token_frac",
+            "log_math_marks",
+            "log_negations",
+            "log_newlines",
+            "type_token_ratio",
+            "frac_rare_tokens",
+        )
+    ]
+    sub = ds0.struct[:, keep]
+    sub = (sub - sub.mean(0)) / (sub.std(0) + 1e-9)
+    typed = np.concatenate([t] + [t[:, [k]] * sub for k in range(3)], axis=1)
+    bench = np.array(ds0.bench)
+    test = ev.split_mask(ds0)
+    for name, extra in (("pooled", None), ("pooled+typed", typed)):
+        ds = copy.copy(ds0)
+        if extra is not None:
+            ds.struct = np.c_[ds0.struct, extra]
+        lobo = np.zeros(len(ds.prompts))
+        for b in sorted(set(ds.bench)):
+            held = bench == b
+            rows = [ds.tok_rows[i] for i in np.flatnonzero(held)]
+            lobo[held] = fit_head(ds, ~held, fail, file_of, "pooled", 16, 0.3, 0.3)(ds.struct[held], rows)
+        split = fit_head(ds, ~test, fail, file_of, "pooled", 16, 0.3, 0.3)(ds.struct, ds.tok_rows)
+        for label, sc, mask in (("LOBO", lobo, np.ones(len(ds.prompts), bool)), ("split", split, test)):
+            vals, per = [], {}
+            for fl in files:
+                si, wi = (ds.models.index(m) for m in ev.PAIRS[fl])
+                for g in sorted(set(ds.group[file_of == fl])):
+                    gi = (ds.group == g) & mask
+                    if abs(np.nanmean(mat[gi, si]) - np.nanmean(mat[gi, wi])) >= ev.MIN_GAP:
+                        vals.append(pair_apgrs(sc[gi], mat[gi], [(si, wi)])[0])
+                        per[ds.group_names[g]] = (vals[-1], ev._spearman(sc[gi], fail[gi]))
+            mixed = []
+            if label == "LOBO":
+                for fl in files:
+                    sel = file_of == fl
+                    si, wi = (ds.models.index(m) for m in ev.PAIRS[fl])
+                    mixed.append(f"{fl} {pair_apgrs(sc[sel], mat[sel], [(si, wi)])[0]:.3f}")
+            print(f"{name:13s} {label:5s} APGR {np.mean(vals):.3f} / {min(vals):.3f} {' '.join(mixed)}")
+            print("     " + " ".join(f"{k.split('/')[1][:9]}{k[6]}={v[0]:.3f}({v[1]:+.2f})" for k, v in per.items()))
     return 0
 
 
