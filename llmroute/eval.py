@@ -108,8 +108,9 @@ def pgr_curve(
     cum = 0.0
     k = 0
     while k < n:
-        j = k
         s = route_score[order[k]]
+        cum += strong[order[k]] - weak[order[k]]
+        j = k + 1  # always advances, whatever the scores compare like
         while j < n and route_score[order[j]] == s:
             cum += strong[order[j]] - weak[order[j]]
             j += 1
@@ -142,7 +143,7 @@ def _auc(score: Sequence[float], label: Sequence[bool]) -> float | None:
     ranks = [0.0] * len(score)
     k = 0
     while k < len(order):
-        j = k
+        j = k + 1
         while j < len(order) and score[order[j]] == score[order[k]]:
             j += 1
         for t in range(k, j):
@@ -153,8 +154,19 @@ def _auc(score: Sequence[float], label: Sequence[bool]) -> float | None:
 
 
 def evaluate_pair(route_score: Sequence[float], strong: Sequence[float], weak: Sequence[float]) -> PairMetrics:
-    """APGR, CPT(50 %), CPT(80 %), AUC and references for one benchmark."""
+    """APGR, CPT(50 %), CPT(80 %), AUC and references for one benchmark.
+
+    The three sequences are per prompt and must have the same length; ``strong`` and ``weak``
+    are the two models' scores. Raises ``ValueError`` on different lengths or on a value that
+    is not a finite number (a NaN has no place in a ranking or a mean).
+    """
     n = len(route_score)
+    if len(strong) != n or len(weak) != n:
+        raise ValueError(f"route_score, strong and weak differ in length ({n}, {len(strong)}, {len(weak)})")
+    for name, seq in (("route_score", route_score), ("strong", strong), ("weak", weak)):
+        bad = next((i for i, x in enumerate(seq) if not math.isfinite(x)), None)
+        if bad is not None:
+            raise ValueError(f"{name}[{bad}] is {seq[bad]!r}: every value must be a finite number")
     if n == 0:
         return PairMetrics(0.5, 0.5, 0.8, None, 0, 0.0, 0.0, 0.5, True)
     sm = sum(strong) / n

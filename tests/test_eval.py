@@ -44,6 +44,18 @@ def test_zero_gap_does_not_divide_by_zero() -> None:
     assert empty.n == 0 and empty.degenerate
 
 
+def test_bad_inputs_raise_instead_of_looping() -> None:
+    # a NaN never equals itself: the tie-block loop must still advance (this once ran out of memory)
+    with pytest.raises(ValueError, match=r"route_score\[2\] is nan"):
+        evaluate_pair([1.0, 2.0, float("nan")], [1, 1, 0], [0, 1, 1])
+    with pytest.raises(ValueError, match=r"strong\[1\]"):
+        evaluate_pair([1, 2, 3], [1, float("nan"), 0], [0, 1, 1])
+    with pytest.raises(ValueError, match="differ in length"):
+        evaluate_pair([1, 2], [1, 0, 1], [0, 0, 1])
+    xs, ys = pgr_curve([float("nan")] * 3, [1, 0, 1], [0, 0, 0])
+    assert xs == [0.0, 1 / 3, 2 / 3, 1.0] and ys[-1] == pytest.approx(1)
+
+
 def test_auc() -> None:
     assert _auc([0.1, 0.9], [False, True]) == 1.0
     assert _auc([0.5, 0.5], [False, True]) == 0.5
@@ -111,6 +123,26 @@ def test_cli_table_and_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert obj["math"]["single"]["big"]["score"] == 1.0
     assert obj["qa"]["oracle"][0]["score"] >= obj["qa"]["curve"][0]["score"] - 1e-9
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="models/predictor.onnx not built")
+def test_cli_routes_by_difficulty_unless_asked_for_the_gap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    strong, weak = "gpt-4-1106-preview", "mistralai/mixtral-8x7b-chat"  # both in the training pool
+    data = tmp_path / "d.csv"
+    _write_long(data)
+    data.write_text(data.read_text().replace(",big,", f",{strong},").replace(",tiny,", f",{weak},"))
+    runs = {}
+    for score in ("auto", "difficulty", "gap"):
+        assert main([str(data), "--strong", strong, "--weak", weak, "--score", score, "--json"]) == 0
+        runs[score] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert runs["auto"] == runs["difficulty"]
+    assert set(runs["gap"]) == {"math", "qa"}
+    # the gap of two models the predictor does not know is flagged, not silently meaningless
+    _write_long(data)
+    assert main([str(data), "--strong", "big", "--weak", "tiny", "--score", "gap", "--json"]) == 0
+    assert "no vector for big, tiny" in capsys.readouterr().err
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
