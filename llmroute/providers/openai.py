@@ -1,5 +1,11 @@
 """OpenAI-compatible Chat Completions (OpenAI, vLLM, Together, Fireworks, DeepSeek, OpenRouter,
-Groq, Ollama, ...): ``POST {base_url}/chat/completions``, JSON or SSE (``data: [DONE]``)."""
+Groq, Ollama, ...): ``POST {base_url}/chat/completions``, JSON or SSE (``data: [DONE]``).
+
+``max_tokens`` goes out as ``max_completion_tokens`` to OpenAI itself (``api.openai.com`` and
+Azure OpenAI), where ``max_tokens`` is deprecated and refused by the reasoning models (o-series,
+GPT-5), and as ``max_tokens`` to every other OpenAI-compatible server, which is the field they
+all accept. ``extra_body`` can still set either field explicitly.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +41,14 @@ def _usage(data: Any) -> Usage | None:
     )
 
 
+def _max_tokens_field(base_url: str) -> str:
+    """``max_completion_tokens`` for OpenAI's own API (and Azure OpenAI), else ``max_tokens``."""
+    host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    if host == "api.openai.com" or host.endswith(".openai.azure.com"):
+        return "max_completion_tokens"
+    return "max_tokens"
+
+
 def _finish(value: Any) -> FinishReason | None:
     if value is None:
         return None
@@ -66,7 +80,7 @@ class OpenAIAdapter:
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
         if request.max_tokens is not None:
-            body["max_tokens"] = request.max_tokens
+            body[_max_tokens_field(target.base_url)] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.top_p is not None:

@@ -88,7 +88,7 @@ def test_all_options_and_stream() -> None:
     )
     assert body["tools"] == tools
     assert body["tool_choice"] == "required"
-    assert body["max_tokens"] == 50
+    assert body["max_completion_tokens"] == 50 and "max_tokens" not in body  # api.openai.com
     assert body["temperature"] == 0.3  # extra_body wins
     assert body["top_p"] == 1.0
     assert body["stop"] == ["END"]
@@ -331,3 +331,22 @@ def test_key_not_in_provider_error_fields() -> None:
         ADAPTER.parse_response(b"garbage", TARGET)
     except ProviderError as exc:
         assert KEY not in str(exc) and KEY not in (exc.body or "")
+
+
+@pytest.mark.parametrize(
+    ("base_url", "field"),
+    [
+        ("https://api.openai.com/v1", "max_completion_tokens"),
+        ("https://my-resource.openai.azure.com/openai/deployments/x", "max_completion_tokens"),
+        ("https://api.together.xyz/v1", "max_tokens"),
+        ("http://127.0.0.1:8000/v1", "max_tokens"),
+        ("https://openrouter.ai/api/v1", "max_tokens"),
+    ],
+)
+def test_max_tokens_field_follows_the_server(base_url: str, field: str) -> None:
+    # OpenAI refuses max_tokens on its reasoning models; compatible servers expect max_tokens
+    target = Target(provider="p", api="openai", base_url=base_url, model="m", deployment="d")
+    req = ADAPTER.build_request(ChatRequest([{"role": "user", "content": "Hi"}], max_tokens=9), target, stream=False)
+    body = json.loads(req.body)
+    assert body[field] == 9
+    assert ({"max_tokens", "max_completion_tokens"} - {field}).isdisjoint(body)
