@@ -93,11 +93,14 @@ class PriceConfig(_Strict):
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
+    #: Prompt-cache reads; default: the input price.
     cached_input: float | None = Field(None, ge=0)
+    #: Prompt-cache writes (Anthropic: 1.25x input for the 5-minute TTL); default: the input price.
+    cache_write: float | None = Field(None, ge=0)
 
     def to_price(self) -> Price:
         """The runtime :class:`~llmroute.costs.Price`."""
-        return Price(self.input, self.output, self.cached_input)
+        return Price(self.input, self.output, self.cached_input, self.cache_write)
 
 
 class ProviderConfig(_Strict):

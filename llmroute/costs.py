@@ -26,11 +26,16 @@ PRICE_TABLE_SOURCE = "litellm 1.109.1 model_prices_and_context_window (MIT), via
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million tokens for input, output, and cached input (``None`` = same as input)."""
+    """USD per million tokens for input, output, cached input (cache reads) and cache writes.
+
+    ``None`` for ``cached_input`` or ``cache_write`` means the input rate. Anthropic bills cache
+    writes (5-minute TTL) at 1.25x its input rate.
+    """
 
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,7 @@ def _table() -> dict[str, PriceTableEntry]:
             entry = PriceTableEntry(
                 key=row["model"],
                 provider=row["provider"],
-                price=Price(inp, out, _num(row["cache_read_usd_per_mtok"])),
+                price=Price(inp, out, _num(row["cache_read_usd_per_mtok"]), _num(row["cache_write_usd_per_mtok"])),
                 max_input_tokens=_int(row["max_input_tokens"]),
                 max_output_tokens=_int(row["max_output_tokens"]),
             )
@@ -79,14 +84,30 @@ def lookup_price(key: str) -> PriceTableEntry | None:
 
 
 def cost_usd(usage: Usage, price: Price) -> float:
-    """What *usage* costs at *price*; cached input tokens are billed at the cached rate."""
-    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    """What *usage* costs at *price*: cache reads at the cached rate, cache writes at the cache-write
+    rate, the rest of the input at the input rate.
+
+    Reads and writes are parts of ``input_tokens``; counts that add up to more are clamped so no
+    token is billed twice, writes kept before reads (writes usually cost the most).
+    """
+    written = max(0, min(usage.cache_write_input_tokens, usage.input_tokens))
+    cached = max(0, min(usage.cached_input_tokens, usage.input_tokens - written))
     cached_rate = price.input if price.cached_input is None else price.cached_input
+    write_rate = price.input if price.cache_write is None else price.cache_write
+    plain = usage.input_tokens - cached - written
     return (
-        (usage.input_tokens - cached) * price.input + cached * cached_rate + usage.output_tokens * price.output
+        plain * price.input + cached * cached_rate + written * write_rate + usage.output_tokens * price.output
     ) / 1_000_000
 
 
-def estimate_cost_usd(input_tokens: int, output_tokens: int, price: Price) -> float:
-    """Upper-bound style estimate before the call: no cache discount."""
-    return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
+def estimate_cost_usd(input_tokens: int, output_tokens: int, price: Price, *, cache_write: bool = False) -> float:
+    """Upper-bound style estimate before the call: no cache-read discount, every output token given.
+
+    Cache writes: with *cache_write* (the request asks for prompt caching), every input token is
+    assumed written to the cache and priced at the higher of the input and cache-write rates;
+    without it, none is (only a request marked ``cache_control`` makes Anthropic write the cache).
+    """
+    rate = price.input
+    if cache_write and price.cache_write is not None:
+        rate = max(rate, price.cache_write)
+    return (input_tokens * rate + output_tokens * price.output) / 1_000_000

@@ -83,6 +83,20 @@ def _as_messages(messages: Sequence[Message] | str) -> Sequence[Message]:
     return messages
 
 
+def _marks_cache_control(obj: Any) -> bool:
+    """Whether *obj* (message, tool or body JSON) holds a ``cache_control`` key at any depth."""
+    if isinstance(obj, Mapping):
+        return "cache_control" in obj or any(_marks_cache_control(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_marks_cache_control(v) for v in obj)
+    return False
+
+
+def _asks_for_cache_writes(req: ChatRequest) -> bool:
+    """Whether *req* may make the provider write its prompt cache (Anthropic: a ``cache_control`` mark)."""
+    return any(_marks_cache_control(part) for part in (req.messages, req.tools, req.extra_body))
+
+
 class Router:
     """Routes chat calls across the providers, models and deployments of a :class:`Config`.
 
@@ -214,6 +228,7 @@ class Router:
         req = ChatRequest(messages=_as_messages(messages), **request)
         tokens_by_enc: dict[str, int] = {}
         out_tokens = req.max_tokens or rcfg.est_output_tokens
+        cache_write: bool | None = None  # looked up only for a price whose cache writes cost more
         deps: list[_Deployment] = []
         cands: list[Candidate] = []
         for mname in rcfg.models:
@@ -225,9 +240,11 @@ class Router:
             for d in model_deps:
                 n_out = min(out_tokens, d.max_output_tokens) if d.max_output_tokens else out_tokens
                 deps.append(d)
-                cands.append(
-                    Candidate(mname, d.name, d.target.provider, d.target.model, estimate_cost_usd(n_in, n_out, d.price))
-                )
+                price = d.price
+                if price.cache_write is not None and price.cache_write > price.input and cache_write is None:
+                    cache_write = _asks_for_cache_writes(req)
+                est = estimate_cost_usd(n_in, n_out, price, cache_write=bool(cache_write))
+                cands.append(Candidate(mname, d.name, d.target.provider, d.target.model, est))
         prediction = None
         if rcfg.strategy == "predictive":
             deps, cands, reason, prediction = self._predictive(req, rcfg, deps, cands)

@@ -36,12 +36,18 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts reported by the provider for one call."""
+    """Token counts reported by the provider for one call.
+
+    ``input_tokens`` is the whole prompt: cache reads and cache writes are parts of it, not extra.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     #: Input tokens served from the provider's prompt cache (included in ``input_tokens``).
     cached_input_tokens: int = 0
+    #: Input tokens written to the provider's prompt cache (included in ``input_tokens``); only
+    #: Anthropic reports them, and bills them above the plain input rate.
+    cache_write_input_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -53,6 +59,7 @@ class Usage:
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_input_tokens + other.cache_write_input_tokens,
         )
 
 
@@ -133,7 +140,8 @@ class Candidate:
     deployment: str
     provider: str
     provider_model: str
-    #: Estimated cost of this call on this deployment (input tokens counted, output at max_tokens or a default).
+    #: Estimated cost of this call on this deployment (input tokens counted, at the cache-write rate when
+    #: the request marks ``cache_control`` and that rate is higher; output at max_tokens or a default).
     est_cost_usd: float
     #: Strategy-specific score (e.g. predicted quality); ``None`` where the strategy has none.
     score: float | None = None

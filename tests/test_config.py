@@ -43,6 +43,11 @@ def test_valid_config_loads_and_prices_come_from_the_table() -> None:
             "models.small.deployments.0.price.input",
             "greater than or equal to 0",
         ),
+        (
+            lambda c: c["models"]["small"]["deployments"][0].update(price={"input": 1, "output": 1, "cache_write": -1}),
+            "models.small.deployments.0.price.cache_write",
+            "greater than or equal to 0",
+        ),
         (lambda c: c["models"]["small"].update(deployments=[]), "models.small.deployments", "at least 1"),
         (lambda c: c["models"]["small"].update(tokenizer="gpt2"), "models.small.tokenizer", "unknown tokenizer"),
         (lambda c: c["routes"]["default"].update(strategy="random"), "routes.default.strategy", "Input should be"),

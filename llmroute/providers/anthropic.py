@@ -16,7 +16,9 @@ Translation from the OpenAI chat shape:
 
 Usage: Anthropic's ``input_tokens`` *excludes* prompt-cache reads and writes, so llmroute's
 ``Usage.input_tokens`` is ``input_tokens + cache_read_input_tokens +
-cache_creation_input_tokens`` and ``Usage.cached_input_tokens`` is ``cache_read_input_tokens``.
+cache_creation_input_tokens``, ``Usage.cached_input_tokens`` is ``cache_read_input_tokens`` and
+``Usage.cache_write_input_tokens`` is ``cache_creation_input_tokens`` (billed at the deployment's
+``cache_write`` price).
 """
 
 from __future__ import annotations
@@ -255,12 +257,12 @@ def _json_instruction(response_format: Mapping[str, Any]) -> str | None:
 
 
 def _usage(data: Any) -> Usage:
-    """Anthropic usage -> llmroute Usage (cache reads and writes counted as input)."""
+    """Anthropic usage -> llmroute Usage (cache reads and writes counted as input, and apart)."""
     if not isinstance(data, Mapping):
         return Usage()
     read = _int(data.get("cache_read_input_tokens"))
     written = _int(data.get("cache_creation_input_tokens"))
-    return Usage(_int(data.get("input_tokens")) + read + written, _int(data.get("output_tokens")), read)
+    return Usage(_int(data.get("input_tokens")) + read + written, _int(data.get("output_tokens")), read, written)
 
 
 def _error_fields(err: Any) -> tuple[str, str | None]:

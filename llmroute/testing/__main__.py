@@ -28,6 +28,7 @@ _KNOBS = {
     "output_tokens",
     "context_window",
     "cached_input_tokens",
+    "cache_write_input_tokens",
     "models",
     "error_rate",
     "seed",

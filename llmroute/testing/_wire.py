@@ -79,7 +79,10 @@ class Turn:
     tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
     finish: Finish = "stop"
     input_tokens: int = 0
+    #: Prompt tokens read from the cache (part of ``input_tokens``).
     cached_tokens: int = 0
+    #: Prompt tokens written to the cache (part of ``input_tokens``); only Anthropic reports them.
+    cache_write_tokens: int = 0
 
     @property
     def text(self) -> str:
@@ -206,10 +209,10 @@ _ANTHROPIC_FINISH = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "
 
 
 def _anthropic_usage(t: Turn, output_tokens: int) -> dict[str, Any]:
-    # Anthropic's input_tokens excludes cache reads: the three input counts add up to the prompt.
+    # Anthropic's input_tokens excludes cache reads and writes: the three input counts add up to the prompt.
     return {
-        "input_tokens": t.input_tokens - t.cached_tokens,
-        "cache_creation_input_tokens": 0,
+        "input_tokens": t.input_tokens - t.cached_tokens - t.cache_write_tokens,
+        "cache_creation_input_tokens": t.cache_write_tokens,
         "cache_read_input_tokens": t.cached_tokens,
         "output_tokens": output_tokens,
         "service_tier": "standard",

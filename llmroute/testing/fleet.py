@@ -59,7 +59,8 @@ class FakeProvider:
     or a callable ``(request_json) -> str | FakeReply`` (default: ``"Echo: <last user text>"``
     plus filler up to *output_tokens* words, a tool call when tools are offered, a JSON object in
     JSON mode); *context_window* rejects larger prompts with the provider's real error;
-    *cached_input_tokens* are reported as prompt-cache hits; *models* restricts the model ids
+    *cached_input_tokens* are reported as prompt-cache hits and *cache_write_input_tokens* as
+    prompt-cache writes (Anthropic only, the one API that reports them); *models* restricts the model ids
     (404 otherwise); *error_rate* answers that fraction of requests with a 500 (RNG seeded with
     *seed*); *api_key* enforces authentication; *faults* are queued as by :meth:`enqueue`.
     """
@@ -76,6 +77,7 @@ class FakeProvider:
         output_tokens: int = 12,
         context_window: int | None = None,
         cached_input_tokens: int = 0,
+        cache_write_input_tokens: int = 0,
         models: Iterable[str] | None = None,
         error_rate: float = 0.0,
         seed: int = 0,
@@ -95,6 +97,7 @@ class FakeProvider:
         self.output_tokens = output_tokens
         self.context_window = context_window
         self.cached_input_tokens = cached_input_tokens
+        self.cache_write_input_tokens = cache_write_input_tokens
         self.models: set[str] | None = set(models) if models is not None else None
         self.error_rate = error_rate
         self.seed = seed
@@ -378,12 +381,14 @@ class FakeProvider:
         n = next(self._ids)
         api = self.api
         tid = {"openai": f"chatcmpl-{n:029x}", "anthropic": f"msg_01{n:022x}", "gemini": f"llmroute{n:014x}"}[api]
+        cached = max(0, min(self.cached_input_tokens, prompt.input_tokens))
         turn = Turn(
             tid,
             model,
             int(time.time()),
             input_tokens=prompt.input_tokens,
-            cached_tokens=max(0, min(self.cached_input_tokens, prompt.input_tokens)),
+            cached_tokens=cached,
+            cache_write_tokens=max(0, min(self.cache_write_input_tokens, prompt.input_tokens - cached)),
         )
         if fault is not None and fault.kind == "content_filter":
             turn.finish = "content_filter"

@@ -387,8 +387,42 @@ def test_parse_usage_with_cache() -> None:
         "output_tokens": 30,
     }
     c = ADAPTER.parse_response(message(usage=usage), TARGET)
-    assert c.usage == Usage(3050, 30, 2000)
-    assert c.usage.cached_input_tokens <= c.usage.input_tokens
+    assert c.usage == Usage(3050, 30, 2000, 1000)
+    assert c.usage.cached_input_tokens == 2000 and c.usage.cache_write_input_tokens == 1000
+    assert c.usage.cached_input_tokens + c.usage.cache_write_input_tokens <= c.usage.input_tokens
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        # a first call that writes the cache: the write is input, and reported apart
+        ({"input_tokens": 20, "cache_creation_input_tokens": 1500, "output_tokens": 7}, Usage(1520, 7, 0, 1500)),
+        # null or absent cache fields count as zero
+        (
+            {
+                "input_tokens": 20,
+                "cache_creation_input_tokens": None,
+                "cache_read_input_tokens": None,
+                "output_tokens": 7,
+            },
+            Usage(20, 7, 0, 0),
+        ),
+        ({"input_tokens": 20, "output_tokens": 7}, Usage(20, 7)),
+        # the breakdown by TTL does not change the total Anthropic reports in cache_creation_input_tokens
+        (
+            {
+                "input_tokens": 3,
+                "cache_creation_input_tokens": 400,
+                "cache_read_input_tokens": 0,
+                "cache_creation": {"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 0},
+                "output_tokens": 9,
+            },
+            Usage(403, 9, 0, 400),
+        ),
+    ],
+)
+def test_parse_usage_cache_writes(usage: dict[str, Any], expected: Usage) -> None:
+    assert ADAPTER.parse_response(message(usage=usage), TARGET).usage == expected
 
 
 @pytest.mark.parametrize(
@@ -593,7 +627,7 @@ def test_stream_text_and_tools() -> None:
     ]
     last = chunks[-1]
     assert last.finish_reason == "tool_calls"
-    assert last.usage == Usage(472 + 100 + 2000, 89, 2000)
+    assert last.usage == Usage(472 + 100 + 2000, 89, 2000, 100)
     assert all(c.finish_reason is None and c.usage is None for c in chunks[:-1])
     assert {c.response_id for c in chunks} == {"msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY"}
     assert {c.response_model for c in chunks} == {"claude-sonnet-4-5-20250929"}
@@ -632,7 +666,41 @@ def test_stream_message_delta_repeating_input_usage() -> None:
     )
     last = run(data)[-1]
     assert last.finish_reason == "stop"
-    assert last.usage == Usage(480 + 100 + 2000, 3, 2000)
+    assert last.usage == Usage(480 + 100 + 2000, 3, 2000, 100)
+
+
+@pytest.mark.parametrize(
+    ("delta_usage", "expected"),
+    [
+        # message_delta with only the output: message_start's cache write stands
+        ({"output_tokens": 5}, Usage(472 + 100 + 2000, 5, 2000, 100)),
+        # newer API versions repeat the cumulative input side, cache writes included: the delta wins
+        (
+            {
+                "input_tokens": 472,
+                "cache_creation_input_tokens": 1200,
+                "cache_read_input_tokens": 0,
+                "output_tokens": 5,
+            },
+            Usage(472 + 1200, 5, 0, 1200),
+        ),
+        # null counts in the delta do not erase message_start's
+        ({"cache_creation_input_tokens": None, "output_tokens": 5}, Usage(472 + 100 + 2000, 5, 2000, 100)),
+    ],
+)
+def test_stream_usage_cache_writes(delta_usage: dict[str, Any], expected: Usage) -> None:
+    data = sse(
+        START,
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+        ),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": delta_usage}),
+        ("message_stop", {"type": "message_stop"}),
+    )
+    chunks = run(data)
+    assert chunks[-1].usage == expected
+    assert [c.usage for c in chunks[:-1]] == [None] * (len(chunks) - 1)
 
 
 def test_stream_ignores_thinking_and_unknown_events() -> None:

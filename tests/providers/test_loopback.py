@@ -98,12 +98,12 @@ def only_request(fleet: Fleet, api: Api) -> RecordedRequest:
     return requests[0]
 
 
-def expected_cost(usage: llmroute.Usage, cached_rate: float | None = None) -> float:
-    cached = usage.cached_input_tokens
+def expected_cost(usage: llmroute.Usage, cached_rate: float | None = None, write_rate: float | None = None) -> float:
+    cached, written = usage.cached_input_tokens, usage.cache_write_input_tokens
     rate = PRICE["input"] if cached_rate is None else cached_rate
-    return (
-        (usage.input_tokens - cached) * PRICE["input"] + cached * rate + usage.output_tokens * PRICE["output"]
-    ) / 1e6
+    wrate = PRICE["input"] if write_rate is None else write_rate
+    plain = usage.input_tokens - cached - written
+    return (plain * PRICE["input"] + cached * rate + written * wrate + usage.output_tokens * PRICE["output"]) / 1e6
 
 
 async def collect(stream: llmroute.ReplyStream) -> list[llmroute.Chunk]:
@@ -124,7 +124,7 @@ async def test_plain_reply_usage_cost_and_wire_shape(fleet: Fleet, api: Api) -> 
     # the fleet counts the translated conversation the same way on every wire format
     assert reply.usage.input_tokens == CONVERSATION_TOKENS
     assert reply.usage.output_tokens == len(reply.text.split()) == 12
-    assert reply.usage.cached_input_tokens == 0
+    assert reply.usage.cached_input_tokens == reply.usage.cache_write_input_tokens == 0
     assert reply.cost_usd == pytest.approx(expected_cost(reply.usage))
     assert [a.outcome for a in reply.route.attempts] == ["ok"]
     assert reply.route.route == f"model:{api.model}"
@@ -376,6 +376,41 @@ async def test_cached_input_tokens_are_billed_at_the_cached_rate(fleet: Fleet, a
     assert reply.cost_usd == pytest.approx(expected_cost(reply.usage, cached_rate=0.1))
     assert reply.cost_usd < expected_cost(reply.usage)
     assert reply.route.attempts[0].cost_usd == reply.cost_usd
+
+
+# ---------------------------------------------------------------------------- usage: cache writes
+@pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
+async def test_cache_writes_are_billed_at_the_cache_write_rate(fleet: Fleet, api: Api, streamed: bool) -> None:
+    cfg = config(fleet)
+    (dep,) = cfg["models"][api.model]["deployments"]
+    dep["price"] = {"input": 1, "output": 2, "cached_input": 0.1, "cache_write": 1.25}
+    provider = fleet[api.provider]
+    saved = provider.cached_input_tokens, provider.cache_write_input_tokens
+    provider.cached_input_tokens, provider.cache_write_input_tokens = 4, 6
+    budget = llmroute.MemoryBudget(1.0)
+    try:
+        async with llmroute.Router.from_dict(cfg, transport=httpx.AsyncHTTPTransport(verify=False), budget=budget) as r:
+            if streamed:
+                stream = r.stream(CONVERSATION, model=api.model)
+                await collect(stream)
+                assert stream.reply is not None
+                reply = stream.reply
+            else:
+                reply = await r.complete(CONVERSATION, model=api.model)
+    finally:
+        provider.cached_input_tokens, provider.cache_write_input_tokens = saved
+
+    # only Anthropic reports cache writes; the fleet's OpenAI and Gemini report the reads alone
+    written = 6 if api is ANTHROPIC else 0
+    assert reply.usage == llmroute.Usage(CONVERSATION_TOKENS, 12, 4, written)
+    plain = CONVERSATION_TOKENS - 4 - written
+    expected = (plain * 1 + 4 * 0.1 + written * 1.25 + 12 * 2) / 1e6
+    assert reply.cost_usd == pytest.approx(expected, rel=1e-12)
+    assert reply.cost_usd == pytest.approx(expected_cost(reply.usage, cached_rate=0.1, write_rate=1.25))
+    if api is ANTHROPIC:
+        assert reply.cost_usd > expected_cost(reply.usage, cached_rate=0.1)  # what writes at the input rate gave
+    assert reply.route.attempts[0].cost_usd == reply.cost_usd
+    assert budget.spent_usd == pytest.approx(reply.cost_usd) and budget.reserved_usd == 0
 
 
 # ---------------------------------------------------------------------------- JSON mode

@@ -57,6 +57,7 @@ def _fresh(fl: Fleet) -> None:
             0,
             None,
         )
+        p.cache_write_input_tokens = 0
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +193,27 @@ def test_anthropic_plain_shape(fl: Fleet, client: httpx.Client) -> None:
     # input = (3 words + 3) + system (2 words + 3) = 11, of which 4 cached (reported apart)
     assert obj["usage"]["input_tokens"] == 7 and obj["usage"]["cache_read_input_tokens"] == 4
     assert obj["usage"]["output_tokens"] == 12
+
+
+def test_anthropic_cache_writes_plain_and_streamed(fl: Fleet, client: httpx.Client) -> None:
+    fl["claude"].cached_input_tokens = 4
+    fl["claude"].cache_write_input_tokens = 5
+    # input = (3 words + 3) + system (2 words + 3) = 11: 4 read, 5 written, 2 neither (all reported apart)
+    want = {"input_tokens": 2, "cache_creation_input_tokens": 5, "cache_read_input_tokens": 4}
+    usage = ant(fl, client, system="be brief").json()["usage"]
+    assert {k: usage[k] for k in want} == want
+    start = json.loads(sse(call(fl, client, "anthropic", stream=True, system="be brief"))[0].data)
+    assert {k: start["message"]["usage"][k] for k in want} == want
+    # writes are capped at what the hits leave of the prompt
+    fl["claude"].cache_write_input_tokens = 100
+    usage = ant(fl, client, system="be brief").json()["usage"]
+    assert (usage["input_tokens"], usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"]) == (0, 7, 4)
+
+
+def test_cache_writes_are_not_reported_by_openai_or_gemini(fl: Fleet, client: httpx.Client) -> None:
+    fl["oai"].cache_write_input_tokens = fl["gem"].cache_write_input_tokens = 3
+    assert oai(fl, client).json()["usage"]["prompt_tokens"] == 6
+    assert gem(fl, client).json()["usageMetadata"]["promptTokenCount"] == 6
 
 
 def test_gemini_plain_shape(fl: Fleet, client: httpx.Client) -> None:
