@@ -404,13 +404,15 @@ class _Assembler:
         if chunk.text:
             self.text.append(chunk.text)
         for d in chunk.tool_calls:
-            slot = self.calls.setdefault(d.index, [None, None, []])
+            slot = self.calls.setdefault(d.index, [None, None, [], None])
             if d.id:
                 slot[0] = d.id
             if d.name:
                 slot[1] = d.name
             if d.arguments:
                 slot[2].append(d.arguments)
+            if d.thought_signature:
+                slot[3] = d.thought_signature
         if chunk.finish_reason is not None:
             self.finish = chunk.finish_reason
         if chunk.usage is not None:
@@ -420,7 +422,8 @@ class _Assembler:
 
     def completion(self) -> Completion:
         calls = tuple(
-            ToolCall(slot[0] or f"call_{i}", slot[1] or "", "".join(slot[2])) for i, slot in sorted(self.calls.items())
+            ToolCall(slot[0] or f"call_{i}", slot[1] or "", "".join(slot[2]), slot[3])
+            for i, slot in sorted(self.calls.items())
         )
         text = "".join(self.text) if self.text or not calls else None
         return Completion(text, calls, self.finish, self.usage or Usage(), self.model, self.rid)

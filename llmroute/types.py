@@ -70,10 +70,24 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+    #: Gemini's opaque ``thoughtSignature`` for this call, to send back unchanged with the call
+    #: (Gemini 3 rejects a tool-calling history without it); ``None`` for other providers.
+    thought_signature: str | None = None
 
     def to_openai(self) -> dict[str, Any]:
-        """This call in the OpenAI message shape, to append to the conversation."""
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+        """This call in the OpenAI message shape, to append to the conversation.
+
+        A thought signature travels as ``extra_content.google.thought_signature``, the field
+        Google's own OpenAI-compatible endpoint uses.
+        """
+        call: dict[str, Any] = {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+        if self.thought_signature is not None:
+            call["extra_content"] = {"google": {"thought_signature": self.thought_signature}}
+        return call
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +98,8 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    #: Gemini's ``thoughtSignature`` for the call, on the fragment that carried it.
+    thought_signature: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

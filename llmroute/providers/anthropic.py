@@ -6,7 +6,8 @@ Translation from the OpenAI chat shape:
   (a string when there is one text, otherwise a list of text blocks);
 * consecutive messages of the same role are merged (Anthropic requires alternation); ``tool``
   messages become ``tool_result`` blocks in a ``user`` message, placed before any text there;
-* assistant ``tool_calls`` become ``tool_use`` blocks whose ``input`` is the parsed arguments;
+* assistant ``tool_calls`` become ``tool_use`` blocks whose ``input`` is the parsed arguments
+  (a call's ``extra_content``, e.g. a Gemini thought signature, is Google's and is not sent);
 * ``image_url`` parts become ``image`` blocks (``base64`` source for data URLs, ``url`` otherwise);
 * tools -> ``{"name", "description", "input_schema"}``; ``tool_choice`` is sent only with tools;
 * ``max_tokens`` is required by Anthropic: 4096 when the request sets none;

@@ -39,6 +39,7 @@ __all__ = [
     "Target",
     "error_from_status",
     "function_tools",
+    "google_thought_signature",
     "json_loads",
     "parse_retry_after",
 ]
@@ -202,3 +203,12 @@ def function_tools(tools: Any) -> list[Mapping[str, Any]]:
             raise InvalidRequestError(f"tools[{i}]: a function tool needs a name")
         out.append(fn)
     return out
+
+
+def google_thought_signature(call: Any) -> str | None:
+    """The Gemini thought signature an OpenAI-shaped tool call carries, if any: the non-empty string
+    at ``call["extra_content"]["google"]["thought_signature"]`` (Google's OpenAI-compatible field)."""
+    extra = call.get("extra_content") if isinstance(call, Mapping) else None
+    google = extra.get("google") if isinstance(extra, Mapping) else None
+    sig = google.get("thought_signature") if isinstance(google, Mapping) else None
+    return sig if isinstance(sig, str) and sig else None

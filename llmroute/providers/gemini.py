@@ -22,6 +22,23 @@ Translation from the OpenAI chat shape:
 
 Gemini does not always give function calls ids: calls without one get ``call_<n>``, ``n``
 counting the calls of the reply (or of the stream).
+
+Thought signatures. Gemini 3 models put an opaque ``thoughtSignature`` on ``functionCall`` parts
+(with parallel calls, on the first one only) and must get it back unchanged when the history is
+sent again: a ``functionCall`` of the current turn without one is rejected with 400
+INVALID_ARGUMENT. The adapter reads it into :attr:`ToolCall.thought_signature`
+(:attr:`ToolCallDelta.thought_signature` when streaming), which ``to_openai()`` (and so
+``Reply.to_message()``) writes as ``tool_calls[i]["extra_content"]["google"]["thought_signature"]``,
+the field Google's OpenAI-compatible endpoint uses; building a request, that field becomes the
+part's ``thoughtSignature`` again. Signatures are sent as received, whichever model made them:
+Gemini ignores ones it cannot use (e.g. from another model family). When the target model needs
+signatures (:func:`requires_thought_signatures`: Gemini 3 and later) and the first
+``functionCall`` part of a model content in the current turn (the model contents after the last
+``user`` content holding more than function responses) has none, e.g. because the call came from
+OpenAI or Anthropic on an earlier turn of a routed conversation, it gets the documented dummy
+value ``skip_thought_signature_validator`` (:data:`DUMMY_THOUGHT_SIGNATURE`), which skips the
+validation. A real signature is never replaced. Signatures on text parts are not kept: Gemini
+does not require them back.
 """
 
 from __future__ import annotations
@@ -41,9 +58,15 @@ from ..errors import (
     ResponseError,
 )
 from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from .base import HTTPRequest, Target, error_from_status, function_tools, json_loads
+from .base import HTTPRequest, Target, error_from_status, function_tools, google_thought_signature, json_loads
 
-__all__ = ["GeminiAdapter", "GeminiStream"]
+__all__ = ["DUMMY_THOUGHT_SIGNATURE", "GeminiAdapter", "GeminiStream", "requires_thought_signatures"]
+
+#: The value Google documents for a ``thoughtSignature`` that cannot be the real one (the call
+#: came from another model, or the history was rebuilt): it makes Gemini skip the validation.
+DUMMY_THOUGHT_SIGNATURE = "skip_thought_signature_validator"
+
+_GEMINI_MAJOR = re.compile(r"(?:^|/)gemini-(\d+)(?=[.\-]|$)")
 
 _FILTERED = frozenset(
     {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"}
@@ -68,6 +91,13 @@ _RPC_STATUS: Mapping[str, int] = {
     "UNAVAILABLE": 503,
     "DEADLINE_EXCEEDED": 504,
 }
+
+
+def requires_thought_signatures(model: str) -> bool:
+    """Whether *model* (a Gemini model id, ``models/`` prefix allowed) validates thought signatures on
+    function calls: Gemini 3 and later (``gemini-3-pro-preview``, ``gemini-3.1-flash``, ``gemini-4...``)."""
+    match = _GEMINI_MAJOR.search(model.lower())
+    return match is not None and int(match.group(1)) >= 3
 
 
 def _finish(value: Any, has_calls: bool) -> FinishReason | None:
@@ -160,7 +190,11 @@ def _function_call(call: Any, where: str) -> tuple[str | None, dict[str, Any]]:
             ) from None
         if not isinstance(args, dict):
             raise InvalidRequestError(f"{where}: tool call {call_id!r} ({fn['name']}) arguments must be a JSON object")
-    return call_id, {"functionCall": {"name": fn["name"], "args": args}}
+    part: dict[str, Any] = {"functionCall": {"name": fn["name"], "args": args}}
+    signature = google_thought_signature(call)
+    if signature is not None:
+        part["thoughtSignature"] = signature
+    return call_id, part
 
 
 def _result_value(content: Any) -> Any:
@@ -220,6 +254,21 @@ def _contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         else:
             out.append({"role": wire_role, "parts": parts})
     return system, out
+
+
+def _sign_current_turn(contents: list[dict[str, Any]]) -> None:
+    """Give the first ``functionCall`` part of every model content of the current turn the dummy
+    signature when it has none (see the module docstring); real signatures are left alone."""
+    start = 0
+    for i, content in enumerate(contents):
+        if content["role"] == "user" and any("functionResponse" not in p for p in content["parts"]):
+            start = i + 1
+    for content in contents[start:]:
+        if content["role"] != "model":
+            continue
+        first = next((p for p in content["parts"] if "functionCall" in p), None)
+        if first is not None and not first.get("thoughtSignature"):
+            first["thoughtSignature"] = DUMMY_THOUGHT_SIGNATURE
 
 
 def _declarations(tools: Any) -> list[dict[str, Any]]:
@@ -298,7 +347,8 @@ class _Reply:
         feedback = data.get("promptFeedback")
         self.blocked: str | None = feedback.get("blockReason") if isinstance(feedback, Mapping) else None
         self.text: list[str] = []
-        self.calls: list[tuple[str | None, str, str]] = []
+        #: ``(id, name, arguments JSON, thought signature)`` per function call.
+        self.calls: list[tuple[str | None, str, str, str | None]] = []
         self.finish: str | None = None
         candidates = data.get("candidates") or []
         if not candidates:
@@ -317,7 +367,9 @@ class _Reply:
             elif "functionCall" in part:
                 call = part["functionCall"]
                 call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
-                self.calls.append((call_id, str(call["name"]), json.dumps(call.get("args") or {})))
+                sig = part.get("thoughtSignature")
+                sig = sig if isinstance(sig, str) and sig else None
+                self.calls.append((call_id, str(call["name"]), json.dumps(call.get("args") or {}), sig))
 
 
 class GeminiAdapter:
@@ -328,6 +380,8 @@ class GeminiAdapter:
     def build_request(self, request: ChatRequest, target: Target, *, stream: bool) -> HTTPRequest:
         """The ``generateContent`` (or ``streamGenerateContent?alt=sse``) request for *request*."""
         system, contents = _contents(request.messages)
+        if requires_thought_signatures(target.model):
+            _sign_current_turn(contents)
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
@@ -383,7 +437,9 @@ class GeminiAdapter:
             raise ResponseError(
                 "response has no candidate content", body=body[:200].decode("utf-8", "replace"), **target.error_fields()
             )
-        calls = tuple(ToolCall(cid or f"call_{i}", name, args) for i, (cid, name, args) in enumerate(reply.calls))
+        calls = tuple(
+            ToolCall(cid or f"call_{i}", name, args, sig) for i, (cid, name, args, sig) in enumerate(reply.calls)
+        )
         text = "".join(reply.text) if reply.text else None
         finish = _finish(reply.finish, bool(calls))
         if finish == "content_filter" and not text and not calls:
@@ -478,8 +534,8 @@ class GeminiStream:
             raise ContentFilteredError(f"the prompt was blocked ({reply.blocked})", **self._target.error_fields())
         text = "".join(reply.text)
         calls: list[ToolCallDelta] = []
-        for cid, name, args in reply.calls:
-            calls.append(ToolCallDelta(self._calls, cid or f"call_{self._calls}", name, args))
+        for cid, name, args, sig in reply.calls:
+            calls.append(ToolCallDelta(self._calls, cid or f"call_{self._calls}", name, args, sig))
             self._calls += 1
         if text or calls:
             self._emitted = True

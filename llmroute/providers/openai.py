@@ -5,18 +5,26 @@ Groq, Ollama, ...): ``POST {base_url}/chat/completions``, JSON or SSE (``data: [
 Azure OpenAI), where ``max_tokens`` is deprecated and refused by the reasoning models (o-series,
 GPT-5), and as ``max_tokens`` to every other OpenAI-compatible server, which is the field they
 all accept. ``extra_body`` can still set either field explicitly.
+
+Gemini thought signatures (see ``llmroute.providers.gemini``) travel on OpenAI-shaped tool calls
+as ``extra_content: {"google": {"thought_signature": ...}}``, the field Google's OpenAI-compatible
+endpoint uses. Replies that carry it (from that endpoint) keep it in
+:attr:`~llmroute.types.ToolCall.thought_signature`. Building a request, ``extra_content`` is kept
+on assistant ``tool_calls`` only for Google's endpoints (``generativelanguage.googleapis.com``,
+``*aiplatform.googleapis.com``) and removed for every other server: OpenAI and several compatible
+servers reject message properties they do not know.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._sse import SSEDecoder
 from ..errors import ContentFilteredError, ProviderError, ResponseError
 from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from .base import HTTPRequest, Target, error_from_status, json_loads
+from .base import HTTPRequest, Target, error_from_status, google_thought_signature, json_loads
 
 __all__ = ["OpenAIAdapter"]
 
@@ -41,12 +49,36 @@ def _usage(data: Any) -> Usage | None:
     )
 
 
+def _host(base_url: str) -> str:
+    return base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+
+
 def _max_tokens_field(base_url: str) -> str:
     """``max_completion_tokens`` for OpenAI's own API (and Azure OpenAI), else ``max_tokens``."""
-    host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    host = _host(base_url)
     if host == "api.openai.com" or host.endswith(".openai.azure.com"):
         return "max_completion_tokens"
     return "max_tokens"
+
+
+def _is_google(base_url: str) -> bool:
+    """Whether *base_url* is Google's OpenAI-compatible endpoint (Gemini API or Vertex AI)."""
+    host = _host(base_url)
+    return host == "generativelanguage.googleapis.com" or host.endswith("aiplatform.googleapis.com")
+
+
+def _without_extra_content(messages: Sequence[Any]) -> list[Any]:
+    """*messages* with ``extra_content`` removed from assistant tool calls (other messages as given)."""
+    out: list[Any] = []
+    for message in messages:
+        calls = message.get("tool_calls") if isinstance(message, Mapping) else None
+        if isinstance(calls, (list, tuple)) and any(isinstance(c, Mapping) and "extra_content" in c for c in calls):
+            stripped = [
+                {k: v for k, v in c.items() if k != "extra_content"} if isinstance(c, Mapping) else c for c in calls
+            ]
+            message = {**message, "tool_calls": stripped}
+        out.append(message)
+    return out
 
 
 def _finish(value: Any) -> FinishReason | None:
@@ -73,8 +105,12 @@ class OpenAIAdapter:
     api = "openai"
 
     def build_request(self, request: ChatRequest, target: Target, *, stream: bool) -> HTTPRequest:
-        """The ``chat/completions`` request; messages are already in the OpenAI shape."""
-        body: dict[str, Any] = {"model": target.model, "messages": list(request.messages)}
+        """The ``chat/completions`` request; messages are already in the OpenAI shape (``extra_content``
+        is dropped from tool calls unless the server is Google's, see the module docstring)."""
+        messages = list(request.messages)
+        if not _is_google(target.base_url):
+            messages = _without_extra_content(messages)
+        body: dict[str, Any] = {"model": target.model, "messages": messages}
         if request.tools:
             body["tools"] = list(request.tools)
         if request.tool_choice is not None:
@@ -108,7 +144,12 @@ class OpenAIAdapter:
             choice = data["choices"][0]
             message = choice.get("message") or {}
             calls = tuple(
-                ToolCall(c.get("id") or "", c["function"]["name"], c["function"].get("arguments") or "")
+                ToolCall(
+                    c.get("id") or "",
+                    c["function"]["name"],
+                    c["function"].get("arguments") or "",
+                    google_thought_signature(c),
+                )
                 for c in message.get("tool_calls") or ()
             )
             text = message.get("content")
@@ -249,6 +290,7 @@ class _OpenAIStream:
                             tc.get("id"),
                             (tc.get("function") or {}).get("name"),
                             (tc.get("function") or {}).get("arguments") or "",
+                            google_thought_signature(tc),
                         )
                         for i, tc in enumerate(delta["tool_calls"])
                     )

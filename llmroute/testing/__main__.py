@@ -33,6 +33,7 @@ _KNOBS = {
     "error_rate",
     "seed",
     "record_requests",
+    "thought_signatures",
 }
 
 

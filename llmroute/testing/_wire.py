@@ -11,7 +11,9 @@ bytes exactly as the real API would put them on the wire:
   ``input_json_delta``), ``content_block_stop``, ``message_delta``, ``message_stop``.
 * Gemini ``generateContent``: a ``GenerateContentResponse`` (pretty-printed, as Google does), or
   for ``streamGenerateContent`` one response per chunk, as SSE (``alt=sse``, events separated by
-  ``\\r\\n\\r\\n``) or as a streamed JSON array (no ``alt``).
+  ``\\r\\n\\r\\n``) or as a streamed JSON array (no ``alt``). A turn's thought signature (Gemini 3)
+  goes on the first ``functionCall`` part, or on the last text part when there is no call; and
+  :func:`unsigned_function_call` finds what Gemini 3 rejects in a request's ``contents``.
 
 Stream builders yield ``(event_bytes, tokens)`` pairs: ``tokens`` is how many output tokens the
 event carries, so the server can pace them (time to first token, tokens per second) and cut a
@@ -20,7 +22,10 @@ stream after N tokens. Error builders return ``(status, body)`` in each provider
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,11 +42,15 @@ __all__ = [
     "error_kind_for_status",
     "gemini_body",
     "gemini_stream",
+    "looks_like_gemini_3",
     "malformed_body",
     "malformed_event",
     "openai_body",
     "openai_stream",
     "stream_error_event",
+    "thought_signature",
+    "thought_signature_message",
+    "unsigned_function_call",
 ]
 
 API = Literal["openai", "anthropic", "gemini"]
@@ -83,6 +92,8 @@ class Turn:
     cached_tokens: int = 0
     #: Prompt tokens written to the cache (part of ``input_tokens``); only Anthropic reports them.
     cache_write_tokens: int = 0
+    #: Gemini 3's ``thoughtSignature`` for this turn (Gemini only; ``None``: the model sends none).
+    thought_signature: str | None = None
 
     @property
     def text(self) -> str:
@@ -348,12 +359,22 @@ def _gemini_candidate(parts: list[dict[str, Any]], finish: str | None) -> dict[s
 
 
 def _gemini_call_parts(t: Turn) -> list[dict[str, Any]]:
-    return [{"functionCall": {"name": name, "args": json.loads(args or "{}")}} for _, name, args in t.tool_calls]
+    parts = [{"functionCall": {"name": name, "args": json.loads(args or "{}")}} for _, name, args in t.tool_calls]
+    if parts and t.thought_signature:  # parallel calls: only the first one is signed
+        parts[0]["thoughtSignature"] = t.thought_signature
+    return parts
+
+
+def _gemini_text_part(t: Turn, text: str, last: bool) -> dict[str, Any]:
+    part: dict[str, Any] = {"text": text}
+    if last and t.thought_signature and not t.tool_calls:  # no call: the last text part is signed
+        part["thoughtSignature"] = t.thought_signature
+    return part
 
 
 def gemini_body(t: Turn) -> bytes:
     """A non-streamed ``GenerateContentResponse`` (pretty-printed, like Google's)."""
-    parts: list[dict[str, Any]] = [{"text": t.text}] if t.pieces else []
+    parts: list[dict[str, Any]] = [_gemini_text_part(t, t.text, True)] if t.pieces else []
     parts += _gemini_call_parts(t)
     body = {
         "candidates": [_gemini_candidate(parts, _GEMINI_FINISH[t.finish])],
@@ -370,7 +391,10 @@ def gemini_stream(t: Turn, *, sse: bool) -> Iterator[tuple[bytes, int]]:
     The last chunk carries ``finishReason`` and the full ``usageMetadata``; earlier chunks carry
     the prompt count only (as the real API does). Function calls come whole, in one chunk.
     """
-    chunks: list[tuple[list[dict[str, Any]], int]] = [([{"text": p}], 1) for p in t.pieces]
+    n = len(t.pieces)
+    chunks: list[tuple[list[dict[str, Any]], int]] = [
+        ([_gemini_text_part(t, p, i == n - 1)], 1) for i, p in enumerate(t.pieces)
+    ]
     if t.tool_calls:
         chunks.append((_gemini_call_parts(t), t.output_tokens - len(t.pieces)))
     if not chunks:
@@ -390,6 +414,61 @@ def gemini_stream(t: Turn, *, sse: bool) -> Iterator[tuple[bytes, int]]:
             text = _pretty(body)
             prefix = "[" if i == 0 else ",\r\n"
             yield (prefix + text + ("]" if final else "")).encode(), ntok
+
+
+_GEMINI_MAJOR = re.compile(r"(?:^|/)gemini-(\d+)(?=[.\-]|$)")
+_SIGNATURE_DOCS = "https://ai.google.dev/gemini-api/docs/thought-signatures"
+
+
+def looks_like_gemini_3(model: str) -> bool:
+    """Whether *model* is a Gemini 3 (or later) id, e.g. ``gemini-3-pro-preview``, ``gemini-3.1-flash``."""
+    match = _GEMINI_MAJOR.search(model.lower())
+    return match is not None and int(match.group(1)) >= 3
+
+
+def thought_signature(model: str, turn_id: str) -> str:
+    """The fake's opaque thought signature for one turn: base64 text, deterministic in its inputs."""
+    digest = hashlib.sha256(f"llmroute-thought:{model}:{turn_id}".encode()).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _field(obj: dict[str, Any], camel: str, snake: str) -> Any:
+    return obj.get(camel, obj.get(snake))
+
+
+def unsigned_function_call(contents: Any) -> tuple[str, int] | None:
+    """``(function name, 1-based content position)`` of the first current-turn step Gemini 3 rejects.
+
+    The current turn is every content after the last ``user`` content holding more than function
+    responses; in each of its ``model`` contents, the first ``functionCall`` part must carry a
+    non-empty ``thoughtSignature`` (any string, ``skip_thought_signature_validator`` included).
+    """
+    items = [c if isinstance(c, dict) else {} for c in contents] if isinstance(contents, list) else []
+    parts_of = [
+        [p for p in c["parts"] if isinstance(p, dict)] if isinstance(c.get("parts"), list) else [] for c in items
+    ]
+    start = 0
+    for i, content in enumerate(items):
+        if content.get("role", "user") == "user" and any(
+            _field(p, "functionResponse", "function_response") is None for p in parts_of[i]
+        ):
+            start = i + 1
+    for i in range(start, len(items)):
+        if items[i].get("role") != "model":
+            continue
+        first = next((p for p in parts_of[i] if isinstance(_field(p, "functionCall", "function_call"), dict)), None)
+        if first is not None and not _field(first, "thoughtSignature", "thought_signature"):
+            return str(_field(first, "functionCall", "function_call").get("name")), i + 1
+    return None
+
+
+def thought_signature_message(name: str, position: int) -> str:
+    """Gemini 3's 400 message for a function call sent back without its thought signature."""
+    return (
+        "Function call is missing a thought_signature in functionCall parts. This is required for tools to work "
+        "correctly, and missing thought_signature may lead to degraded model performance. Additional data, "
+        f"function call `default_api:{name}` , position {position}. Please refer to {_SIGNATURE_DOCS} for more details."
+    )
 
 
 # --------------------------------------------------------------------------------------------

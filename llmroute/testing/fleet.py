@@ -63,6 +63,10 @@ class FakeProvider:
     prompt-cache writes (Anthropic only, the one API that reports them); *models* restricts the model ids
     (404 otherwise); *error_rate* answers that fraction of requests with a 500 (RNG seeded with
     *seed*); *api_key* enforces authentication; *faults* are queued as by :meth:`enqueue`.
+    *thought_signatures* (Gemini only) makes the model act like Gemini 3: replies carry a
+    ``thoughtSignature``, and a request whose current-turn function calls lack one gets Gemini 3's
+    400 ``INVALID_ARGUMENT``; ``None`` (the default) does so for model ids that look like Gemini 3
+    or later (``gemini-3-pro-preview``, ``gemini-3.1-flash``, ...).
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class FakeProvider:
         seed: int = 0,
         faults: Iterable[Fault] = (),
         record_requests: bool = True,
+        thought_signatures: bool | None = None,
     ) -> None:
         if not name or "/" in name or "?" in name:
             raise ValueError(f"invalid provider name {name!r}")
@@ -102,6 +107,7 @@ class FakeProvider:
         self.error_rate = error_rate
         self.seed = seed
         self.record_requests = record_requests
+        self.thought_signatures = thought_signatures
         self._rng = random.Random(seed)
         self._queue: deque[Fault] = deque(faults)
         self._ids = itertools.count(1)
@@ -242,8 +248,17 @@ class FakeProvider:
         hdrs.extend(headers)
         await resp.send(status, hdrs, body)
 
+    def _signs(self, model: str) -> bool:
+        """Whether this (Gemini) provider acts like Gemini 3 for *model*: see *thought_signatures*."""
+        if self.api != "gemini":
+            return False
+        if self.thought_signatures is not None:
+            return self.thought_signatures
+        return _wire.looks_like_gemini_3(model)
+
     def _check(self, req: Request, body: Any, model: str) -> tuple[ErrorKind, int | None, str | None] | None:
-        """Auth, required headers and fields, model: the first problem as ``(kind, status, message)``."""
+        """Auth, required headers and fields, model, thought signatures: the first problem as
+        ``(kind, status, message)``."""
         api, h = self.api, req.headers
         if self.api_key is not None:
             if api == "openai":
@@ -294,6 +309,10 @@ class FakeProvider:
             return "bad_request", 400, "* GenerateContentRequest.contents: contents is not specified\n"
         if self.models is not None and model not in self.models:
             return "model_not_found", 404, None
+        if self._signs(model):
+            unsigned = _wire.unsigned_function_call(body["contents"])
+            if unsigned is not None:
+                return "bad_request", 400, _wire.thought_signature_message(*unsigned)
         return None
 
     async def _chat(self, req: Request, resp: Responder, path_model: str | None, *, stream: bool = False) -> None:
@@ -390,6 +409,8 @@ class FakeProvider:
             cached_tokens=cached,
             cache_write_tokens=max(0, min(self.cache_write_input_tokens, prompt.input_tokens - cached)),
         )
+        if self._signs(model):
+            turn.thought_signature = _wire.thought_signature(model, tid)
         if fault is not None and fault.kind == "content_filter":
             turn.finish = "content_filter"
             return turn

@@ -802,3 +802,26 @@ def test_stream_refusal_without_text() -> None:
 def test_stream_events_after_message_stop_are_ignored() -> None:
     chunks = run(TEXT_TOOL_STREAM + sse(("content_block_delta", {"nonsense": True})))
     assert chunks == run(TEXT_TOOL_STREAM)
+
+
+def test_gemini_extra_content_on_tool_calls_is_not_sent() -> None:
+    call = {
+        "id": "call_g",
+        "type": "function",
+        "function": {"name": "now", "arguments": "{}"},
+        "extra_content": {"google": {"thought_signature": "sig-G"}},
+    }
+    body = body_of(
+        ChatRequest(
+            [
+                {"role": "user", "content": "time?"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_g", "content": "12:00"},
+            ]
+        )
+    )
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "call_g", "name": "now", "input": {}}],
+    }
+    assert "sig-G" not in json.dumps(body)

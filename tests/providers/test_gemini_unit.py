@@ -23,7 +23,7 @@ from llmroute.errors import (
 )
 from llmroute.providers import get_adapter
 from llmroute.providers.base import Target
-from llmroute.providers.gemini import GeminiAdapter
+from llmroute.providers.gemini import DUMMY_THOUGHT_SIGNATURE, GeminiAdapter, requires_thought_signatures
 from llmroute.types import ChatRequest, Chunk, ToolCall, ToolCallDelta, Usage
 
 KEY = "AIzaSyD-SECRET-gemini-key-do-not-leak"
@@ -320,7 +320,7 @@ def test_parse_function_calls_and_thoughts() -> None:
     c = ADAPTER.parse_response(response(candidates=[{"content": {"parts": parts}, "finishReason": "STOP"}]), TARGET)
     assert c.text is None
     assert c.tool_calls == (
-        ToolCall("call_0", "get_weather", '{"city": "Paris"}'),
+        ToolCall("call_0", "get_weather", '{"city": "Paris"}', "CiQB..."),
         ToolCall("call_1", "now", "{}"),
         ToolCall("fc-abc", "now", "{}"),
     )
@@ -621,3 +621,186 @@ def test_stream_max_tokens() -> None:
         )
     )
     assert chunks == [Chunk("abc", (), "length", Usage(4, 3, 0), "gemini-2.5-flash", "resp-42")]
+
+
+# --------------------------------------------------------------------------- thought signatures
+
+GEMINI_3 = Target(
+    provider="google",
+    api="gemini",
+    base_url="https://generativelanguage.googleapis.com/v1beta",
+    model="gemini-3-pro-preview",
+    deployment="gemini-3",
+    api_key=SecretStr(KEY),
+)
+
+
+def signed(call_id: str, name: str, signature: str | None = None, arguments: str = "{}") -> dict[str, Any]:
+    """An OpenAI-shaped tool call, with a Gemini thought signature in ``extra_content`` when given."""
+    return ToolCall(call_id, name, arguments, signature).to_openai()
+
+
+def contents_for(messages: list[dict[str, Any]], target: Target = GEMINI_3) -> list[dict[str, Any]]:
+    return json.loads(ADAPTER.build_request(ChatRequest(messages, tools=TOOLS), target, stream=False).body)["contents"]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("gemini-3-pro-preview", True),
+        ("gemini-3-flash", True),
+        ("gemini-3", True),
+        ("gemini-3.1-pro-preview", True),
+        ("models/gemini-3-flash-preview", True),
+        ("gemini-4-ultra", True),
+        ("gemini-10.0-pro", True),
+        ("gemini-2.5-flash", False),
+        ("gemini-2.0-flash-lite", False),
+        ("gemini-1.5-pro-002", False),
+        ("models/gemini-2.5-pro", False),
+        ("gemini-exp-1206", False),
+        ("gemini-x", False),
+        ("gemini-30b-local", False),
+        ("gemma-3-27b-it", False),
+        ("learnlm-gemini-3", False),
+    ],
+)
+def test_requires_thought_signatures(model: str, expected: bool) -> None:
+    assert requires_thought_signatures(model) is expected
+
+
+def test_tool_call_to_openai_carries_the_signature_only_when_there_is_one() -> None:
+    plain = ToolCall("c1", "now", "{}")
+    assert plain.thought_signature is None
+    assert plain.to_openai() == {"id": "c1", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+    assert ToolCall("c1", "now", "{}", "sig==").to_openai() == {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "now", "arguments": "{}"},
+        "extra_content": {"google": {"thought_signature": "sig=="}},
+    }
+
+
+def test_signatures_go_back_as_received() -> None:
+    messages = [
+        {"role": "user", "content": "Weather in Paris? And the time?"},
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [signed("c0", "get_weather", "sig-A"), signed("c1", "now")],
+        },
+        {"role": "tool", "tool_call_id": "c0", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "c1", "content": "noon"},
+    ]
+    expected_model = {
+        "role": "model",
+        "parts": [
+            {"text": "Checking."},
+            {"functionCall": {"name": "get_weather", "args": {}}, "thoughtSignature": "sig-A"},
+            {"functionCall": {"name": "now", "args": {}}},
+        ],
+    }
+    # Gemini 2.5 and Gemini 3 alike: the signature goes back on its part; parallel calls after the first stay bare
+    assert contents_for(messages, TARGET)[1] == expected_model
+    assert contents_for(messages)[1] == expected_model
+    # extra_content holding no usable signature is ignored
+    odd = dict(signed("c0", "get_weather"), extra_content={"google": {"thought_signature": 7}, "other": {}})
+    assert contents_for([messages[0], {"role": "assistant", "tool_calls": [odd]}], TARGET)[1]["parts"] == [
+        {"functionCall": {"name": "get_weather", "args": {}}}
+    ]
+
+
+def test_gemini_3_current_turn_gets_the_dummy_signature_where_one_is_missing() -> None:
+    messages = [
+        {"role": "user", "content": "Paris?"},
+        # an earlier turn (a user text message follows): not validated, left alone
+        {"role": "assistant", "tool_calls": [signed("a", "get_weather")]},
+        {"role": "tool", "tool_call_id": "a", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny."},
+        {"role": "user", "content": "And the time in Rome and Oslo?"},
+        # the current turn: step 1 came from another provider (no signature), parallel calls
+        {"role": "assistant", "tool_calls": [signed("b", "now"), signed("c", "now")]},
+        {"role": "tool", "tool_call_id": "b", "content": "noon"},
+        {"role": "tool", "tool_call_id": "c", "content": "noon"},
+        # step 2 came from Gemini 3 itself: its real signature is kept
+        {"role": "assistant", "tool_calls": [signed("d", "get_weather", "real-sig")]},
+        {"role": "tool", "tool_call_id": "d", "content": "rain"},
+    ]
+    contents = contents_for(messages)
+    assert [c["role"] for c in contents] == ["user", "model", "user", "model", "user", "model", "user", "model", "user"]
+    assert contents[1]["parts"] == [{"functionCall": {"name": "get_weather", "args": {}}}]
+    assert contents[5]["parts"] == [
+        {"functionCall": {"name": "now", "args": {}}, "thoughtSignature": DUMMY_THOUGHT_SIGNATURE},
+        {"functionCall": {"name": "now", "args": {}}},
+    ]
+    assert contents[7]["parts"] == [
+        {"functionCall": {"name": "get_weather", "args": {}}, "thoughtSignature": "real-sig"}
+    ]
+    # Gemini 2.5 does not validate signatures: nothing is added
+    assert all("thoughtSignature" not in p for p in contents_for(messages, TARGET)[5]["parts"])
+    # a history whose current turn has no function call is sent unchanged
+    plain = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "?"},
+    ]
+    assert contents_for(plain) == contents_for(plain, TARGET)
+
+
+def test_dummy_signature_goes_on_the_first_call_even_after_text() -> None:
+    # the first functionCall part of the model content gets it, not the text part before it
+    messages = [
+        {"role": "user", "content": "time?"},
+        {
+            "role": "assistant",
+            "content": "Let me look.",
+            "tool_calls": [signed("x", "now"), signed("y", "get_weather", "s")],
+        },
+    ]
+    assert contents_for(messages)[1]["parts"] == [
+        {"text": "Let me look."},
+        {"functionCall": {"name": "now", "args": {}}, "thoughtSignature": DUMMY_THOUGHT_SIGNATURE},
+        {"functionCall": {"name": "get_weather", "args": {}}, "thoughtSignature": "s"},
+    ]
+
+
+def test_parse_ignores_signatures_that_are_not_strings_and_on_text_parts() -> None:
+    parts = [
+        {"text": "Here.", "thoughtSignature": "text-sig"},
+        {"functionCall": {"name": "now", "args": {}}, "thoughtSignature": 12},
+        {"functionCall": {"name": "now", "args": {}}, "thoughtSignature": ""},
+    ]
+    c = ADAPTER.parse_response(response(candidates=[{"content": {"parts": parts}, "finishReason": "STOP"}]), TARGET)
+    assert c.text == "Here."
+    assert [call.thought_signature for call in c.tool_calls] == [None, None]
+
+
+def test_stream_keeps_signatures() -> None:
+    data = sse(
+        {"candidates": [{"content": {"parts": [{"text": "Checking."}], "role": "model"}}], **META},
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "parts": [
+                            {
+                                "functionCall": {"name": "get_weather", "args": {"city": "Rome"}},
+                                "thoughtSignature": "S1",
+                            },
+                            {"functionCall": {"name": "now", "args": {}}},
+                        ],
+                        "role": "model",
+                    },
+                    "finishReason": "STOP",
+                }
+            ],
+            "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 4},
+            **META,
+        },
+    )
+    chunks = run(data)
+    assert [d for c in chunks for d in c.tool_calls] == [
+        ToolCallDelta(0, "call_0", "get_weather", '{"city": "Rome"}', "S1"),
+        ToolCallDelta(1, "call_1", "now", "{}"),
+    ]
+    assert run(data, random_sizes(len(data), 3)) == chunks

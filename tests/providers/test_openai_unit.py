@@ -350,3 +350,59 @@ def test_max_tokens_field_follows_the_server(base_url: str, field: str) -> None:
     body = json.loads(req.body)
     assert body[field] == 9
     assert ({"max_tokens", "max_completion_tokens"} - {field}).isdisjoint(body)
+
+
+# --------------------------------------------------------------------------- Gemini thought signatures
+
+SIGNED_CALL = {
+    "id": "call_g",
+    "type": "function",
+    "function": {"name": "now", "arguments": "{}"},
+    "extra_content": {"google": {"thought_signature": "sig-G"}},
+}
+SIGNED_HISTORY = [
+    {"role": "user", "content": "time?"},
+    {"role": "assistant", "content": None, "tool_calls": [SIGNED_CALL]},
+    {"role": "tool", "tool_call_id": "call_g", "content": "noon"},
+]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "kept"),
+    [
+        ("https://api.openai.com/v1", False),
+        ("https://api.groq.com/openai/v1", False),
+        ("http://127.0.0.1:8000/v1", False),
+        ("https://generativelanguage.googleapis.com/v1beta/openai", True),
+        ("https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/endpoints/openapi", True),
+    ],
+)
+def test_extra_content_is_sent_only_to_google(base_url: str, kept: bool) -> None:
+    target = Target(provider="p", api="openai", base_url=base_url, model="m", deployment="d")
+    body = json.loads(ADAPTER.build_request(ChatRequest(SIGNED_HISTORY), target, stream=False).body)
+    (call,) = body["messages"][1]["tool_calls"]
+    assert ("extra_content" in call) is kept
+    assert {k: v for k, v in call.items() if k != "extra_content"} == {
+        "id": "call_g",
+        "type": "function",
+        "function": {"name": "now", "arguments": "{}"},
+    }
+    assert body["messages"][0] == SIGNED_HISTORY[0] and body["messages"][2] == SIGNED_HISTORY[2]
+    assert "extra_content" in SIGNED_HISTORY[1]["tool_calls"][0]  # the caller's history is not modified
+
+
+def test_parse_google_thought_signature() -> None:
+    c = ADAPTER.parse_response(completion({"content": None, "tool_calls": [SIGNED_CALL]}, "tool_calls"), TARGET)
+    assert c.tool_calls == (ToolCall("call_g", "now", "{}", "sig-G"),)
+    assert c.tool_calls[0].to_openai() == SIGNED_CALL
+
+
+def test_stream_google_thought_signature() -> None:
+    delta = {"tool_calls": [{"index": 0, **SIGNED_CALL}]}
+    event = {
+        "id": "x",
+        "model": "gemini-3-flash",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": "tool_calls"}],
+    }
+    chunks = run(b"data: " + json.dumps(event).encode() + b"\n\ndata: [DONE]\n\n")
+    assert [d for c in chunks for d in c.tool_calls] == [ToolCallDelta(0, "call_g", "now", "{}", "sig-G")]

@@ -58,6 +58,7 @@ def _fresh(fl: Fleet) -> None:
             None,
         )
         p.cache_write_input_tokens = 0
+        p.thought_signatures = None
 
 
 @pytest.fixture(scope="module")
@@ -430,6 +431,148 @@ def test_tool_result_gets_text(fl: Fleet, client: httpx.Client) -> None:
     ]
     obj = gem(fl, client, tools=TOOLS_GEM, contents=contents).json()
     assert "sunny" in obj["candidates"][0]["content"]["parts"][0]["text"]
+
+
+# ---- Gemini 3 thought signatures ---------------------------------------------------------------
+
+GEMINI_3 = "gemini-3-pro-preview"
+DUMMY = "skip_thought_signature_validator"
+
+
+def gem_model(
+    fl: Fleet,
+    client: httpx.Client,
+    model: str,
+    contents: list[dict[str, Any]],
+    *,
+    stream: bool = False,
+    sse: bool = True,
+    tools: bool = True,
+) -> httpx.Response:
+    action = "streamGenerateContent" + ("?alt=sse" if sse else "") if stream else "generateContent"
+    body: dict[str, Any] = {"contents": contents, "tools": TOOLS_GEM} if tools else {"contents": contents}
+    return client.post(fl.base_url("gem") + f"/models/{model}:{action}", json=body)
+
+
+ASK = {"role": "user", "parts": [{"text": "weather in Paris and Rome?"}]}
+
+
+def fc(name: str, signature: str | None = None) -> dict[str, Any]:
+    part: dict[str, Any] = {"functionCall": {"name": name, "args": {}}}
+    if signature is not None:
+        part["thoughtSignature"] = signature
+    return part
+
+
+def fr(name: str) -> dict[str, Any]:
+    return {"functionResponse": {"name": name, "response": {"result": "sunny"}}}
+
+
+def test_gemini_3_signs_the_first_function_call(fl: Fleet, client: httpx.Client) -> None:
+    fl["gem"].reply = FakeReply(tool_calls=[("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})])
+    parts = gem_model(fl, client, GEMINI_3, [ASK]).json()["candidates"][0]["content"]["parts"]
+    assert [set(p) for p in parts] == [{"functionCall", "thoughtSignature"}, {"functionCall"}]
+    sig = parts[0]["thoughtSignature"]
+    assert isinstance(sig, str) and len(sig) > 20 and sig != DUMMY
+    # streamed (SSE or JSON array): the calls come whole in the last chunk, signed the same way
+    objs = [json.loads(e.data) for e in sse(gem_model(fl, client, GEMINI_3, [ASK], stream=True))]
+    last = objs[-1]["candidates"][0]["content"]["parts"]
+    assert [set(p) for p in last] == [{"functionCall", "thoughtSignature"}, {"functionCall"}]
+    arr = gem_model(fl, client, GEMINI_3, [ASK], stream=True, sse=False).json()
+    assert "thoughtSignature" in arr[-1]["candidates"][0]["content"]["parts"][0]
+    # one signature per reply, never reused
+    assert (
+        len({sig, last[0]["thoughtSignature"], arr[-1]["candidates"][0]["content"]["parts"][0]["thoughtSignature"]})
+        == 3
+    )
+    # older models and thought_signatures=False: no signature
+    for model in ("gemini-2.5-flash", "gemini-test"):
+        parts = gem_model(fl, client, model, [ASK]).json()["candidates"][0]["content"]["parts"]
+        assert all("thoughtSignature" not in p for p in parts)
+    fl["gem"].thought_signatures = False
+    parts = gem_model(fl, client, GEMINI_3, [ASK]).json()["candidates"][0]["content"]["parts"]
+    assert all("thoughtSignature" not in p for p in parts)
+
+
+def test_gemini_3_signs_the_last_text_part_of_a_reply_without_calls(fl: Fleet, client: httpx.Client) -> None:
+    parts = gem_model(fl, client, GEMINI_3, [ASK], tools=False).json()["candidates"][0]["content"]["parts"]
+    assert len(parts) == 1 and parts[0]["text"].startswith("Echo:") and parts[0]["thoughtSignature"]
+    objs = [json.loads(e.data) for e in sse(gem_model(fl, client, GEMINI_3, [ASK], stream=True, tools=False))]
+    signed = ["thoughtSignature" in o["candidates"][0]["content"]["parts"][0] for o in objs]
+    assert signed == [False] * (len(objs) - 1) + [True]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_gemini_3_rejects_a_current_turn_call_without_signature(fl: Fleet, client: httpx.Client, stream: bool) -> None:
+    contents = [
+        ASK,
+        {"role": "model", "parts": [fc("get_weather"), fc("get_weather")]},
+        {"role": "user", "parts": [fr("get_weather")]},
+    ]
+    r = gem_model(fl, client, GEMINI_3, contents, stream=stream)
+    assert r.status_code == 400 and r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert err["code"] == 400 and err["status"] == "INVALID_ARGUMENT"
+    assert err["message"].startswith("Function call is missing a thought_signature in functionCall parts.")
+    assert "function call `default_api:get_weather` , position 2." in err["message"]
+    assert "https://ai.google.dev/gemini-api/docs/thought-signatures" in err["message"]
+    assert fl["gem"].calls == 1 and fl["gem"].served == 0 and fl["gem"].requests[0].json["contents"] == contents
+
+
+def test_gemini_3_signature_rules(fl: Fleet, client: httpx.Client) -> None:
+    def status(model: str, *contents: dict[str, Any]) -> int:
+        return gem_model(fl, client, model, list(contents)).status_code
+
+    answer = {"role": "user", "parts": [fr("get_weather"), fr("get_weather")]}
+    # the first call of a step signed (the real way, or with the dummy): accepted; parallel calls need no more
+    assert (
+        status(GEMINI_3, ASK, {"role": "model", "parts": [fc("get_weather", "abc"), fc("get_weather")]}, answer) == 200
+    )
+    assert (
+        status(GEMINI_3, ASK, {"role": "model", "parts": [fc("get_weather", DUMMY), fc("get_weather")]}, answer) == 200
+    )
+    assert status(GEMINI_3, ASK, {"role": "model", "parts": [{"text": "ok"}, fc("get_weather", "s")]}, answer) == 200
+    # snake_case fields, as the API also accepts
+    snake = {
+        "role": "model",
+        "parts": [{"function_call": {"name": "get_weather", "args": {}}, "thought_signature": "s"}],
+    }
+    assert status(GEMINI_3, ASK, snake, answer) == 200
+    # only a later parallel call signed, or an empty signature: rejected
+    assert status(GEMINI_3, ASK, {"role": "model", "parts": [fc("get_weather"), fc("get_weather", "s")]}, answer) == 400
+    assert status(GEMINI_3, ASK, {"role": "model", "parts": [fc("get_weather", "")]}, answer) == 400
+    # every step of the current turn is checked: the second step is unsigned (content 4)
+    r = gem_model(
+        fl,
+        client,
+        GEMINI_3,
+        [
+            ASK,
+            {"role": "model", "parts": [fc("get_weather", "s1")]},
+            answer,
+            {"role": "model", "parts": [fc("now")]},
+            answer,
+        ],
+    )
+    assert r.status_code == 400 and "`default_api:now` , position 4." in r.json()["error"]["message"]
+    # an unsigned call in an earlier turn (a user text message follows it) is not checked
+    earlier = [
+        ASK,
+        {"role": "model", "parts": [fc("get_weather")]},
+        answer,
+        {"role": "model", "parts": [{"text": "Sunny."}]},
+        ASK,
+    ]
+    assert status(GEMINI_3, *earlier) == 200
+    # a user content with text next to the function responses also starts a new turn
+    mixed = {"role": "user", "parts": [fr("get_weather"), {"text": "thanks, and Oslo?"}]}
+    assert status(GEMINI_3, ASK, {"role": "model", "parts": [fc("get_weather")]}, mixed) == 200
+    # older models do not check; thought_signatures overrides the model id either way
+    assert status("gemini-2.5-flash", ASK, {"role": "model", "parts": [fc("get_weather")]}, answer) == 200
+    fl["gem"].thought_signatures = True
+    assert status("gemini-2.5-flash", ASK, {"role": "model", "parts": [fc("get_weather")]}, answer) == 400
+    fl["gem"].thought_signatures = False
+    assert status(GEMINI_3, ASK, {"role": "model", "parts": [fc("get_weather")]}, answer) == 200
 
 
 # ---- errors and faults -------------------------------------------------------------------------
