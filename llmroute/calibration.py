@@ -31,10 +31,12 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ModelRefit",
     "fit_model_vector",
     "main",
     "quality_target_for_strong_share",
@@ -113,6 +115,21 @@ def threshold_for_quality(
                 break
     share = best_k / n
     return threshold_for_strong_share(scores, share), share
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRefit:
+    """One model's vector refitted from feedback (:meth:`llmroute.Router.refit_models`)."""
+
+    model: str
+    #: Feedback labels the fit used.
+    labels: int
+    #: Mean feedback score of those labels.
+    mean_score: float
+    #: Where the vector came from before (``pool``, ``tier:large``, ``vector``, ``neutral``...).
+    source_before: str
+    vector_before: tuple[float, ...]
+    vector_after: tuple[float, ...]
 
 
 def fit_model_vector(

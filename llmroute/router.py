@@ -106,6 +106,9 @@ class Router:
     Close it with ``await router.aclose()`` or use ``async with``.
     """
 
+    #: Feedback labels kept per model by :meth:`record_feedback` (the oldest are dropped).
+    feedback_limit: int = 10_000
+
     def __init__(
         self,
         config: Config | Mapping[str, Any],
@@ -137,6 +140,8 @@ class Router:
         self._predictor = predictor
         self._warm = False
         self._profiles: dict[str, Any] = {}
+        #: Feedback labels per model: ``(prompt latent, score)`` (see :meth:`record_feedback`).
+        self._feedback: dict[str, Any] = {}
         self._deployments: dict[str, list[_Deployment]] = {
             name: self._resolve_model(name, model) for name, model in cfg.models.items()
         }
@@ -441,6 +446,90 @@ class Router:
         routes[name] = rcfg.model_copy(update={"quality_target": target, "cost_weight": None})
         self.config = self.config.model_copy(update={"routes": routes})
         return target
+
+    # ------------------------------------------------------------------ learning from your traffic
+    def record_feedback(self, reply: Reply, score: float) -> None:
+        """Tell the router how good *reply* was: *score* in [0, 1] (1 good, 0 bad), from a user's
+        thumbs, a test that passed, a grader, a cascade's verdict...
+
+        Only replies of predictive routes can teach anything (they carry the prompt latent the
+        predictor saw); others raise ``InvalidRequestError``. The label is kept in memory for the
+        model that answered, at most :attr:`feedback_limit` per model (oldest dropped). No I/O and
+        no fitting here: :meth:`refit_models` learns from what was recorded.
+        """
+        decision = reply.route.prediction
+        latent = tuple(getattr(decision, "latent", ()) or ())
+        if not latent:
+            raise InvalidRequestError(
+                f"reply of route {reply.route.route!r} ({reply.route.strategy}) carries no prediction: "
+                "only replies of predictive routes with a working predictor can be used as feedback"
+            )
+        try:
+            value = float(score)
+        except (TypeError, ValueError):
+            raise InvalidRequestError(f"feedback score must be a number in [0, 1], got {score!r}") from None
+        if not 0.0 <= value <= 1.0:  # also refuses NaN
+            raise InvalidRequestError(f"feedback score must be within [0, 1], got {score!r}")
+        if reply.model not in self.config.models:
+            raise InvalidRequestError(f"reply's model {reply.model!r} is not in this router's config")
+        store = self._feedback.get(reply.model)
+        if store is None:
+            from collections import deque
+
+            store = self._feedback[reply.model] = deque(maxlen=self.feedback_limit)
+        store.append((latent, value))
+
+    def feedback_counts(self) -> dict[str, int]:
+        """Feedback labels held per model (see :meth:`record_feedback`)."""
+        return {m: len(d) for m, d in self._feedback.items()}
+
+    async def refit_models(self, *, min_labels: int = 30, l2: float = 1.0) -> dict[str, Any]:
+        """Refit the predictor vector of every model with at least *min_labels* feedback labels.
+
+        Each fit starts from the model's current vector (pool, ``like``, tier, or an earlier fit)
+        as its prior, with the network frozen (:func:`llmroute.calibration.fit_model_vector`;
+        *l2* pulls toward the prior, so a few labels move it little). The fits run in a worker
+        thread. Later predictions use the new vectors, and ``router.config`` holds them
+        (``models.<name>.predictor.vector``: save it with ``router.config.model_dump(mode="json")``).
+        The labels are kept, so the next refit learns from them again plus what came since.
+        Returns ``{model: ModelRefit}`` for the models refitted.
+
+        Feedback only comes from the model that answered, which the router picked because it
+        looked good enough: a cheap model is mostly labelled on prompts the predictor found easy.
+        The fit conditions on the prompt latent, which is what makes that usable, but it cannot
+        learn about prompts a model never gets.
+        """
+        import anyio.to_thread
+
+        from .calibration import ModelRefit, fit_model_vector
+        from .predictor import ModelProfile, Predictor
+
+        if min_labels < 1:
+            raise InvalidRequestError(f"min_labels must be at least 1, got {min_labels}")
+        if l2 <= 0:
+            raise InvalidRequestError(f"l2 must be positive, got {l2}")
+        predictor = self._predictor = self._predictor or Predictor.default()
+        out: dict[str, Any] = {}
+        for model, store in sorted(self._feedback.items()):
+            if len(store) < min_labels:
+                continue
+            latents = [z for z, _ in store]
+            scores = [y for _, y in store]
+            old = self._profile(model)
+            prior, _known, source = predictor.resolve(old)
+            vector = await anyio.to_thread.run_sync(
+                lambda latents=latents, scores=scores, prior=prior: fit_model_vector(
+                    latents, scores, prior=prior, l2=l2
+                )
+            )
+            self._profiles[model] = ModelProfile(model, like=old.like, tier=old.tier, vector=tuple(vector))
+            models = dict(self.config.models)
+            entry = dict(models[model].predictor or {})
+            entry["vector"] = list(vector)
+            models[model] = models[model].model_copy(update={"predictor": entry})
+            self.config = self.config.model_copy(update={"models": models})
+            out[model] = ModelRefit(model, len(scores), sum(scores) / len(scores), source, tuple(prior), tuple(vector))
+        return out
 
     # ------------------------------------------------------------------ lifecycle
     async def warmup(self) -> None:

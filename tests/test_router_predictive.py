@@ -72,3 +72,65 @@ def test_calibrate_hits_the_strong_share(fleet: Fleet) -> None:
     assert abs(escalated / len(prompts) - 0.3) <= 0.15
     with pytest.raises(llmroute.InvalidRequestError, match="predictive"):
         r.calibrate(prompts, route="default", strong_share=0.3)
+
+
+PROMPTS = [
+    "Hi!",
+    "What is the capital of France?",
+    "Translate 'good morning' into Spanish.",
+    "def add(a, b):\n    return a + b\n# write a unit test for add",
+    "A train leaves at 3 pm at 60 km/h and another at 4 pm at 90 km/h; when does the second catch up?",
+    HARD,
+    "Which of these is a mammal? A) shark B) whale C) trout D) eel",
+    "Summarise the causes of the French revolution in two sentences.",
+]
+
+
+async def _answered(router: llmroute.Router, n: int) -> list[llmroute.Reply]:
+    return [await router.complete(PROMPTS[i % len(PROMPTS)] + f" ({i})", route="auto") for i in range(n)]
+
+
+@pytest.mark.parametrize("score", [0.0, 1.0])
+async def test_feedback_refits_the_answering_models_vector(fleet: Fleet, score: float) -> None:
+    async with llmroute.Router.from_dict(predictive_config(fleet, quality_target=0.0)) as r:
+        replies = await _answered(r, 12)
+        assert {x.model for x in replies} == {"small"}  # target 0: the cheap model answers all
+        before = replies[0].route.prediction.quality["small"]
+        for reply in replies:
+            r.record_feedback(reply, score)
+        assert r.feedback_counts() == {"small": 12}
+        assert await r.refit_models(min_labels=13) == {}  # not enough labels yet: nothing moves
+        fits = await r.refit_models(min_labels=10)
+        fit = fits["small"]
+        assert (fit.labels, fit.mean_score, fit.source_before) == (12, score, "tier:small")
+        assert fit.vector_after != fit.vector_before
+        # the config holds the fitted vector (tier kept), and later predictions use it
+        assert r.config.models["small"].predictor == {"tier": "small", "vector": list(fit.vector_after)}
+        again = await r.complete(PROMPTS[0] + " (0)", route="auto")
+        after = again.route.prediction.quality["small"]
+        assert after < before if score == 0.0 else after > before
+        # a second refit starts from the fitted vector
+        assert (await r.refit_models(min_labels=10))["small"].source_before == "vector"
+
+
+async def test_feedback_is_bounded_and_checked(fleet: Fleet) -> None:
+    cfg = predictive_config(fleet, quality_target=0.0)
+    cfg["routes"]["plain"] = {"models": ["small"]}
+    async with llmroute.Router.from_dict(cfg) as r:
+        r.feedback_limit = 3
+        replies = await _answered(r, 5)
+        for reply in replies:
+            r.record_feedback(reply, 1)
+        assert r.feedback_counts() == {"small": 3}  # the oldest were dropped
+        with pytest.raises(llmroute.InvalidRequestError, match="within \\[0, 1\\]"):
+            r.record_feedback(replies[0], 1.5)
+        with pytest.raises(llmroute.InvalidRequestError, match="within \\[0, 1\\]"):
+            r.record_feedback(replies[0], float("nan"))
+        with pytest.raises(llmroute.InvalidRequestError, match="a number"):
+            r.record_feedback(replies[0], "good")  # type: ignore[arg-type]
+        plain = await r.complete("Hi!", route="plain")
+        with pytest.raises(llmroute.InvalidRequestError, match="carries no prediction"):
+            r.record_feedback(plain, 1.0)
+        with pytest.raises(llmroute.InvalidRequestError, match="min_labels"):
+            await r.refit_models(min_labels=0)
+        assert r.feedback_counts() == {"small": 3}

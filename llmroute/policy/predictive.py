@@ -84,6 +84,8 @@ class PredictiveDecision:
     known: Mapping[str, bool] = field(default_factory=dict)
     quality_target: float | None = None
     cost_weight: float | None = None
+    #: The prompt latent the prediction came from (what :meth:`Router.record_feedback` learns from).
+    latent: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict for traces."""
@@ -148,9 +150,11 @@ def choose(
     missing = [c.model for c in candidates if qs[c.model] is None]
     shown = {m: q for m, q in qs.items() if q is not None}
 
+    latent = tuple(getattr(prediction, "latent", ()) or ())
+
     def record(order: list[str], reason: str, target: float | None, lam: float | None) -> PredictiveDecision:
         full = tuple(order + missing)
-        return PredictiveDecision(full, full[0], reason, True, difficulty, shown, known, target, lam)
+        return PredictiveDecision(full, full[0], reason, True, difficulty, shown, known, target, lam, latent)
 
     if not have:
         return PredictiveDecision(
@@ -163,6 +167,7 @@ def choose(
             known,
             quality_target,
             cost_weight,
+            latent,
         )
     suffix = f" (difficulty {difficulty:.2f})"
     if missing:
