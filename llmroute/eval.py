@@ -28,12 +28,14 @@ Where the two models' mean scores differ by less than ``1e-6`` (no gap to recove
 ``degenerate`` in the human table and on stderr; nothing is divided by zero. A negative gap
 (the "weak" model is better) keeps the same formula.
 
-Routing score (``--score``): ``difficulty`` (the default, also what ``auto`` means) routes the
-prompts the predictor finds hardest to the strong model; ``gap`` uses the predicted quality gap
-``q_strong - q_weak`` of the two models' vectors (training pool, ``--strong-like`` /
-``--weak-like`` priors). On benchmarks the predictor never saw, difficulty is the better router
-(leave-one-benchmark-out tables in ``models/MODEL_CARD.md``); the gap only helps on tasks like
-the training data. ``--json`` prints exactly one JSON object, the last line of stdout::
+Routing score (``--score``): ``difficulty`` routes the prompts the predictor finds hardest to
+the strong model; ``gap`` uses the predicted quality gap ``q_strong - q_weak`` of the two models'
+vectors (training pool, ``--strong-like`` / ``--weak-like`` priors, or vectors fitted on your
+labels, read from ``--config``). ``auto`` (the default) is the gap when both models have fitted
+vectors in ``--config`` (``llmroute calibrate --model``), else the difficulty: on benchmarks the
+predictor never saw, difficulty beats the pool vectors' gap (leave-one-benchmark-out tables in
+``models/MODEL_CARD.md``), while vectors refitted on a task's own labels beat both
+(``python -m training.experiments.user_traffic``). ``--json`` prints exactly one JSON object, the last line of stdout::
 
     {"<benchmark>": {"apgr": float, "cpt50": float, "cpt80": float, "n": int}, ...}
 
@@ -277,6 +279,22 @@ def _fmt(x: float | None) -> str:
     return "   -  " if x is None else f"{x:6.3f}"
 
 
+def _config_profiles(path: str) -> dict[str, Any]:
+    """``{model: ModelProfile}`` from a config file's ``models.<name>.predictor`` entries."""
+    from llmroute.predictor import ModelProfile
+
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read --config {path}: {exc}") from None
+    models = cfg.get("models") if isinstance(cfg, Mapping) else None
+    out: dict[str, Any] = {}
+    for name, entry in (models or {}).items():
+        if isinstance(entry, Mapping) and isinstance(entry.get("predictor"), Mapping):
+            out[name] = ModelProfile.from_config(name, entry["predictor"])
+    return out
+
+
 def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
     from llmroute.predictor import ModelProfile
 
@@ -284,14 +302,21 @@ def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) 
     if not rows:
         print(f"error: no prompt has scores for both {args.strong!r} and {args.weak!r}", file=sys.stderr)
         return 2
+    try:
+        fitted = _config_profiles(args.config) if args.config else {}
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     profiles = [
-        ModelProfile(args.strong, like=args.strong_like),
-        ModelProfile(args.weak, like=args.weak_like),
+        fitted.get(args.strong) or ModelProfile(args.strong, like=args.strong_like),
+        fitted.get(args.weak) or ModelProfile(args.weak, like=args.weak_like),
     ]
     preds = _predict_all(rows, profiles, predictor, not args.no_progress)
     mode = args.score
     if mode == "auto":
-        mode = "difficulty"
+        # the gap only when both vectors were fitted on your own labels; else the difficulty
+        both_fitted = bool(preds) and all(preds[0].source.get(m) == "vector" for m in (args.strong, args.weak))
+        mode = "gap" if both_fitted else "difficulty"
     elif mode == "gap" and not all(preds[0].known.get(m) for m in (args.strong, args.weak)):
         unknown = [m for m in (args.strong, args.weak) if not preds[0].known.get(m)]
         print(
@@ -482,8 +507,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "--score",
         choices=("auto", "gap", "difficulty"),
         default="auto",
-        help="routing score: predicted difficulty (auto, the default: best on unseen tasks) or the "
-        "predicted quality gap of the two models",
+        help="routing score: predicted difficulty, the predicted quality gap of the two models, or auto "
+        "(the default: the gap when both models have vectors fitted on your labels in --config, "
+        "else the difficulty, which is best on unseen tasks)",
+    )
+    ap.add_argument(
+        "--config",
+        metavar="CFG.json",
+        help="take the models' predictor entries (like / tier / fitted vector) from this config, "
+        "e.g. one written by `llmroute calibrate --model`",
     )
     ap.add_argument("--pool", help="multi-model mode: comma-separated model names")
     ap.add_argument("--prices", help="multi-model mode: NAME=PRICE,... (any unit, per call)")

@@ -192,3 +192,24 @@ def test_missing_benchmark_column_is_one_group(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("prompt_id,prompt,model,score\n1,hi,a,1\n1,hi,b,0\n")
     rows = load_long(tmp_path / "d.csv")
     assert rows[0].benchmark == "all" and rows[0].scores == {"a": 1.0, "b": 0.0}
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="models/predictor.onnx not built")
+def test_cli_uses_vectors_fitted_on_your_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llmroute.calibration import main as calibrate
+
+    data = tmp_path / "d.csv"
+    _write_long(data)
+    cfg = tmp_path / "cfg.json"
+    for model, tier in (("big", "large"), ("tiny", "small")):
+        assert calibrate(["--config", str(cfg), "--model", model, "--labels", str(data), "--tier", tier]) == 0
+    runs = {}
+    for score in ("auto", "gap", "difficulty"):
+        args = [str(data), "--strong", "big", "--weak", "tiny", "--config", str(cfg), "--score", score, "--json"]
+        assert main(args) == 0
+        runs[score] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert runs["auto"] == runs["gap"]  # both models have fitted vectors: auto uses their gap
+    assert "no vector" not in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main([str(data), "--strong", "big", "--weak", "tiny", "--config", str(tmp_path / "bad.json")]) == 2
+    assert "cannot read --config" in capsys.readouterr().err
