@@ -110,6 +110,16 @@ async def collect(stream: llmroute.ReplyStream) -> list[llmroute.Chunk]:
     return [chunk async for chunk in stream]
 
 
+async def reply_of(r: llmroute.Router, messages: Any, streamed: bool, **kwargs: Any) -> llmroute.Reply:
+    """The reply of one call, through ``complete`` or through a fully read ``stream``."""
+    if not streamed:
+        return await r.complete(messages, **kwargs)
+    stream = r.stream(messages, **kwargs)
+    await collect(stream)
+    assert stream.reply is not None
+    return stream.reply
+
+
 # ---------------------------------------------------------------------------- plain replies
 async def test_plain_reply_usage_cost_and_wire_shape(fleet: Fleet, api: Api) -> None:
     async with router(config(fleet)) as r:
@@ -299,13 +309,7 @@ async def test_tool_result_turn_gets_a_text_reply(
     fleet: Fleet, api: Api, weather_call: FakeProvider, streamed: bool
 ) -> None:
     async with router(config(fleet)) as r:
-        if streamed:
-            stream = r.stream(QUESTION, model=api.model, tools=TOOLS)
-            await collect(stream)
-            assert stream.reply is not None
-            first = stream.reply
-        else:
-            first = await r.complete(QUESTION, model=api.model, tools=TOOLS)
+        first = await reply_of(r, QUESTION, streamed, model=api.model, tools=TOOLS)
         call = assert_weather_call(first)
         weather_call.reply = None  # back to the default: answer a tool result with text
         follow_up = [
@@ -360,13 +364,7 @@ async def test_cached_input_tokens_are_billed_at_the_cached_rate(fleet: Fleet, a
     provider.cached_input_tokens = 10
     try:
         async with router(cfg) as r:
-            if streamed:
-                stream = r.stream(CONVERSATION, model=api.model)
-                await collect(stream)
-                assert stream.reply is not None
-                reply = stream.reply
-            else:
-                reply = await r.complete(CONVERSATION, model=api.model)
+            reply = await reply_of(r, CONVERSATION, streamed, model=api.model)
     finally:
         provider.cached_input_tokens = saved
 
@@ -390,13 +388,7 @@ async def test_cache_writes_are_billed_at_the_cache_write_rate(fleet: Fleet, api
     budget = llmroute.MemoryBudget(1.0)
     try:
         async with llmroute.Router.from_dict(cfg, transport=httpx.AsyncHTTPTransport(verify=False), budget=budget) as r:
-            if streamed:
-                stream = r.stream(CONVERSATION, model=api.model)
-                await collect(stream)
-                assert stream.reply is not None
-                reply = stream.reply
-            else:
-                reply = await r.complete(CONVERSATION, model=api.model)
+            reply = await reply_of(r, CONVERSATION, streamed, model=api.model)
     finally:
         provider.cached_input_tokens, provider.cache_write_input_tokens = saved
 
