@@ -318,6 +318,24 @@ def difficulty(p: Params, struct: np.ndarray, tokens: list[np.ndarray]) -> np.nd
     return 1.0 / (1.0 + np.exp(-difficulty_logit(p, struct, tokens)))
 
 
+def ridge_length_floor(a: np.ndarray, y: np.ndarray, w: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Weighted ridge ``argmin sum w (y - a b)^2 + sum lam b^2`` whose first columns are the
+    structural features, with the length features (:data:`FLOOR_FEATURES`) kept >= 0 by an
+    active set: a negative length weight is fixed at 0 and the rest refitted."""
+    free = np.ones(a.shape[1], dtype=bool)
+    floor = [F.STRUCT_NAMES.index(n) for n in FLOOR_FEATURES]
+    beta = np.zeros(a.shape[1])
+    for _ in range(len(floor) + 1):
+        af = a[:, free]
+        beta[:] = 0.0
+        beta[free] = np.linalg.solve(af.T @ (af * w[:, None]) + np.diag(lam[free]), af.T @ (w * y))
+        neg = [j for j in floor if free[j] and beta[j] < 0]
+        if not neg:
+            break
+        free[neg] = False
+    return beta
+
+
 def fit_difficulty(
     ds: Dataset, prompt_mask: np.ndarray, mu: np.ndarray, sd: np.ndarray, hp: dict
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
@@ -368,18 +386,8 @@ def fit_difficulty(
     for g in groups:
         i = prompt_mask & (ds.group == g)
         w[i] = 1.0 / i.sum() / len(groups)
-    a, y, ww = xc[prompt_mask], yz[prompt_mask], w[prompt_mask]
-    free = np.ones(xs.shape[1], dtype=bool)
-    floor = [F.STRUCT_NAMES.index(n) for n in FLOOR_FEATURES]
-    beta = np.zeros(xs.shape[1])
-    for _ in range(len(floor) + 1):
-        af = a[:, free]
-        beta[:] = 0.0
-        beta[free] = np.linalg.solve(af.T @ (af * ww[:, None]) + np.diag(lam[free]), af.T @ (ww * y))
-        neg = [j for j in floor if free[j] and beta[j] < 0]
-        if not neg:
-            break
-        free[neg] = False
+    ww = w[prompt_mask]
+    beta = ridge_length_floor(xc[prompt_mask], yz[prompt_mask], ww, lam)
     # calibrate: difficulty = sigmoid(alpha + gamma * score) ~ failure rate (group-balanced)
     sc = xs[prompt_mask] @ beta
     f = fail[prompt_mask]
@@ -699,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             hp[key] = json.loads(value)
         except ValueError:
-            ap.error(f"--set {item}: the value must be JSON (true, 0.3, \"within\")")
+            ap.error(f'--set {item}: the value must be JSON (true, 0.3, "within")')
     np.random.seed(SEED)
     ds = load_dataset(args.data)
     print(f"{len(ds.prompts)} prompts, {ds.y.size} cells, {len(ds.models)} models", file=sys.stderr)

@@ -118,6 +118,20 @@ def load_nc(ds: tp.Dataset):
     }
 
 
+def _setup(ds: tp.Dataset):
+    """Score matrix, file of each prompt, files, each file's models and each prompt's failure rate
+    (mean over its file's models)."""
+    mat = ev._score_matrix(ds)
+    file_of = np.array([g.split("/")[0] for g in ds.group_names])[ds.group]
+    files = sorted(set(file_of))
+    fm = {f: np.flatnonzero(~np.isnan(mat[file_of == f]).all(axis=0)) for f in files}
+    fail = np.zeros(len(ds.prompts))
+    for f in files:
+        i = file_of == f
+        fail[i] = 1.0 - np.nanmean(mat[i][:, fm[f]], axis=1)
+    return mat, file_of, files, fm, fail
+
+
 def token_means_rows(rows: list[np.ndarray], table: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """SIF mean; rows of -1 are tokens outside the table (value 0, weight 1)."""
     out = np.zeros((len(rows), table.shape[1]))
@@ -165,18 +179,7 @@ def fit_head(ds, train, fail, file_of, mode: str, dim: int, lam_s: float, lam_t:
         for g in gs:
             i = train & (ds.group == g)
             w[i] = 1.0 / i.sum() / len(gs)
-    a, y, ww = xc[train], yz[train], w[train]
-    free = np.ones(xs.shape[1], dtype=bool)
-    floor = [F.STRUCT_NAMES.index(n) for n in tp.FLOOR_FEATURES]
-    beta = np.zeros(xs.shape[1])
-    for _ in range(len(floor) + 1):
-        af = a[:, free]
-        beta[:] = 0
-        beta[free] = np.linalg.solve(af.T @ (af * ww[:, None]) + np.diag(lam[free]), af.T @ (ww * y))
-        neg = [j for j in floor if free[j] and beta[j] < 0]
-        if not neg:
-            break
-        free[neg] = False
+    beta = tp.ridge_length_floor(xc[train], yz[train], w[train], lam)
 
     def score(struct, rows):
         e = token_means_rows(rows, table, tw) if dim else np.zeros((len(struct), 0))
@@ -229,14 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.typed:
         return typed_main()
     ds = load(not args.no_cache)
-    mat = ev._score_matrix(ds)
-    file_of = np.array([g.split("/")[0] for g in ds.group_names])[ds.group]
-    files = sorted(set(file_of))
-    fm = {f: np.flatnonzero(~np.isnan(mat[file_of == f]).all(axis=0)) for f in files}
-    fail = np.zeros(len(ds.prompts))
-    for f in files:
-        i = file_of == f
-        fail[i] = 1.0 - np.nanmean(mat[i][:, fm[f]], axis=1)
+    mat, file_of, files, fm, fail = _setup(ds)
     length = np.log1p([len(p) for p in ds.prompts])
     heads = {"within": ("within", 16, 0.3, 0.3)}
     for d in [int(x) for x in args.dims.split(",")]:
@@ -337,14 +333,7 @@ def fit_irt_1d(s, p_idx, m_idx, y, train, group, n_models, offsets: bool, l2: fl
 
 def irt_main() -> int:
     ds = load(True)
-    mat = ev._score_matrix(ds)
-    file_of = np.array([g.split("/")[0] for g in ds.group_names])[ds.group]
-    files = sorted(set(file_of))
-    fm = {f: np.flatnonzero(~np.isnan(mat[file_of == f]).all(axis=0)) for f in files}
-    fail = np.zeros(len(ds.prompts))
-    for f in files:
-        i = file_of == f
-        fail[i] = 1.0 - np.nanmean(mat[i][:, fm[f]], axis=1)
+    mat, file_of, files, _fm, fail = _setup(ds)
     bench = np.array(ds.bench)
     out = {k: np.zeros(len(ds.prompts)) for k in ("diff", "gap_off", "gap_nooff")}
     for b in sorted(set(ds.bench)):
@@ -378,14 +367,7 @@ def irt_main() -> int:
 def mix_main() -> int:
     """alpha * within + (1 - alpha) * pooled (each standardised on its training fold)."""
     ds = load(True)
-    mat = ev._score_matrix(ds)
-    file_of = np.array([g.split("/")[0] for g in ds.group_names])[ds.group]
-    files = sorted(set(file_of))
-    fm = {f: np.flatnonzero(~np.isnan(mat[file_of == f]).all(axis=0)) for f in files}
-    fail = np.zeros(len(ds.prompts))
-    for f in files:
-        i = file_of == f
-        fail[i] = 1.0 - np.nanmean(mat[i][:, fm[f]], axis=1)
+    mat, file_of, files, _fm, fail = _setup(ds)
     bench = np.array(ds.bench)
     alphas = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
     out = {a: np.zeros(len(ds.prompts)) for a in alphas}
@@ -428,14 +410,7 @@ def interact_main() -> int:
     import copy
 
     ds0 = load(True)
-    mat = ev._score_matrix(ds0)
-    file_of = np.array([g.split("/")[0] for g in ds0.group_names])[ds0.group]
-    files = sorted(set(file_of))
-    fm = {f: np.flatnonzero(~np.isnan(mat[file_of == f]).all(axis=0)) for f in files}
-    fail = np.zeros(len(ds0.prompts))
-    for f in files:
-        i = file_of == f
-        fail[i] = 1.0 - np.nanmean(mat[i][:, fm[f]], axis=1)
+    mat, file_of, files, _fm, fail = _setup(ds0)
     variants = {
         "pooled": (),
         "pooled+num": ("log_numbers", "digit_token_frac"),
@@ -497,19 +472,7 @@ def _fast_head(xs_all, train, fail, group, file_of, mode, n_s, dim, lam):
     for g in gs:
         i = train & (group == g)
         w[i] = 1.0 / i.sum() / len(gs)
-    a, y, ww = xc[train], yz[train], w[train]
-    lam_v = np.full(xs.shape[1], lam)
-    free = np.ones(xs.shape[1], dtype=bool)
-    floor = [F.STRUCT_NAMES.index(n) for n in tp.FLOOR_FEATURES]
-    beta = np.zeros(xs.shape[1])
-    for _ in range(len(floor) + 1):
-        af = a[:, free]
-        beta[:] = 0
-        beta[free] = np.linalg.solve(af.T @ (af * ww[:, None]) + np.diag(lam_v[free]), af.T @ (ww * y))
-        neg = [j for j in floor if free[j] and beta[j] < 0]
-        if not neg:
-            break
-        free[neg] = False
+    beta = tp.ridge_length_floor(xc[train], yz[train], w[train], np.full(xs.shape[1], lam))
     return xs @ beta
 
 
@@ -529,14 +492,7 @@ def nested_main() -> int:
     benchmark (inner LOBO over the rest, criterion = mean of the within-benchmark and mixed
     APGR), then scored on it. An unbiased estimate of what the selection is worth."""
     ds = load(True)
-    mat = ev._score_matrix(ds)
-    file_of = np.array([g.split("/")[0] for g in ds.group_names])[ds.group]
-    files = sorted(set(file_of))
-    fm = {f: np.flatnonzero(~np.isnan(mat[file_of == f]).all(axis=0)) for f in files}
-    fail = np.zeros(len(ds.prompts))
-    for f in files:
-        i = file_of == f
-        fail[i] = 1.0 - np.nanmean(mat[i][:, fm[f]], axis=1)
+    mat, file_of, files, _fm, fail = _setup(ds)
     n_s = ds.struct.shape[1]
     grid = [(m, d, lam) for m in ("within", "pooled") for d in (0, 8, 16, 32) for lam in (0.1, 0.3, 1.0)]
     bench = np.array(ds.bench)
@@ -604,14 +560,7 @@ def typed_main() -> int:
     import copy
 
     ds0 = load(True)
-    mat = ev._score_matrix(ds0)
-    file_of = np.array([g.split("/")[0] for g in ds0.group_names])[ds0.group]
-    files = sorted(set(file_of))
-    fm = {f: np.flatnonzero(~np.isnan(mat[file_of == f]).all(axis=0)) for f in files}
-    fail = np.zeros(len(ds0.prompts))
-    for f in files:
-        i = file_of == f
-        fail[i] = 1.0 - np.nanmean(mat[i][:, fm[f]], axis=1)
+    mat, file_of, files, _fm, fail = _setup(ds0)
     t = _types(ds0.struct)
     keep = [
         F.STRUCT_NAMES.index(n)
