@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from .._sse import SSEDecoder
@@ -49,7 +50,9 @@ def _usage(data: Any) -> Usage | None:
     )
 
 
+@lru_cache(maxsize=64)
 def _host(base_url: str) -> str:
+    """The lower-cased host of *base_url* (cached: it is asked on every request)."""
     return base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
 
 
