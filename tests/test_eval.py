@@ -126,9 +126,7 @@ def test_cli_table_and_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.mark.skipif(not HAS_MODEL, reason="models/predictor.onnx not built")
-def test_cli_routes_by_difficulty_unless_asked_for_the_gap(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_routes_by_difficulty_unless_asked_for_the_gap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     strong, weak = "gpt-4-1106-preview", "mistralai/mixtral-8x7b-chat"  # both in the training pool
     data = tmp_path / "d.csv"
     _write_long(data)
