@@ -279,6 +279,13 @@ def _fmt(x: float | None) -> str:
     return "   -  " if x is None else f"{x:6.3f}"
 
 
+def _routing_scores(preds: Sequence[Any], idx: Sequence[int], mode: str, strong: str, weak: str) -> list[float]:
+    """The routing score of the prompts *idx*: the predicted quality gap or the difficulty."""
+    if mode == "gap":
+        return [preds[i].quality[strong] - preds[i].quality[weak] for i in idx]
+    return [preds[i].difficulty for i in idx]
+
+
 def _config_profiles(path: str) -> dict[str, Any]:
     """``{model: ModelProfile}`` from a config file's ``models.<name>.predictor`` entries."""
     from llmroute.predictor import ModelProfile
@@ -333,10 +340,7 @@ def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) 
         idx = by_bench[bench]
         strong = [rows[i].scores[args.strong] for i in idx]
         weak = [rows[i].scores[args.weak] for i in idx]
-        if mode == "gap":
-            score = [preds[i].quality[args.strong] - preds[i].quality[args.weak] for i in idx]
-        else:
-            score = [preds[i].difficulty for i in idx]
+        score = _routing_scores(preds, idx, mode, args.strong, args.weak)
         m = evaluate_pair(score, strong, weak)
         lm = evaluate_pair([float(len(rows[i].prompt)) for i in idx], strong, weak)
         if m.degenerate:
@@ -475,10 +479,7 @@ def _plot_pairs(
         weak = [rows[i].scores[weak_name] for i in idx]
         if abs(sum(strong) - sum(weak)) < _EPS_GAP * len(idx):
             continue
-        if mode == "gap":
-            score = [preds[i].quality[strong_name] - preds[i].quality[weak_name] for i in idx]
-        else:
-            score = [preds[i].difficulty for i in idx]
+        score = _routing_scores(preds, idx, mode, strong_name, weak_name)
         diff = [s - w for s, w in zip(strong, weak, strict=True)]
         for label, sc in (
             ("predictor", score),
