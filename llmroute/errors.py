@@ -31,6 +31,7 @@ only, and bodies are truncated.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "AllAttemptsFailedError",
@@ -92,6 +93,8 @@ class ProviderError(LLMRouteError):
     retryable: bool = False
     #: Whether the route should move on to its next candidate.
     fallback: bool = True
+    #: The provider's rate-limit headers on the error response (a ``llmroute.types.RateLimit``), if any.
+    rate_limit: Any = None
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ settled after it, cancellation included.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState
 
 from ._clock import Clock, Sleep
+from ._ratelimit import parse_rate_limit
 from .config import RetryConfig
 from .costs import Price, cost_usd
 from .errors import (
@@ -117,18 +119,24 @@ async def send(
         response = await client.send(http_request)
     except httpx.HTTPError as exc:
         raise _map_transport_error(exc, pc.target, reading=True) from exc
+    rate_limit = parse_rate_limit(response.headers)
     if response.status_code >= 300:
-        raise pc.adapter.parse_error(response.status_code, response.headers, response.content, pc.target)
-    return pc.adapter.parse_response(response.content, pc.target)
+        error = pc.adapter.parse_error(response.status_code, response.headers, response.content, pc.target)
+        error.rate_limit = rate_limit
+        raise error
+    completion = pc.adapter.parse_response(response.content, pc.target)
+    return completion if rate_limit is None else dataclasses.replace(completion, rate_limit=rate_limit)
 
 
 class _AttemptStream:
     """One streamed attempt: the open response and its parser."""
 
-    __slots__ = ("_bytes", "_deferred", "_parser", "_pc", "_pending", "_response")
+    __slots__ = ("_bytes", "_deferred", "_parser", "_pc", "_pending", "_response", "rate_limit")
 
     def __init__(self, pc: PlannedCandidate) -> None:
         self._pc = pc
+        #: The provider's rate-limit headers on the response, once open.
+        self.rate_limit: Any = None
         self._response: httpx.Response | None = None
         self._bytes: AsyncIterator[bytes] | None = None
         self._parser = pc.adapter.stream_parser(pc.target)
@@ -145,14 +153,17 @@ class _AttemptStream:
             self._response = await client.send(http_request, stream=True)
         except httpx.HTTPError as exc:
             raise _map_transport_error(exc, self._pc.target, reading=False) from exc
+        self.rate_limit = parse_rate_limit(self._response.headers)
         if self._response.status_code >= 300:
             try:
                 body = await self._response.aread()
             except httpx.HTTPError as exc:
                 raise _map_transport_error(exc, self._pc.target, reading=True) from exc
-            raise self._pc.adapter.parse_error(
+            error = self._pc.adapter.parse_error(
                 self._response.status_code, self._response.headers, body, self._pc.target
             )
+            error.rate_limit = self.rate_limit
+            raise error
         self._bytes = self._response.aiter_bytes()
 
     async def next_chunk(self, deadline_at: float | None, clock: Clock) -> Chunk | None:
@@ -232,12 +243,14 @@ class Executor:
         self._urls: dict[str, httpx.URL] = {}
 
     # ----------------------------------------------------------------- bookkeeping
-    def _begin(self, plan: Plan, pc: PlannedCandidate, number: int, t0: float) -> tuple[Attempt, Reservation | None]:
+    def _begin(
+        self, plan: Plan, pc: PlannedCandidate, number: int, t0: float, *, stream: bool = False
+    ) -> tuple[Attempt, Reservation | None]:
         reservation = None
         if self.budget is not None:
             reservation = self.budget.reserve(pc.candidate.est_cost_usd, route=plan.route, model=pc.candidate.model)
         c = pc.candidate
-        attempt = Attempt(c.model, c.deployment, c.provider, c.provider_model, number, self.clock() - t0)
+        attempt = Attempt(c.model, c.deployment, c.provider, c.provider_model, number, self.clock() - t0, stream=stream)
         plan.trace.attempts.append(attempt)
         if self.hooks:
             dispatch_attempt_started(self.hooks, attempt)
@@ -265,6 +278,7 @@ class Executor:
             attempt.error = _error_text(error)
             if isinstance(error, ProviderError):
                 attempt.status = error.status
+                attempt.rate_limit = error.rate_limit
                 error.attempt = attempt.number
         if reservation is not None and self.budget is not None:
             self.budget.settle(reservation, attempt.cost_usd)
@@ -371,6 +385,7 @@ class Executor:
                             raise
                         break
                     continue
+                attempt.rate_limit = completion.rate_limit
                 self._end(attempt, pc, t0, reservation, None, completion.usage)
                 return self._reply(plan, pc, completion, attempt)
         raise self._failed(plan, errors)
@@ -524,7 +539,7 @@ class ReplyStream:
                 while True:
                     number += 1
                     try:
-                        attempt, reservation = ex._begin(plan, pc, number, t0)
+                        attempt, reservation = ex._begin(plan, pc, number, t0, stream=True)
                     except BudgetExceededError as exc:
                         errors.append(exc)
                         break
@@ -548,6 +563,7 @@ class ReplyStream:
                             break
                         continue
                     attempt.ttft_s = ex.clock() - t0 - attempt.started_s
+                    attempt.rate_limit = stream.rate_limit
                     committed = self._commit(pc, attempt, reservation, stream, first, early, t0, deadline_at)
                     try:
                         async for chunk in committed:

@@ -20,6 +20,7 @@ __all__ = [
     "Completion",
     "FinishReason",
     "Message",
+    "RateLimit",
     "Reply",
     "RouteTrace",
     "ToolCall",
@@ -120,6 +121,22 @@ class ChatRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """What a provider's rate-limit headers said about this account (``None``: not reported).
+
+    Read from ``x-ratelimit-*`` (OpenAI, Groq, Together, ...), ``anthropic-ratelimit-*`` and the
+    IETF ``ratelimit-*`` headers; resets are seconds from the response.
+    """
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """One provider's parsed answer, before routing details are attached."""
 
@@ -130,6 +147,8 @@ class Completion:
     #: The model id the provider says answered.
     response_model: str | None = None
     response_id: str | None = None
+    #: The provider's rate-limit headers on this response, when it sent any.
+    rate_limit: RateLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +205,10 @@ class Attempt:
     wait_s: float = 0.0
     usage: Usage | None = None
     cost_usd: float = 0.0
+    #: Whether this attempt was streamed (``ttft_s`` is then measured).
+    stream: bool = False
+    #: The provider's rate-limit headers on its response (success or error), when it sent any.
+    rate_limit: RateLimit | None = None
 
 
 @dataclass(slots=True)
@@ -203,6 +226,10 @@ class RouteTrace:
     #: A one-line human-readable reason for the order.
     reason: str = ""
     duration_s: float = 0.0
+    #: How deployments of each model were ordered from their live health, one
+    #: :class:`~llmroute.policy.selection.SelectionDecision` per model; ``None`` when the route
+    #: has no ``selection`` block and no circuit was open.
+    selection: Any = None
 
     @property
     def chosen(self) -> Attempt | None:
@@ -227,6 +254,8 @@ class RouteTrace:
             data["prediction"] = pred.as_dict()
         elif hasattr(pred, "__dataclass_fields__"):
             data["prediction"] = asdict(pred)
+        if self.selection is not None:
+            data["selection"] = [d.as_dict() if hasattr(d, "as_dict") else d for d in self.selection]
         return data
 
 

@@ -1,0 +1,635 @@
+"""Live health of every deployment: time to first token, decode rate, errors, limits, in flight.
+
+:class:`HealthTracker` is a :class:`~llmroute.hooks.Hooks` the router registers first, so it sees
+every attempt (streams, failures and cancellations included). It measures; it never decides
+(``llmroute.policy.selection`` decides from its snapshots) and never does I/O.
+
+What it keeps per deployment, all on the injected clock:
+
+- **time to first token** and **decode rate** (output tokens/s after the first), tracked apart, in
+  a :class:`DecayedSketch`: a log-scale histogram plus moments whose weights halve every
+  ``half_life_s`` of wall-clock time (forward decay: an update is O(1), a quantile one pass over
+  96 bins). A streamed attempt measures both; a non-streamed one only its whole duration, which is
+  split between the two in proportion to the current estimates (a stated approximation).
+- **errors by kind** (``rate_limit``, ``server``, ``timeout``, ``connection``, ``response``,
+  ``auth``, ``bad_request``, ``content_filter``, ``other``) and attempts, decayed alike; the
+  provider's rate-limit headers (remaining requests/tokens and their reset) and the in-flight count;
+- a :class:`~llmroute.circuit.CircuitBreaker`.
+
+Knowledge ages: an estimate is the decayed data blended with a prior that weighs
+``prior_weight`` samples. With no recent samples the data's weight decays away, the estimate drifts
+back to the prior and its uncertainty grows, so a provider that was slow once gets traffic back.
+In-flight attempts already slower than the estimate's p95 count as (lower-bound) samples before
+they finish, so a provider that stalls loses traffic without waiting for its slow calls to end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from ._clock import Clock, monotonic
+from .circuit import CircuitBreaker, CircuitSettings, CircuitSnapshot, CircuitState
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContentFilteredError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ResponseError,
+    ServerError,
+)
+from .hooks import Hooks
+from .types import Attempt, RateLimit, Reply, RouteTrace
+
+__all__ = [
+    "DecayedSketch",
+    "DeploymentHealth",
+    "Estimate",
+    "HealthSettings",
+    "HealthSnapshot",
+    "HealthTracker",
+    "RateLimitState",
+    "error_kind",
+]
+
+_LN2 = math.log(2.0)
+#: Error kinds that count against a deployment's health (and its circuit).
+FAILURE_KINDS = frozenset({"rate_limit", "server", "timeout", "connection", "response", "auth", "other"})
+#: z-scores of the normal quantiles the prior's log-normal spread is read at.
+_Z05, _Z95 = -1.6448536, 1.6448536
+
+
+def error_kind(error: BaseException | None) -> str:
+    """The kind an attempt's error is counted under (``"ok"`` for none)."""
+    if error is None:
+        return "ok"
+    if isinstance(error, RateLimitError):
+        return "rate_limit"
+    if isinstance(error, ServerError):
+        return "server"
+    if isinstance(error, (ProviderTimeoutError, TimeoutError)):
+        return "timeout"
+    if isinstance(error, ProviderConnectionError):
+        return "connection"
+    if isinstance(error, ResponseError):
+        return "response"
+    if isinstance(error, AuthenticationError):
+        return "auth"
+    if isinstance(error, BadRequestError):
+        return "bad_request"
+    if isinstance(error, ContentFilteredError):
+        return "content_filter"
+    if isinstance(error, ProviderError):
+        return "other"
+    return "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """How health is measured (``health`` in the config)."""
+
+    #: Seconds after which a sample weighs half as much.
+    half_life_s: float = 300.0
+    #: What a deployment is assumed to do before (or long after) it was measured.
+    prior_ttft_s: float = 1.0
+    prior_tokens_per_s: float = 50.0
+    prior_error_rate: float = 0.02
+    #: How many samples the prior weighs.
+    prior_weight: float = 2.0
+    #: Spread of the prior (standard deviation of the log), for its quantiles and uncertainty.
+    prior_log_sd: float = 0.7
+    circuit: CircuitSettings = field(default_factory=CircuitSettings)
+    #: In-flight attempts older than this are not counted (a hook pair that never closed).
+    stale_in_flight_s: float = 3600.0
+
+
+class DecayedSketch:
+    """Forward-decayed histogram on a log scale, with decayed moments: bounded memory, O(1) updates.
+
+    A sample at time *t* gets weight ``exp(lam * (t - t_ref))``; reading at *now* multiplies every
+    weight by ``exp(-lam * (now - t_ref))``. Relative weights never change with time, so quantiles
+    only change when samples arrive; the total weight (the effective sample count) decays.
+    96 bins of 15.5 % each cover *lo*..*hi*; quantiles interpolate log-linearly within a bin.
+    """
+
+    __slots__ = ("_bins", "_inv_step", "_lo", "_step", "n", "s_log", "s_log2", "s_x")
+
+    BINS = 96
+
+    def __init__(self, lo: float, hi: float) -> None:
+        self._lo = math.log(lo)
+        self._step = (math.log(hi) - self._lo) / self.BINS
+        self._inv_step = 1.0 / self._step
+        self._bins = [0.0] * self.BINS
+        #: Sums of weight, weight*x, weight*log(x), weight*log(x)^2 (forward-decayed).
+        self.n = 0.0
+        self.s_x = 0.0
+        self.s_log = 0.0
+        self.s_log2 = 0.0
+
+    def add(self, x: float, w: float) -> None:
+        """Add sample *x* (> 0) with forward weight *w*."""
+        lx = math.log(x)
+        i = int((lx - self._lo) * self._inv_step)
+        self._bins[0 if i < 0 else (self.BINS - 1 if i >= self.BINS else i)] += w
+        self.n += w
+        self.s_x += w * x
+        self.s_log += w * lx
+        self.s_log2 += w * lx * lx
+
+    def scale(self, k: float) -> None:
+        """Multiply every weight by *k* (renormalising the forward-decay origin)."""
+        self._bins = [b * k for b in self._bins]
+        self.n *= k
+        self.s_x *= k
+        self.s_log *= k
+        self.s_log2 *= k
+
+    def quantiles(self, qs: Iterable[float], extra: Iterable[tuple[float, float]] = ()) -> list[float]:
+        """The *qs* quantiles (ascending) of the data, with *extra* ``(x, w)`` pseudo-samples; NaN if empty."""
+        bins = self._bins
+        total = self.n
+        extra = list(extra)
+        if extra:
+            bins = list(bins)
+            for x, w in extra:
+                i = int((math.log(x) - self._lo) * self._inv_step)
+                bins[0 if i < 0 else (self.BINS - 1 if i >= self.BINS else i)] += w
+                total += w
+        out: list[float] = []
+        if total <= 0:
+            return [math.nan for _ in qs]
+        targets = [q * total for q in qs]
+        acc = 0.0
+        t = 0
+        for i, b in enumerate(bins):
+            if not b:
+                continue
+            while t < len(targets) and acc + b >= targets[t]:
+                frac = (targets[t] - acc) / b
+                out.append(math.exp(self._lo + (i + frac) * self._step))
+                t += 1
+            if t == len(targets):
+                break
+            acc += b
+        while len(out) < len(targets):
+            out.append(math.exp(self._lo + self.BINS * self._step))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """One quantity's current estimate: data blended with the prior by their weights."""
+
+    #: Expected value (arithmetic mean).
+    mean: float
+    p05: float
+    p50: float
+    p95: float
+    #: Effective (decayed) number of samples behind the data part.
+    samples: float
+    #: Mean and spread of the log (for sampling).
+    log_mean: float
+    log_sd: float
+    #: Standard deviation of ``log_mean`` itself: how unsure the estimate is (grows as it ages).
+    uncertainty: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitState:
+    """The last rate-limit headers a deployment sent, aged to now."""
+
+    remaining_requests: int | None
+    remaining_tokens: int | None
+    limit_requests: int | None
+    limit_tokens: int | None
+    #: Seconds until the request / token window resets (``None``: not said, or already reset).
+    reset_requests_in_s: float | None
+    reset_tokens_in_s: float | None
+    #: Attempts started since those headers arrived (they may already have used the remainder).
+    started_since: int
+    age_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentHealth:
+    """What is known about one deployment now: estimates, errors, limits, circuit, load."""
+
+    deployment: str
+    model: str
+    provider: str
+    ttft_s: Estimate
+    #: Output tokens per second after the first token.
+    tokens_per_s: Estimate
+    #: Probability that an attempt fails in a way that counts against the deployment.
+    error_rate: float
+    #: Share of attempts answered with 429.
+    rate_limited_rate: float
+    #: Decayed attempts and errors by kind.
+    attempts: float
+    errors: Mapping[str, float]
+    in_flight: int
+    #: In-flight attempts already slower than the p95 estimate (counted as evidence).
+    overdue: int
+    rate_limit: RateLimitState | None
+    circuit: CircuitSnapshot
+    #: Mean output tokens of recent successful attempts (``None`` before any).
+    mean_output_tokens: float | None
+    #: Seconds since the last finished attempt (``None``: never measured).
+    last_seen_s: float | None
+
+    @property
+    def state(self) -> CircuitState:
+        """The circuit's state."""
+        return self.circuit.state
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy."""
+        data = asdict(self)
+        data["circuit"] = self.circuit.as_dict()
+        data["errors"] = dict(self.errors)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """Every deployment's health at one moment: ``snapshot["qwen/together"]``, ``as_dict()``."""
+
+    #: The clock's reading when taken.
+    at: float
+    half_life_s: float
+    deployments: Mapping[str, DeploymentHealth]
+
+    def __getitem__(self, deployment: str) -> DeploymentHealth:
+        return self.deployments[deployment]
+
+    def __iter__(self) -> Any:
+        return iter(self.deployments.values())
+
+    def __len__(self) -> int:
+        return len(self.deployments)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy, for dashboards."""
+        return {
+            "at": self.at,
+            "half_life_s": self.half_life_s,
+            "deployments": {name: d.as_dict() for name, d in self.deployments.items()},
+        }
+
+
+class _Deployment:
+    """Mutable per-deployment state (private; read it through :class:`DeploymentHealth`)."""
+
+    __slots__ = (
+        "breaker",
+        "cached",
+        "cached_at",
+        "dirty",
+        "errors",
+        "in_flight",
+        "last_seen",
+        "model",
+        "n_attempts",
+        "new_samples",
+        "out_n",
+        "out_sum",
+        "p95_base",
+        "provider",
+        "rate_limit",
+        "rate_limit_at",
+        "rate_limit_started",
+        "t_ref",
+        "tps",
+        "ttft",
+    )
+
+    def __init__(self, model: str, provider: str, now: float, circuit: CircuitSettings) -> None:
+        self.model = model
+        self.provider = provider
+        self.t_ref = now
+        self.ttft = DecayedSketch(1e-3, 1e3)
+        self.tps = DecayedSketch(1e-1, 1e5)
+        self.errors: dict[str, float] = {}
+        self.n_attempts = 0.0
+        self.out_sum = 0.0
+        self.out_n = 0.0
+        #: id(attempt) -> (start time, attempt), oldest first.
+        self.in_flight: dict[int, tuple[float, Attempt]] = {}
+        self.rate_limit: RateLimit | None = None
+        self.rate_limit_at = 0.0
+        self.rate_limit_started = 0
+        self.breaker = CircuitBreaker(circuit, now=now)
+        self.last_seen: float | None = None
+        self.cached: DeploymentHealth | None = None
+        #: p95 TTFT from finished attempts only (the threshold for in-flight evidence).
+        self.p95_base: float | None = None
+        self.cached_at = -math.inf
+        self.dirty = True
+        self.new_samples = 0
+
+
+class HealthTracker(Hooks):
+    """Measures every deployment from the attempts it sees; hands out snapshots.
+
+    Register it as a hook (the router does); read :meth:`get` (one deployment, cached) or
+    :meth:`snapshot` (all). Deployments may be declared up front with :meth:`register` (so the
+    snapshot lists them before any traffic) or appear on their first attempt.
+    """
+
+    #: Estimates are recomputed at most this often (seconds of clock) while samples keep coming...
+    refresh_s: float = 0.02
+    #: ...and at least this often when none come (aging and overdue in-flight attempts).
+    max_age_s: float = 0.5
+
+    def __init__(self, settings: HealthSettings | None = None, *, clock: Clock | None = None) -> None:
+        self.settings = settings or HealthSettings()
+        self.clock: Clock = clock or monotonic
+        self._lam = _LN2 / self.settings.half_life_s
+        self._deps: dict[str, _Deployment] = {}
+        s = self.settings
+        self._prior_ttft_log = math.log(s.prior_ttft_s) - s.prior_log_sd**2 / 2  # so the prior's mean is prior_ttft_s
+        self._prior_tps_log = math.log(s.prior_tokens_per_s) - s.prior_log_sd**2 / 2
+
+    def __repr__(self) -> str:
+        return f"HealthTracker({len(self._deps)} deployments, half_life_s={self.settings.half_life_s:g})"
+
+    # ------------------------------------------------------------------ state
+    def register(self, deployment: str, *, model: str = "", provider: str = "") -> None:
+        """Declare a deployment (idempotent)."""
+        if deployment not in self._deps:
+            self._deps[deployment] = _Deployment(model, provider, self.clock(), self.settings.circuit)
+
+    def _dep(self, attempt: Attempt) -> _Deployment:
+        d = self._deps.get(attempt.deployment)
+        if d is None:
+            d = self._deps[attempt.deployment] = _Deployment(
+                attempt.model, attempt.provider, self.clock(), self.settings.circuit
+            )
+        return d
+
+    def _weight(self, d: _Deployment, now: float) -> float:
+        """Forward weight of a sample at *now*, renormalising the origin when it grows large."""
+        x = self._lam * (now - d.t_ref)
+        if x > 30.0:
+            k = math.exp(-x)
+            d.ttft.scale(k)
+            d.tps.scale(k)
+            d.errors = {kind: v * k for kind, v in d.errors.items()}
+            d.n_attempts *= k
+            d.out_sum *= k
+            d.out_n *= k
+            d.t_ref = now
+            return 1.0
+        return math.exp(x)
+
+    # ------------------------------------------------------------------ hooks
+    def attempt_started(self, attempt: Attempt) -> None:
+        """Count *attempt* in flight (and claim a probe slot of a half-open circuit)."""
+        d = self._dep(attempt)
+        now = self.clock()
+        d.in_flight[id(attempt)] = (now, attempt)
+        d.rate_limit_started += 1
+        d.breaker.started(now)
+
+    def attempt_finished(self, attempt: Attempt, error: BaseException | None) -> None:
+        """Record *attempt*'s timings and verdict."""
+        d = self._dep(attempt)
+        now = self.clock()
+        entry = d.in_flight.pop(id(attempt), None)
+        started = entry[0] if entry is not None else now - attempt.duration_s
+        w = self._weight(d, now)
+        kind = error_kind(error)
+        if attempt.rate_limit is not None:
+            d.rate_limit = attempt.rate_limit
+            d.rate_limit_at = now
+            d.rate_limit_started = 0
+        if kind == "cancelled":
+            d.breaker.released(now)
+            self._censored(d, attempt, now - started, w)
+            return
+        d.n_attempts += w
+        d.last_seen = now
+        d.dirty = True
+        d.new_samples += 1
+        if kind == "ok":
+            d.breaker.succeeded(now)
+            self._observe(d, attempt, w)
+            return
+        d.errors[kind] = d.errors.get(kind, 0.0) + w
+        if kind in FAILURE_KINDS:
+            retry_after = getattr(error, "retry_after", None)
+            d.breaker.failed(now, retry_after=retry_after)
+            if kind == "timeout" and attempt.ttft_s is None:
+                self._censored(d, attempt, now - started, w)
+        else:
+            d.breaker.released(now)
+
+    def call_finished(self, trace: RouteTrace, reply: Reply | None, error: BaseException | None) -> None:
+        """Nothing to do per call: attempts carry everything."""
+
+    # ------------------------------------------------------------------ observations
+    def _observe(self, d: _Deployment, a: Attempt, w: float) -> None:
+        out = a.usage.output_tokens if a.usage is not None else 0
+        if out > 0:
+            d.out_sum += w * out
+            d.out_n += w
+        if a.ttft_s is not None:
+            ttft = max(a.ttft_s, 1e-4)
+            d.ttft.add(ttft, w)
+            gen = a.duration_s - a.ttft_s
+            if out > 1 and gen > 0:
+                d.tps.add(max((out - 1) / gen, 1e-3), w)
+            return
+        # Non-streamed: only the whole duration is seen. Split it in proportion to the current
+        # estimates: the part the model predicts for TTFT and for decoding both scale by the ratio.
+        ttft_hat = self._mean(d.ttft, self.settings.prior_ttft_s, w)
+        tps_hat = self._mean(d.tps, self.settings.prior_tokens_per_s, w)
+        pred = ttft_hat + out / tps_hat
+        ratio = max(a.duration_s, 1e-4) / pred
+        d.ttft.add(max(ttft_hat * ratio, 1e-4), w)
+        if out > 1:
+            d.tps.add(max(tps_hat / ratio, 1e-3), w)
+
+    def _censored(self, d: _Deployment, a: Attempt, elapsed: float, w: float) -> None:
+        """An attempt ended (cancelled, timed out) before its first token after *elapsed* seconds:
+        if that is already slower than usual, it is a (lower-bound) TTFT sample."""
+        if a.ttft_s is not None or elapsed <= 0:
+            return
+        wait = elapsed - self._decode_part(d, a, w)
+        if wait > self._p95_hint(d):
+            d.ttft.add(wait, w)
+            d.dirty = True
+            d.new_samples += 1
+
+    def _mean(self, sk: DecayedSketch, prior: float, now_w: float) -> float:
+        """Posterior mean of *sk* blended with *prior* (*now_w*: the forward weight of now)."""
+        k = self.settings.prior_weight * now_w
+        return (sk.s_x + k * prior) / (sk.n + k)
+
+    def _decode_part(self, d: _Deployment, a: Attempt, now_w: float) -> float:
+        """Seconds a non-streamed attempt is expected to spend decoding (0 for streams)."""
+        if a.stream or d.out_n <= 0:
+            return 0.0
+        return (d.out_sum / d.out_n) / self._mean(d.tps, self.settings.prior_tokens_per_s, now_w)
+
+    def _p95_hint(self, d: _Deployment) -> float:
+        """p95 TTFT from finished attempts (not inflated by the in-flight evidence it gates)."""
+        if d.p95_base is not None:
+            return d.p95_base
+        return self.settings.prior_ttft_s * math.exp(_Z95 * self.settings.prior_log_sd)
+
+    # ------------------------------------------------------------------ estimates
+    def _estimate(
+        self, sk: DecayedSketch, now_w: float, prior_log: float, extra: list[tuple[float, float]]
+    ) -> Estimate:
+        s = self.settings
+        k = s.prior_weight
+        n = sk.n + sum(w for _, w in extra)
+        n_eff = n / now_w  # decayed to now: effective samples
+        sd0 = s.prior_log_sd
+        prior_mean = math.exp(prior_log + sd0 * sd0 / 2)
+        if n_eff > 1e-9:
+            s_x = sk.s_x + sum(x * w for x, w in extra)
+            s_log = sk.s_log + sum(math.log(x) * w for x, w in extra)
+            s_log2 = sk.s_log2 + sum(math.log(x) ** 2 * w for x, w in extra)
+            mean_x = s_x / n
+            mu = s_log / n
+            var = max(s_log2 / n - mu * mu, 0.0)
+            q05, q50, q95 = sk.quantiles((0.05, 0.5, 0.95), extra)
+        else:
+            n_eff = 0.0
+            mean_x = mu = var = q05 = q50 = q95 = 0.0
+        a, b = n_eff / (n_eff + k), k / (n_eff + k)
+        mu_post = a * mu + b * prior_log
+        var_post = a * (var + (mu - mu_post) ** 2) + b * (sd0 * sd0 + (prior_log - mu_post) ** 2)
+        sd_post = math.sqrt(var_post)
+        return Estimate(
+            mean=a * mean_x + b * prior_mean,
+            p05=a * q05 + b * math.exp(prior_log + _Z05 * sd0),
+            p50=a * q50 + b * math.exp(prior_log),
+            p95=a * q95 + b * math.exp(prior_log + _Z95 * sd0),
+            samples=n_eff,
+            log_mean=mu_post,
+            log_sd=sd_post,
+            uncertainty=sd_post / math.sqrt(n_eff + k),
+        )
+
+    def _overdue(self, d: _Deployment, now: float, now_w: float) -> list[tuple[float, float]]:
+        """In-flight attempts with no first token yet, already slower than the p95 estimate, as
+        pseudo-samples of their elapsed time (a lower bound on their TTFT)."""
+        if not d.in_flight:
+            return []
+        p95 = self._p95_hint(d)
+        stale = now - self.settings.stale_in_flight_s
+        out: list[tuple[float, float]] = []
+        for started, a in d.in_flight.values():  # oldest first
+            if started < stale or a.ttft_s is not None:
+                continue
+            wait = now - started - self._decode_part(d, a, now_w)
+            if wait <= p95:
+                if a.stream:
+                    break  # every later one is younger
+                continue
+            out.append((wait, now_w))
+        return out
+
+    def get(self, deployment: str) -> DeploymentHealth:
+        """The health of *deployment* now (cached for a few ms; in-flight count always live)."""
+        d = self._deps.get(deployment)
+        if d is None:
+            self.register(deployment)
+            d = self._deps[deployment]
+        now = self.clock()
+        age = now - d.cached_at
+        cached = d.cached
+        if cached is None or age >= self.max_age_s or (d.dirty and (age >= self.refresh_s or d.new_samples >= 32)):
+            cached = d.cached = self._compute(deployment, d, now)
+            d.cached_at = now
+            d.dirty = False
+            d.new_samples = 0
+            return cached
+        n_in = len(d.in_flight)
+        circuit_state = d.breaker.state
+        if (
+            cached.in_flight != n_in
+            or cached.circuit.state is not circuit_state
+            or circuit_state is not CircuitState.CLOSED
+        ):
+            cached = replace(cached, in_flight=n_in, circuit=d.breaker.snapshot(now))
+        return cached
+
+    def _compute(self, name: str, d: _Deployment, now: float) -> DeploymentHealth:
+        s = self.settings
+        now_w = self._weight(d, now)
+        extra = self._overdue(d, now, now_w)
+        ttft = self._estimate(d.ttft, now_w, self._prior_ttft_log, extra)
+        d.p95_base = ttft.p95 if not extra else self._estimate(d.ttft, now_w, self._prior_ttft_log, []).p95
+        tps = self._estimate(d.tps, now_w, self._prior_tps_log, [])
+        attempts = d.n_attempts / now_w
+        errors = {kind: v / now_w for kind, v in d.errors.items()}
+        failures = sum(v for kind, v in errors.items() if kind in FAILURE_KINDS)
+        k = s.prior_weight
+        error_rate = (failures + k * s.prior_error_rate) / (attempts + k)
+        limited = errors.get("rate_limit", 0.0) / (attempts + k)
+        rl = None
+        if d.rate_limit is not None:
+            r = d.rate_limit
+            age = now - d.rate_limit_at
+
+            def left(reset: float | None) -> float | None:
+                return None if reset is None or reset <= age else reset - age
+
+            req_left, tok_left = left(r.reset_requests_s), left(r.reset_tokens_s)
+            rl = RateLimitState(
+                remaining_requests=r.remaining_requests
+                if r.reset_requests_s is None or req_left is not None
+                else r.limit_requests,
+                remaining_tokens=r.remaining_tokens
+                if r.reset_tokens_s is None or tok_left is not None
+                else r.limit_tokens,
+                limit_requests=r.limit_requests,
+                limit_tokens=r.limit_tokens,
+                reset_requests_in_s=req_left,
+                reset_tokens_in_s=tok_left,
+                started_since=d.rate_limit_started,
+                age_s=age,
+            )
+        return DeploymentHealth(
+            deployment=name,
+            model=d.model,
+            provider=d.provider,
+            ttft_s=ttft,
+            tokens_per_s=tps,
+            error_rate=error_rate,
+            rate_limited_rate=limited,
+            attempts=attempts,
+            errors=errors,
+            in_flight=len(d.in_flight),
+            overdue=len(extra),
+            rate_limit=rl,
+            circuit=d.breaker.snapshot(now),
+            mean_output_tokens=d.out_sum / d.out_n if d.out_n > 0 else None,
+            last_seen_s=None if d.last_seen is None else now - d.last_seen,
+        )
+
+    def allows(self, deployment: str) -> bool:
+        """Whether the deployment's circuit lets a new attempt through now."""
+        d = self._deps.get(deployment)
+        return True if d is None else d.breaker.allows(self.clock())
+
+    def circuit(self, deployment: str) -> CircuitBreaker | None:
+        """The deployment's breaker (``None`` if never seen)."""
+        d = self._deps.get(deployment)
+        return None if d is None else d.breaker
+
+    def snapshot(self) -> HealthSnapshot:
+        """Every deployment's health now."""
+        return HealthSnapshot(
+            self.clock(), self.settings.half_life_s, {name: self.get(name) for name in list(self._deps)}
+        )
