@@ -169,7 +169,7 @@ class CircuitBreaker:
 
     def _decay(self, now: float) -> None:
         dt = now - self._last_t
-        if dt > 0:
+        if dt > 0.005 * self.settings.window_s:  # finer steps change the weights by < 0.35 %
             k = math.exp(-dt * math.log(2) / self.settings.window_s)
             self._fail_w *= k
             self._total_w *= k

@@ -40,13 +40,16 @@ from .tokens import ENCODINGS
 
 __all__ = [
     "DEFAULT_BASE_URLS",
+    "CircuitConfig",
     "Config",
     "DeploymentConfig",
+    "HealthConfig",
     "ModelConfig",
     "PriceConfig",
     "ProviderConfig",
     "RetryConfig",
     "RouteConfig",
+    "SelectionConfig",
     "TimeoutConfig",
     "load_config",
 ]
@@ -170,6 +173,84 @@ class ModelConfig(_Strict):
         return v
 
 
+class CircuitConfig(_Strict):
+    """When a deployment's circuit opens and how it is probed back (see ``llmroute.circuit``)."""
+
+    enabled: bool = True
+    #: Consecutive failures that open the circuit...
+    consecutive_failures: PositiveInt = 5
+    #: ...or this failure rate over the recent window, once it holds at least ``min_samples`` attempts.
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    min_samples: PositiveInt = 10
+    #: Half-life of that window, seconds.
+    window_s: PositiveFloat = 30.0
+    #: First cooldown before probing; doubles each time a probe fails, up to ``max_open_s``.
+    open_s: PositiveFloat = 15.0
+    max_open_s: PositiveFloat = 300.0
+    #: Probe attempts at a time while half-open, and successes that close the circuit.
+    half_open_probes: PositiveInt = 1
+    close_after: PositiveInt = 2
+
+
+class HealthConfig(_Strict):
+    """How deployment health is measured (see ``llmroute.health``)."""
+
+    #: Seconds after which a measurement weighs half as much.
+    half_life_s: PositiveFloat = 300.0
+    #: What an unmeasured (or long unmeasured) deployment is assumed to do.
+    prior_ttft_s: PositiveFloat = 1.0
+    prior_tokens_per_s: PositiveFloat = 50.0
+    prior_error_rate: float = Field(0.02, ge=0, lt=1)
+    #: How many measurements the prior weighs.
+    prior_weight: PositiveFloat = 2.0
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+
+
+Objective = Literal["price", "latency", "throughput"]
+
+
+class SelectionConfig(_Strict):
+    """How a route picks among the deployments of each model, from their live health."""
+
+    #: ``price``, ``latency``, ``throughput``, or weights such as ``{"price": 1, "latency": 0.5}``.
+    objective: Objective | dict[Objective, float] = "price"
+    #: Constraints on the estimates (relaxed when no deployment meets them).
+    max_p95_ttft_s: PositiveFloat | None = None
+    min_tokens_per_s: PositiveFloat | None = None
+    max_error_rate: float | None = Field(None, ge=0, le=1)
+    #: Providers allowed (``None``: all) and denied; tags a deployment must carry.
+    providers: list[str] | None = None
+    exclude_providers: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    #: Width of the exploration draws in units of each estimate's uncertainty (0: always the best estimate).
+    exploration: float = Field(1.0, ge=0, le=10)
+    #: Count in-flight attempts and rate-limit headers, so concurrent callers spread.
+    load_aware: bool = True
+    #: In-flight attempts that double a deployment's time-based score.
+    in_flight_scale: PositiveFloat = 8.0
+    #: Prefer the deployment that served this prompt prefix recently (provider prompt caches).
+    sticky: bool = False
+    cache_ttl_s: PositiveFloat = 300.0
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            if not v:
+                raise ValueError("give at least one objective weight")
+            for key, w in v.items():
+                if not (w >= 0) or w == float("inf"):
+                    raise ValueError(f"weight of {key!r} must be a finite number >= 0, got {w!r}")
+            if not any(w > 0 for w in v.values()):
+                raise ValueError("at least one objective weight must be > 0")
+        return v
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The objective as weights."""
+        return dict(self.objective) if isinstance(self.objective, dict) else {self.objective: 1.0}
+
+
 class RouteConfig(_Strict):
     """Which models a request may use, in what order, with what strategy."""
 
@@ -186,6 +267,8 @@ class RouteConfig(_Strict):
     deadline_s: PositiveFloat | None = None
     #: Output tokens assumed for cost estimates when the request sets no max_tokens.
     est_output_tokens: PositiveInt = 256
+    #: Order each model's deployments by live health (``None``: configured order, open circuits skipped).
+    selection: SelectionConfig | None = None
 
 
 class Config(_Strict):
@@ -201,6 +284,8 @@ class Config(_Strict):
     #: Connection pool limits of the shared HTTP client.
     max_connections: PositiveInt = 100
     max_keepalive_connections: PositiveInt = 20
+    #: Health measurement and circuit breakers.
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -244,6 +329,17 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
                 errors.append(
                     (f"routes.{rname}.models.{i}", f"unknown model {m!r}; defined: {', '.join(sorted(cfg.models))}")
                 )
+        sel = route.selection
+        if sel is not None:
+            for key in ("providers", "exclude_providers"):
+                for i, p in enumerate(getattr(sel, key) or ()):
+                    if p not in cfg.providers:
+                        errors.append(
+                            (
+                                f"routes.{rname}.selection.{key}.{i}",
+                                f"unknown provider {p!r}; defined: {', '.join(sorted(cfg.providers))}",
+                            )
+                        )
         if route.strategy != "predictive" and (route.quality_target is not None or route.cost_weight is not None):
             errors.append((f"routes.{rname}.strategy", "quality_target and cost_weight need strategy 'predictive'"))
     if cfg.default_route is not None and cfg.default_route not in cfg.routes:

@@ -107,6 +107,30 @@ class HealthSettings:
     #: In-flight attempts older than this are not counted (a hook pair that never closed).
     stale_in_flight_s: float = 3600.0
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> HealthSettings:
+        """From a :class:`~llmroute.config.HealthConfig`."""
+        c = cfg.circuit
+        circuit = CircuitSettings(
+            enabled=c.enabled,
+            consecutive_failures=c.consecutive_failures,
+            failure_rate=c.failure_rate,
+            min_samples=c.min_samples,
+            window_s=c.window_s,
+            open_s=c.open_s,
+            max_open_s=max(c.max_open_s, c.open_s),
+            half_open_probes=c.half_open_probes,
+            close_after=c.close_after,
+        )
+        return cls(
+            half_life_s=cfg.half_life_s,
+            prior_ttft_s=cfg.prior_ttft_s,
+            prior_tokens_per_s=cfg.prior_tokens_per_s,
+            prior_error_rate=cfg.prior_error_rate,
+            prior_weight=cfg.prior_weight,
+            circuit=circuit,
+        )
+
 
 class DecayedSketch:
     """Forward-decayed histogram on a log scale, with decayed moments: bounded memory, O(1) updates.
@@ -117,7 +141,7 @@ class DecayedSketch:
     96 bins of 15.5 % each cover *lo*..*hi*; quantiles interpolate log-linearly within a bin.
     """
 
-    __slots__ = ("_bins", "_inv_step", "_lo", "_step", "n", "s_log", "s_log2", "s_x")
+    __slots__ = ("_adds", "_bins", "_inv_step", "_lo", "_q", "_step", "n", "s_log", "s_log2", "s_x")
 
     BINS = 96
 
@@ -131,9 +155,12 @@ class DecayedSketch:
         self.s_x = 0.0
         self.s_log = 0.0
         self.s_log2 = 0.0
+        self._q: list[float] | None = None  # p05/p50/p95 of the data, from the last scan
+        self._adds = 0  # samples added since
 
     def add(self, x: float, w: float) -> None:
         """Add sample *x* (> 0) with forward weight *w*."""
+        self._adds += 1
         lx = math.log(x)
         i = int((lx - self._lo) * self._inv_step)
         self._bins[0 if i < 0 else (self.BINS - 1 if i >= self.BINS else i)] += w
@@ -149,6 +176,15 @@ class DecayedSketch:
         self.s_x *= k
         self.s_log *= k
         self.s_log2 *= k
+
+    def p05_p50_p95(self, *, fresh: bool, max_stale_adds: int = 8) -> list[float]:
+        """p05, p50 and p95 of the data, rescanned when *fresh* is asked for or when
+        *max_stale_adds* samples arrived since the last scan (relative weights never change with
+        time, so between scans only new samples can move them)."""
+        if self._q is None or (self._adds and (fresh or self._adds >= max_stale_adds)):
+            self._q = self.quantiles((0.05, 0.5, 0.95))
+            self._adds = 0
+        return self._q
 
     def quantiles(self, qs: Iterable[float], extra: Iterable[tuple[float, float]] = ()) -> list[float]:
         """The *qs* quantiles (ascending) of the data, with *extra* ``(x, w)`` pseudo-samples; NaN if empty."""
@@ -296,7 +332,6 @@ class _Deployment:
         "last_seen",
         "model",
         "n_attempts",
-        "new_samples",
         "out_n",
         "out_sum",
         "p95_base",
@@ -307,6 +342,7 @@ class _Deployment:
         "t_ref",
         "tps",
         "ttft",
+        "urgent",
     )
 
     def __init__(self, model: str, provider: str, now: float, circuit: CircuitSettings) -> None:
@@ -330,8 +366,10 @@ class _Deployment:
         #: p95 TTFT from finished attempts only (the threshold for in-flight evidence).
         self.p95_base: float | None = None
         self.cached_at = -math.inf
-        self.dirty = True
-        self.new_samples = 0
+        #: Successful attempts since the last recompute, and whether something that must be seen
+        #: at once (an error, a circuit change, rate-limit headers) happened since.
+        self.dirty = 0
+        self.urgent = True
 
 
 class HealthTracker(Hooks):
@@ -347,11 +385,16 @@ class HealthTracker(Hooks):
     #: ...and at least this often when none come (aging and overdue in-flight attempts).
     max_age_s: float = 0.5
 
+    #: Prompt prefixes remembered for sticky selection (the oldest are forgotten first).
+    affinity_limit: int = 10_000
+
     def __init__(self, settings: HealthSettings | None = None, *, clock: Clock | None = None) -> None:
         self.settings = settings or HealthSettings()
         self.clock: Clock = clock or monotonic
         self._lam = _LN2 / self.settings.half_life_s
         self._deps: dict[str, _Deployment] = {}
+        #: prompt-prefix key -> (deployment that last served it, when).
+        self._affinity: dict[str, tuple[str, float]] = {}
         s = self.settings
         self._prior_ttft_log = math.log(s.prior_ttft_s) - s.prior_log_sd**2 / 2  # so the prior's mean is prior_ttft_s
         self._prior_tps_log = math.log(s.prior_tokens_per_s) - s.prior_log_sd**2 / 2
@@ -405,8 +448,11 @@ class HealthTracker(Hooks):
         started = entry[0] if entry is not None else now - attempt.duration_s
         w = self._weight(d, now)
         kind = error_kind(error)
-        if attempt.rate_limit is not None:
-            d.rate_limit = attempt.rate_limit
+        rl = attempt.rate_limit
+        if rl is not None:
+            if d.rate_limit is None or (rl.remaining_requests is not None and rl.remaining_requests <= 4):
+                d.urgent = True  # first headers, or nearly out of requests: selection must know now
+            d.rate_limit = rl
             d.rate_limit_at = now
             d.rate_limit_started = 0
         if kind == "cancelled":
@@ -415,12 +461,15 @@ class HealthTracker(Hooks):
             return
         d.n_attempts += w
         d.last_seen = now
-        d.dirty = True
-        d.new_samples += 1
         if kind == "ok":
+            d.dirty += 1
+            state = d.breaker.state
             d.breaker.succeeded(now)
+            if d.breaker.state is not state:
+                d.urgent = True
             self._observe(d, attempt, w)
             return
+        d.urgent = True
         d.errors[kind] = d.errors.get(kind, 0.0) + w
         if kind in FAILURE_KINDS:
             retry_after = getattr(error, "retry_after", None)
@@ -431,7 +480,28 @@ class HealthTracker(Hooks):
             d.breaker.released(now)
 
     def call_finished(self, trace: RouteTrace, reply: Reply | None, error: BaseException | None) -> None:
-        """Nothing to do per call: attempts carry everything."""
+        """Remember which deployment served a sticky call's prompt prefix (its cache is warm)."""
+        if reply is None or not trace.selection:
+            return
+        for decision in trace.selection:
+            key = getattr(decision, "prefix_key", None)
+            if key is not None and decision.model == reply.model:
+                self.remember(key, reply.deployment)
+
+    def remember(self, key: str, deployment: str) -> None:
+        """Note that *deployment* just served the prompt prefix *key*."""
+        aff = self._affinity
+        aff.pop(key, None)
+        aff[key] = (deployment, self.clock())
+        if len(aff) > self.affinity_limit:
+            del aff[next(iter(aff))]
+
+    def served_recently(self, key: str, within_s: float) -> str | None:
+        """The deployment that served prompt prefix *key* within *within_s* seconds, if any."""
+        hit = self._affinity.get(key)
+        if hit is None or self.clock() - hit[1] > within_s:
+            return None
+        return hit[0]
 
     # ------------------------------------------------------------------ observations
     def _observe(self, d: _Deployment, a: Attempt, w: float) -> None:
@@ -464,8 +534,7 @@ class HealthTracker(Hooks):
         wait = elapsed - self._decode_part(d, a, w)
         if wait > self._p95_hint(d):
             d.ttft.add(wait, w)
-            d.dirty = True
-            d.new_samples += 1
+            d.urgent = True
 
     def _mean(self, sk: DecayedSketch, prior: float, now_w: float) -> float:
         """Posterior mean of *sk* blended with *prior* (*now_w*: the forward weight of now)."""
@@ -486,7 +555,7 @@ class HealthTracker(Hooks):
 
     # ------------------------------------------------------------------ estimates
     def _estimate(
-        self, sk: DecayedSketch, now_w: float, prior_log: float, extra: list[tuple[float, float]]
+        self, sk: DecayedSketch, now_w: float, prior_log: float, extra: list[tuple[float, float]], *, fresh: bool
     ) -> Estimate:
         s = self.settings
         k = s.prior_weight
@@ -501,7 +570,10 @@ class HealthTracker(Hooks):
             mean_x = s_x / n
             mu = s_log / n
             var = max(s_log2 / n - mu * mu, 0.0)
-            q05, q50, q95 = sk.quantiles((0.05, 0.5, 0.95), extra)
+            if extra:
+                q05, q50, q95 = sk.quantiles((0.05, 0.5, 0.95), extra)
+            else:
+                q05, q50, q95 = sk.p05_p50_p95(fresh=fresh)
         else:
             n_eff = 0.0
             mean_x = mu = var = q05 = q50 = q95 = 0.0
@@ -539,8 +611,13 @@ class HealthTracker(Hooks):
             out.append((wait, now_w))
         return out
 
-    def get(self, deployment: str) -> DeploymentHealth:
-        """The health of *deployment* now (cached for a few ms; in-flight count always live)."""
+    def get(self, deployment: str, *, fresh: bool = False) -> DeploymentHealth:
+        """The health of *deployment* now, for selection: recomputed at once after an error, a
+        circuit change or telling rate-limit headers; after successes, at most every
+        ``refresh_s`` (or 8 successes); and every ``max_age_s`` regardless (aging, in-flight
+        evidence). *fresh* recomputes whenever anything changed. ``in_flight`` is as of the last
+        recompute: read :meth:`in_flight` for the live count. The circuit state is always live.
+        """
         d = self._deps.get(deployment)
         if d is None:
             self.register(deployment)
@@ -548,29 +625,35 @@ class HealthTracker(Hooks):
         now = self.clock()
         age = now - d.cached_at
         cached = d.cached
-        if cached is None or age >= self.max_age_s or (d.dirty and (age >= self.refresh_s or d.new_samples >= 32)):
-            cached = d.cached = self._compute(deployment, d, now)
-            d.cached_at = now
-            d.dirty = False
-            d.new_samples = 0
-            return cached
-        n_in = len(d.in_flight)
-        circuit_state = d.breaker.state
         if (
-            cached.in_flight != n_in
-            or cached.circuit.state is not circuit_state
-            or circuit_state is not CircuitState.CLOSED
+            cached is None
+            or d.urgent
+            or age >= self.max_age_s
+            or (d.dirty and (fresh or age >= self.refresh_s or d.dirty >= 8))
+            or (fresh and cached.in_flight != len(d.in_flight))
         ):
-            cached = replace(cached, in_flight=n_in, circuit=d.breaker.snapshot(now))
+            cached = d.cached = self._compute(deployment, d, now, fresh=fresh or age >= self.refresh_s)
+            d.cached_at = now
+            d.dirty = 0
+            d.urgent = False
+            return cached
+        if d.breaker.state is not CircuitState.CLOSED or cached.circuit.state is not CircuitState.CLOSED:
+            cached = replace(cached, circuit=d.breaker.snapshot(now))  # cooldowns end with time
         return cached
 
-    def _compute(self, name: str, d: _Deployment, now: float) -> DeploymentHealth:
+    def in_flight(self, deployment: str) -> int:
+        """Attempts in flight on *deployment* right now."""
+        d = self._deps.get(deployment)
+        return 0 if d is None else len(d.in_flight)
+
+    def _compute(self, name: str, d: _Deployment, now: float, *, fresh: bool) -> DeploymentHealth:
         s = self.settings
         now_w = self._weight(d, now)
         extra = self._overdue(d, now, now_w)
-        ttft = self._estimate(d.ttft, now_w, self._prior_ttft_log, extra)
-        d.p95_base = ttft.p95 if not extra else self._estimate(d.ttft, now_w, self._prior_ttft_log, []).p95
-        tps = self._estimate(d.tps, now_w, self._prior_tps_log, [])
+        ttft = self._estimate(d.ttft, now_w, self._prior_ttft_log, extra, fresh=fresh)
+        base = ttft if not extra else self._estimate(d.ttft, now_w, self._prior_ttft_log, [], fresh=fresh)
+        d.p95_base = base.p95
+        tps = self._estimate(d.tps, now_w, self._prior_tps_log, [], fresh=fresh)
         attempts = d.n_attempts / now_w
         errors = {kind: v / now_w for kind, v in d.errors.items()}
         failures = sum(v for kind, v in errors.items() if kind in FAILURE_KINDS)
@@ -631,5 +714,5 @@ class HealthTracker(Hooks):
     def snapshot(self) -> HealthSnapshot:
         """Every deployment's health now."""
         return HealthSnapshot(
-            self.clock(), self.settings.half_life_s, {name: self.get(name) for name in list(self._deps)}
+            self.clock(), self.settings.half_life_s, {name: self.get(name, fresh=True) for name in list(self._deps)}
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,20 @@ from .config import Config, DeploymentConfig, ModelConfig, RouteConfig, TimeoutC
 from .costs import Price, estimate_cost_usd, lookup_price
 from .errors import ContextWindowExceededError, InvalidRequestError, UnknownRouteError
 from .execute import Executor, Plan, PlannedCandidate, ReplyStream
+from .health import HealthSettings, HealthSnapshot, HealthTracker
 from .hooks import Hooks
 from .policy.budget import Budget
 from .policy.ordering import order_candidates
+from .policy.selection import (
+    Option,
+    SelectionDecision,
+    SelectionSettings,
+    circuit_filter,
+    prefix_key,
+    prefix_tokens,
+    route_order,
+    select,
+)
 from .providers import get_adapter
 from .providers.base import Adapter, Target
 from .tokens import count_message_tokens
@@ -102,7 +114,8 @@ class Router:
 
     Inject the parts tests and integrations need: ``http_client`` (or just ``transport``, an
     ``httpx.AsyncBaseTransport``), ``clock`` and ``sleep`` (virtual time), ``hooks`` (attempt
-    observers), ``budget`` (reserve/settle spending) and ``predictor`` (predictive routes).
+    observers), ``budget`` (reserve/settle spending), ``predictor`` (predictive routes) and
+    ``rng`` (the random source of selection's exploration; seed it for repeatable choices).
     Close it with ``await router.aclose()`` or use ``async with``.
     """
 
@@ -121,6 +134,7 @@ class Router:
         budget: Budget | None = None,
         predictor: Any = None,
         environ: Mapping[str, str] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.config: Config = load_config(config, environ=environ)
         cfg = self.config
@@ -134,8 +148,11 @@ class Router:
             follow_redirects=False,
         )
         self._clock = clock or _clock.monotonic
+        #: Measures every attempt (registered as the first hook); read it with :meth:`health`.
+        self._health = HealthTracker(HealthSettings.from_config(cfg.health), clock=self._clock)
+        self._rng = rng or random.Random()
         self._executor = Executor(
-            self._client, clock=self._clock, sleep=sleep or _clock.sleep, hooks=hooks, budget=budget
+            self._client, clock=self._clock, sleep=sleep or _clock.sleep, hooks=(self._health, *hooks), budget=budget
         )
         self._predictor = predictor
         self._warm = False
@@ -144,6 +161,15 @@ class Router:
         self._feedback: dict[str, Any] = {}
         self._deployments: dict[str, list[_Deployment]] = {
             name: self._resolve_model(name, model) for name, model in cfg.models.items()
+        }
+        for deps in self._deployments.values():
+            for d in deps:
+                self._health.register(d.name, model=d.model, provider=d.target.provider)
+        self._selection = {n: SelectionSettings.from_config(r.selection) for n, r in cfg.routes.items() if r.selection}
+        #: What selection needs to know of each model's deployments, in configured order.
+        self._options = {
+            model: tuple(Option(d.name, d.target.provider, d.price, d.config.tags, d.max_output_tokens) for d in deps)
+            for model, deps in self._deployments.items()
         }
         self._default_route = cfg.default_route or (
             "default" if "default" in cfg.routes else next(iter(cfg.routes), None)
@@ -258,6 +284,8 @@ class Router:
         else:
             order, reason = order_candidates(rcfg.strategy, cands)
             deps, cands = [deps[i] for i in order], [cands[i] for i in order]
+        deps, cands, selection, note = self._order_deployments(name, req, deps, tokens_by_enc, out_tokens, cands)
+        reason += note
         est_in = max(tokens_by_enc.values()) if tokens_by_enc else 0
         skipped: list[BaseException] = []
         planned: list[PlannedCandidate] = []
@@ -277,8 +305,62 @@ class Router:
             kept.append(c)
         if skipped:
             reason += f"; {len(skipped)} skipped for context window"
-        trace = RouteTrace(name, rcfg.strategy, kept, est_input_tokens=est_in, prediction=prediction, reason=reason)
+        trace = RouteTrace(
+            name,
+            rcfg.strategy,
+            kept,
+            est_input_tokens=est_in,
+            prediction=prediction,
+            reason=reason,
+            selection=selection,
+        )
         return Plan(name, req, planned, trace, deadline_s or rcfg.deadline_s, est_in, skipped)
+
+    def _order_deployments(
+        self,
+        route: str,
+        req: ChatRequest,
+        deps: list[_Deployment],
+        tokens_by_enc: dict[str, int],
+        out_tokens: int,
+        cands: list[Candidate],
+    ) -> tuple[list[_Deployment], list[Candidate], list[SelectionDecision] | None, str]:
+        """Each model's deployments in the order its health suggests (``llmroute.policy.selection``);
+        without a ``selection`` block, the configured order with open circuits skipped."""
+        health = self._health
+        settings = self._selection.get(route)
+        if settings is None:
+            kept, dropped = circuit_filter([health.allows(d.name) for d in deps])
+            if not dropped:
+                return deps, cands, None, ""
+            return [deps[i] for i in kept], [cands[i] for i in kept], None, f"; {dropped} skipped (circuit open)"
+        key = prefix_key(req.messages) if settings.sticky else None
+        sticky = None if key is None else health.served_recently(key, settings.cache_ttl_s)
+        decisions: dict[str, SelectionDecision] = {}
+        for d in deps:
+            model = d.model
+            if model in decisions:
+                continue
+            options = self._options[model]
+            n_in = tokens_by_enc[d.tokenizer]
+            decisions[model] = select(
+                model,
+                options,
+                [health.get(o.deployment) for o in options],
+                settings,
+                in_flight=[health.in_flight(o.deployment) for o in options] if settings.load_aware else None,
+                input_tokens=n_in,
+                output_tokens=out_tokens,
+                rng=self._rng,
+                sticky=sticky,
+                cached_tokens=prefix_tokens(req.messages, n_in) if sticky is not None else 0,
+                prefix_key=key,
+            )
+        order, failed_open = route_order([d.model for d in deps], decisions)
+        pos = {d.name: i for i, d in enumerate(deps)}
+        idx = [pos[n] for n in order]
+        note = f"; deployments by {settings.label}" + (" (every circuit open: trying anyway)" if failed_open else "")
+        return [deps[i] for i in idx], [cands[i] for i in idx], list(decisions.values()), note
 
     def _predictive(
         self, req: ChatRequest, rcfg: RouteConfig, deps: list[_Deployment], cands: list[Candidate]
@@ -530,6 +612,13 @@ class Router:
             self.config = self.config.model_copy(update={"models": models})
             out[model] = ModelRefit(model, len(scores), sum(scores) / len(scores), source, tuple(prior), tuple(vector))
         return out
+
+    # ------------------------------------------------------------------ health
+    def health(self) -> HealthSnapshot:
+        """Every deployment's live health: TTFT and decode-rate estimates (mean, p05/p50/p95, how
+        many samples back them), error rates by kind, 429s, rate-limit headers, in-flight count and
+        circuit state. A frozen snapshot; ``.as_dict()`` for dashboards."""
+        return self._health.snapshot()
 
     # ------------------------------------------------------------------ lifecycle
     async def warmup(self) -> None:

@@ -125,7 +125,7 @@ def test_in_flight_is_live_and_slow_in_flight_attempts_count_before_they_finish(
     stuck = [attempt() for _ in range(5)]
     for a in stuck:
         h.attempt_started(a)
-    assert h.get("a").in_flight == 5  # no refresh needed for the count
+    assert h.in_flight("a") == 5 and h.get("a", fresh=True).in_flight == 5
     clock.now += 0.2  # younger than p95: no evidence yet
     assert h.get("a").overdue == 0
     clock.now += 10.0  # ten seconds without a first token

@@ -77,15 +77,15 @@ def health(
 
 
 def option(
-    name: str,
-    inp: float = 1.0,
-    out: float = 2.0,
-    *,
-    cached: float | None = None,
-    n_cached: int = 0,
-    tags: dict[str, str] | None = None,
+    name: str, inp: float = 1.0, out: float = 2.0, *, cached: float | None = None, tags: dict[str, str] | None = None
 ) -> Option:
-    return Option(name, name.split("/")[0], Price(inp, out, cached), 1000, 200, tags or {}, n_cached)
+    return Option(name, name.split("/")[0], Price(inp, out, cached), tags or {})
+
+
+def pick(
+    opts: list[Option], hs: list[DeploymentHealth], s: SelectionSettings, rng: Random, **kw: object
+) -> SelectionDecision:
+    return select("m", opts, hs, s, input_tokens=1000, output_tokens=200, rng=rng, **kw)  # type: ignore[arg-type]
 
 
 def settings(**kw: object) -> SelectionSettings:
@@ -94,7 +94,7 @@ def settings(**kw: object) -> SelectionSettings:
 
 
 def decide(opts: list[Option], hs: list[DeploymentHealth], seed: int = 0, **kw: object) -> SelectionDecision:
-    return select("m", opts, hs, settings(**kw), rng=Random(seed))
+    return pick(opts, hs, settings(**kw), Random(seed))
 
 
 def test_price_orders_by_expected_cost_and_explains_it() -> None:
@@ -102,9 +102,10 @@ def test_price_orders_by_expected_cost_and_explains_it() -> None:
     d = decide(opts, [health(o.deployment) for o in opts], objective={"price": 1})
     assert d.order == ("b/x", "a/x", "c/x") and d.objective == "price" and not d.excluded
     first = d.scores[1]
-    assert first.expected_cost_usd == pytest.approx(expected_cost_usd(opts[1], 200)) and first.score is not None
+    assert first.expected_cost_usd == pytest.approx(expected_cost_usd(opts[1].price, 1000, 200))
+    assert first.score is not None and first.status == "ranked"
     assert "objective price" in d.rule and "first b/x" in d.rule
-    json.dumps(d.as_dict())
+    assert json.loads(json.dumps(d.as_dict()))["rule"] == d.rule
 
 
 def test_errors_make_a_cheap_deployment_dearer() -> None:
@@ -148,14 +149,14 @@ def test_open_and_busy_half_open_circuits_are_left_out() -> None:
     hs = [health("a/x", circuit=CircuitState.OPEN), health("b/x", circuit=CircuitState.HALF_OPEN), health("c/x")]
     d = decide(opts, hs)
     assert d.order == ("b/x", "c/x") and d.circuit_excluded == ("a/x",)  # half-open with a free slot: a probe
-    assert "circuit open" in next(s.excluded for s in d.scores if s.deployment == "a/x")
+    assert "circuit open" in next(s.note for s in d.scores if s.deployment == "a/x")
 
 
 def test_constraints_exclude_unless_none_meet_them() -> None:
     opts = [option("cheap/x", 0.1, 0.1), option("dear/x", 1, 1)]
     hs = [health("cheap/x", ttft=4.0), health("dear/x", ttft=0.3)]
     d = decide(opts, hs, max_p95_ttft_s=2.0)
-    assert d.order == ("dear/x",) and d.excluded == ("cheap/x",) and "1 fail constraints" in d.rule
+    assert d.order == ("dear/x",) and d.excluded == ("cheap/x",) and "1 fail constraints (p95 TTFT" in d.rule
     d = decide(opts, hs, max_p95_ttft_s=0.1)
     assert d.order == ("cheap/x", "dear/x") and "relaxed" in d.rule
     d = decide(opts, [health("cheap/x", tps=5), health("dear/x", tps=80)], min_tokens_per_s=20)
@@ -174,9 +175,11 @@ def test_rate_limited_deployments_go_last() -> None:
 
 
 def test_sticky_conversation_prices_cache_reads() -> None:
-    opts = [option("a/x", 1.0, 2, cached=0.1, n_cached=900), option("b/x", 0.8, 2, cached=0.1)]
-    d = select("m", opts, [health("a/x"), health("b/x")], settings(), rng=Random(0), sticky="a/x")
-    assert d.order[0] == "a/x" and "sticky" in d.rule and d.scores[0].sticky
+    opts = [option("a/x", 1.0, 2, cached=0.1), option("b/x", 0.8, 2, cached=0.1)]
+    hs = [health("a/x"), health("b/x")]
+    assert pick(opts, hs, settings(), Random(0)).order[0] == "b/x"
+    d = pick(opts, hs, settings(), Random(0), sticky="a/x", cached_tokens=900, prefix_key="k")
+    assert d.order[0] == "a/x" and "sticky" in d.rule and d.scores[0].sticky and d.prefix_key == "k"
 
 
 def test_in_flight_load_spreads_latency_routing() -> None:
@@ -191,10 +194,10 @@ def test_exploration_tries_a_barely_known_deployment_sometimes() -> None:
     opts = [option("known/x"), option("new/x")]
     hs = [health("known/x", ttft=0.5, samples=200), health("new/x", ttft=0.6, samples=0.1)]
     firsts = Counter(
-        select("m", opts, hs, SelectionSettings(objective={"latency": 1}), rng=Random(i)).order[0] for i in range(400)
+        pick(opts, hs, SelectionSettings(objective={"latency": 1}), Random(i)).order[0] for i in range(400)
     )
     assert 20 < firsts["new/x"] < 300
-    greedy = {select("m", opts, hs, settings(objective={"latency": 1}), rng=Random(i)).order[0] for i in range(50)}
+    greedy = {pick(opts, hs, settings(objective={"latency": 1}), Random(i)).order[0] for i in range(50)}
     assert greedy == {"known/x"}
 
 
@@ -203,7 +206,7 @@ def test_circuit_filter_and_route_order_fail_open() -> None:
     assert circuit_filter([False, False]) == ([0, 1], 0)
     opts = [option("a/x")]
     shut = decide(opts, [health("a/x", circuit=CircuitState.OPEN)])
-    other = select("n", [option("b/y")], [health("b/y")], settings(), rng=Random(0))
+    other = select("n", [option("b/y")], [health("b/y")], settings(), input_tokens=10, output_tokens=10, rng=Random(0))
     assert route_order(["m", "n", "m"], {"m": shut, "n": other}) == (["b/y"], False)
     assert route_order(["m"], {"m": shut}) == (["a/x"], True)
 
@@ -212,3 +215,10 @@ def test_half_open_with_its_probe_slots_taken_is_left_out() -> None:
     opts = [option("a/x", 0.1, 0.1), option("b/x")]
     d = decide(opts, [health("a/x", circuit=CircuitState.HALF_OPEN, admitting=False), health("b/x")])
     assert d.order == ("b/x",) and d.circuit_excluded == ("a/x",) and "probe slots taken" in d.rule
+
+
+def test_settings_reject_unknown_or_zero_objectives() -> None:
+    with pytest.raises(ValueError, match="unknown objective"):
+        SelectionSettings(objective={"speed": 1.0})
+    with pytest.raises(ValueError, match="> 0"):
+        SelectionSettings(objective={"price": 0.0})

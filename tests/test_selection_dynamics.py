@@ -21,16 +21,13 @@ class World:
         self.tracker = HealthTracker(health or HealthSettings(half_life_s=60), clock=lambda: self.now)
         self.settings = settings
         self.rng = Random(7)
-        self.options = [
-            Option("fast/m", "fast", Price(0.5, 1.0), 500, 100),
-            Option("slow/m", "slow", Price(0.5, 1.0), 500, 100),
-        ]
+        self.options = [Option("fast/m", "fast", Price(0.5, 1.0)), Option("slow/m", "slow", Price(0.5, 1.0))]
         self.ttft = {"fast/m": 0.3, "slow/m": 0.6}
         self.fail: dict[str, int] = {}
 
     def choose(self) -> str:
         hs = [self.tracker.get(o.deployment) for o in self.options]
-        return select("m", self.options, hs, self.settings, rng=self.rng).order[0]
+        return select("m", self.options, hs, self.settings, input_tokens=500, output_tokens=100, rng=self.rng).order[0]
 
     def call(self) -> str:
         dep = self.choose()
@@ -83,7 +80,7 @@ def test_a_provider_that_slows_down_loses_traffic_and_regains_it_after_recovery(
 def test_a_burst_of_429s_opens_the_circuit_and_half_open_probes_close_it() -> None:
     circuit = CircuitSettings(consecutive_failures=3, open_s=20, close_after=2)
     world = World(SelectionSettings(objective={"price": 1.0}, exploration=0.0), HealthSettings(circuit=circuit))
-    world.options[1] = Option("slow/m", "slow", Price(1.0, 2.0), 500, 100)  # fast/m is the cheap one
+    world.options[1] = Option("slow/m", "slow", Price(1.0, 2.0))  # fast/m is the cheap one
     world.run(10)
     world.fail["fast/m"] = 3
     log = world.run(3)

@@ -16,7 +16,8 @@ For each deployment of the model, in order:
    while, sometimes comes first and gets measured again (Thompson-style exploration), and
    concurrent callers spread rather than herd:
 
-   - ``price``: expected cost of this call (expected output tokens; cache reads at the cached rate
+   - ``price``: expected cost of this call (output tokens: the request's max or the route's
+     estimate, capped by the mean seen on the model's deployments; cache reads at the cached rate
      on the deployment that served this conversation's prefix recently), divided by the chance of
      success;
    - ``latency``: expected TTFT + expected output tokens / decode rate, divided by the chance of
@@ -33,11 +34,13 @@ For each deployment of the model, in order:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from random import Random
-from typing import Any
+from statistics import NormalDist
+from typing import Any, NamedTuple
 
 from ..circuit import CircuitState
 from ..costs import Price
@@ -51,12 +54,21 @@ __all__ = [
     "SelectionSettings",
     "circuit_filter",
     "expected_cost_usd",
+    "prefix_key",
+    "prefix_tokens",
     "route_order",
     "select",
 ]
 
 #: The objectives a route may ask for (alone or weighted).
 OBJECTIVES = ("price", "latency", "throughput")
+
+
+_TERM = {"price": 0, "latency": 1, "throughput": 2}
+
+#: Standard normal quantiles at the midpoints of 1024 equal-probability slices: a draw is one
+#: ``random()`` and a lookup (random.gauss costs ten times more, and exploration needs no finer tail).
+_NORMAL = tuple(NormalDist().inv_cdf((k + 0.5) / 1024) for k in range(1024))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,28 +94,59 @@ class SelectionSettings:
     sticky: bool = False
     #: How long a provider is assumed to keep a prompt prefix cached, seconds.
     cache_ttl_s: float = 300.0
+    #: The objective as text: ``price`` or ``price:1,latency:0.5`` (derived).
+    label: str = field(init=False, default="")
+    _weights: tuple[tuple[int, float], ...] = field(init=False, default=(), repr=False, compare=False)
 
-    @property
-    def label(self) -> str:
-        """The objective as text: ``price`` or ``price:1,latency:0.5``."""
-        if len(self.objective) == 1:
-            return next(iter(self.objective))
-        return ",".join(f"{k}:{v:g}" for k, v in self.objective.items())
+    def __post_init__(self) -> None:
+        unknown = set(self.objective) - set(_TERM)
+        if unknown:
+            raise ValueError(f"unknown objective {sorted(unknown)}; known: {', '.join(OBJECTIVES)}")
+        weights = tuple((_TERM[k], float(w)) for k, w in self.objective.items() if w > 0)
+        if not weights:
+            raise ValueError("at least one objective weight must be > 0")
+        label = (
+            next(iter(self.objective))
+            if len(self.objective) == 1
+            else ",".join(f"{k}:{v:g}" for k, v in self.objective.items())
+        )
+        object.__setattr__(self, "label", label)
+        object.__setattr__(self, "_weights", weights)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> SelectionSettings:
+        """From a :class:`~llmroute.config.SelectionConfig`."""
+        return cls(
+            objective=cfg.weights,
+            max_p95_ttft_s=cfg.max_p95_ttft_s,
+            min_tokens_per_s=cfg.min_tokens_per_s,
+            max_error_rate=cfg.max_error_rate,
+            providers=None if cfg.providers is None else frozenset(cfg.providers),
+            exclude_providers=frozenset(cfg.exclude_providers),
+            tags=dict(cfg.tags),
+            exploration=cfg.exploration,
+            load_aware=cfg.load_aware,
+            in_flight_scale=cfg.in_flight_scale,
+            sticky=cfg.sticky,
+            cache_ttl_s=cfg.cache_ttl_s,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Option:
-    """One deployment of the model, as the router sees it for this call."""
+    """One deployment of the model: what does not change from call to call."""
 
     deployment: str
     provider: str
     price: Price
-    input_tokens: int
-    #: Output tokens to expect: the request's max_tokens or the route's estimate.
-    output_tokens: int
     tags: Mapping[str, str] = field(default_factory=dict)
-    #: Input tokens likely served from this deployment's prompt cache (sticky conversations).
-    cached_tokens: int = 0
+    #: The deployment's cap on output tokens (``None``: none known).
+    max_output_tokens: int | None = None
+
+
+#: What happened to an option: ranked; left out (rules, circuit); failing a constraint (left out,
+#: or kept when the constraints were relaxed); rate-limited (ranked last).
+Status = str
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +155,12 @@ class OptionScore:
 
     deployment: str
     provider: str
+    #: ``ranked``, ``left_out``, ``constraint`` or ``rate_limited``.
+    status: Status
     #: Lower is better; ``None`` when left out.
     score: float | None
-    #: Why it was left out or moved last (``None``: ranked normally).
-    excluded: str | None
+    #: Why it was left out, failed a constraint or moved last.
+    note: str | None
     expected_cost_usd: float
     ttft_s: float
     p95_ttft_s: float
@@ -133,33 +178,133 @@ class OptionScore:
     sticky: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class SelectionDecision:
-    """How one model's deployments were ordered, and why."""
+class SelectionDecision(NamedTuple):
+    """How one model's deployments were ordered, and why (``rule`` says it in one line).
+
+    Immutable. ``scores`` (each deployment's estimates, draws and score) is built when first
+    read, so a call that never looks at its trace does not pay for it (a named tuple for the
+    same reason: it is made on every call, at a fraction of a frozen dataclass's cost).
+    """
 
     model: str
     objective: str
     #: The deployments to try, in order.
     order: tuple[str, ...]
-    #: Left out (rules, open circuits, and constraints unless relaxed).
-    excluded: tuple[str, ...]
-    #: Of those, the ones left out only for their circuit (a route may fall back on them).
-    circuit_excluded: tuple[str, ...]
-    scores: tuple[OptionScore, ...]
-    #: One line: the rule that decided.
-    rule: str
+    #: Whether no deployment met the constraints, so all were ranked anyway.
+    relaxed: bool
+    #: Whether the estimates were sampled (exploration) rather than taken as they are.
+    explored: bool
+    #: The deployment that served this prompt prefix recently, if any.
+    sticky: str | None
+    #: The prompt-prefix key of a sticky route (so the deployment that answers is remembered).
+    prefix_key: str | None
+    #: Internal: (options, health, status, notes, scores, draws, live in-flight counts or None),
+    #: per deployment in configured order; read it through the properties.
+    internals: tuple[Any, ...] = ()
+
+    @property
+    def _options(self) -> Sequence[Option]:
+        return self.internals[0]  # type: ignore[no-any-return]
+
+    @property
+    def _status(self) -> Sequence[str]:
+        return self.internals[2]  # type: ignore[no-any-return]
+
+    @property
+    def _notes(self) -> Sequence[str | None]:
+        return self.internals[3]  # type: ignore[no-any-return]
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        """Deployments left out (rules, open circuits, and constraints unless relaxed)."""
+        kept = set(self.order)
+        return tuple(o.deployment for o in self._options if o.deployment not in kept)
+
+    @property
+    def circuit_excluded(self) -> tuple[str, ...]:
+        """Of those, the ones left out only for their circuit (a route may fall back on them)."""
+        return tuple(
+            o.deployment
+            for o, st, note in zip(self._options, self._status, self._notes)
+            if st == "left_out" and note is not None and note.startswith("circuit")
+        )
+
+    @property
+    def scores(self) -> tuple[OptionScore, ...]:
+        """Every deployment's estimates, draws, status and score, in configured order."""
+        rows = []
+        options, health, status, notes, scores, draws, live = self.internals
+        for i, (opt, h, st, note, score, draw) in enumerate(zip(options, health, status, notes, scores, draws)):
+            ttft, rate, latency, cost = draw if draw is not None else (math.nan,) * 4
+            rows.append(
+                OptionScore(
+                    opt.deployment,
+                    opt.provider,
+                    st,
+                    score,
+                    note,
+                    cost,
+                    h.ttft_s.mean,
+                    h.ttft_s.p95,
+                    h.tokens_per_s.mean,
+                    h.error_rate,
+                    h.in_flight if live is None else live[i],
+                    h.circuit.state.value,
+                    ttft,
+                    rate,
+                    latency,
+                    h.ttft_s.samples,
+                    opt.deployment == self.sticky,
+                )
+            )
+        return tuple(rows)
+
+    @property
+    def rule(self) -> str:
+        """One line: the objective, the first choice, and what was left out or moved and why."""
+        parts = [f"objective {self.objective}"]
+        if self.explored and len(self._options) > 1:
+            parts.append("sampled estimates")
+        if self.order:
+            first = self.order[0]
+            parts.append(f"first {first}" + (" (sticky prompt cache)" if first == self.sticky else ""))
+        else:
+            parts.append("no deployment available")
+        notes = list(zip(self._status, self._notes))
+        left = [n for st, n in notes if st == "left_out" and n]
+        if left:
+            parts.append(f"{len(left)} left out ({'; '.join(left)})")
+        failing = [n for st, n in notes if st == "constraint" and n]
+        if self.relaxed:
+            parts.append("no deployment meets the constraints: relaxed, ranked by objective")
+        elif failing:
+            parts.append(f"{len(failing)} fail constraints ({'; '.join(failing)})")
+        limited = sum(1 for st, _ in notes if st == "rate_limited")
+        if limited:
+            parts.append(f"{limited} rate-limited, moved last")
+        return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable copy."""
-        return asdict(self)
+        """A JSON-serialisable copy (with ``rule``, ``excluded`` and ``scores``)."""
+        return {
+            "model": self.model,
+            "objective": self.objective,
+            "rule": self.rule,
+            "order": list(self.order),
+            "excluded": list(self.excluded),
+            "relaxed": self.relaxed,
+            "explored": self.explored,
+            "sticky": self.sticky,
+            "prefix_key": self.prefix_key,
+            "scores": [asdict(row) for row in self.scores],
+        }
 
 
-def expected_cost_usd(option: Option, output_tokens: float) -> float:
-    """Cost of the call on *option* with *output_tokens*, cache reads at the cached rate."""
-    p = option.price
-    cached = min(option.cached_tokens, option.input_tokens)
-    cached_rate = p.input if p.cached_input is None else p.cached_input
-    return ((option.input_tokens - cached) * p.input + cached * cached_rate + output_tokens * p.output) / 1e6
+def expected_cost_usd(price: Price, input_tokens: int, output_tokens: float, cached_tokens: int = 0) -> float:
+    """Cost of a call at *price* with *output_tokens*, *cached_tokens* of the input read from cache."""
+    cached = min(cached_tokens, input_tokens)
+    cached_rate = price.input if price.cached_input is None else price.cached_input
+    return ((input_tokens - cached) * price.input + cached * cached_rate + output_tokens * price.output) / 1e6
 
 
 def _rule_exclusion(opt: Option, s: SelectionSettings) -> str | None:
@@ -183,14 +328,14 @@ def _constraint_violation(h: DeploymentHealth, s: SelectionSettings) -> str | No
     return None
 
 
-def _rate_limited(h: DeploymentHealth, opt: Option) -> str | None:
+def _rate_limited(h: DeploymentHealth, tokens: int) -> str | None:
     rl = h.rate_limit
     if rl is None:
         return None
     req, tok = rl.remaining_requests, rl.remaining_tokens
     if req is not None and rl.reset_requests_in_s is not None and req - rl.started_since <= 0:
         return f"no requests left until reset in {rl.reset_requests_in_s:.3g}s"
-    if tok is not None and rl.reset_tokens_in_s is not None and tok < opt.input_tokens + opt.output_tokens:
+    if tok is not None and rl.reset_tokens_in_s is not None and tok < tokens:
         return f"{tok} tokens left until reset in {rl.reset_tokens_in_s:.3g}s"
     return None
 
@@ -201,142 +346,132 @@ def select(
     health: Sequence[DeploymentHealth],
     settings: SelectionSettings,
     *,
+    input_tokens: int,
+    output_tokens: int,
     rng: Random,
     sticky: str | None = None,
+    cached_tokens: int = 0,
+    prefix_key: str | None = None,
+    in_flight: Sequence[int] | None = None,
 ) -> SelectionDecision:
     """Order *options* (one model's deployments, configured order) by *settings*' objective.
 
-    *health* holds each option's health, in the same order; *rng* drives the exploration draws;
-    *sticky* names the deployment that recently served this conversation's prefix.
+    *health* holds each option's health, in the same order; *input_tokens* / *output_tokens*
+    size this call (output: the request's max or the route's estimate); *rng* drives the
+    exploration draws; *sticky* names the deployment that served this prompt prefix recently
+    (*cached_tokens* of the input are then priced as cache reads there); *in_flight* gives live
+    in-flight counts (default: each health's own, as of its last recompute).
     """
     s = settings
     n = len(options)
-    excluded: list[str | None] = [None] * n
-    soft: list[str | None] = [None] * n  # constraint violations (may be relaxed)
-    demoted: list[str | None] = [None] * n  # rate-limited: after the others
-    for i, (opt, h) in enumerate(zip(options, health)):
+    notes: list[str | None] = [None] * n
+    status: list[str] = ["ranked"] * n
+    live: list[int] = []
+    ranked: list[int] = []
+    tokens = input_tokens + output_tokens
+    for i in range(n):
+        opt, h = options[i], health[i]
         reason = _rule_exclusion(opt, s)
         if reason is None and not h.circuit.admitting:
-            if h.circuit.state is CircuitState.OPEN:
-                reason = f"circuit open (probing in {h.circuit.retry_in_s:.3g}s)"
-            else:
-                reason = "circuit half-open, probe slots taken"
-        excluded[i] = reason
-        if reason is None:
-            soft[i] = _constraint_violation(h, s)
-            demoted[i] = _rate_limited(h, opt)
-    live = [i for i in range(n) if excluded[i] is None]
-    meeting = [i for i in live if soft[i] is None]
-    relaxed = bool(live) and not meeting
-    ranked = live if relaxed else meeting
+            reason = (
+                f"circuit open (probing in {h.circuit.retry_in_s:.3g}s)"
+                if h.circuit.state is CircuitState.OPEN
+                else "circuit half-open, probe slots taken"
+            )
+        if reason is not None:
+            notes[i], status[i] = reason, "left_out"
+            continue
+        live.append(i)
+        soft = _constraint_violation(h, s)
+        if soft is not None:
+            notes[i], status[i] = soft, "constraint"
+            continue
+        ranked.append(i)
+        if h.rate_limit is not None:
+            limited = _rate_limited(h, tokens)
+            if limited is not None:
+                notes[i], status[i] = limited, "rate_limited"
+    relaxed = bool(live) and not ranked
+    if relaxed:
+        ranked = live
+    if len(ranked) <= 1:  # nothing to rank: no draws, no scores
+        nothing = (None,) * n
+        return SelectionDecision(
+            model,
+            s.label,
+            tuple(options[i].deployment for i in ranked),
+            relaxed,
+            False,
+            sticky,
+            prefix_key,
+            (options, health, status, notes, nothing, nothing, in_flight),
+        )
 
-    # Draws and raw objective terms for every option (also left-out ones, for the trace).
+    # Output length is the model's and the request's, not the deployment's: pool what was seen.
+    num = den = 0.0
+    for h in health:
+        if h.mean_output_tokens is not None and h.attempts > 0:
+            num += h.mean_output_tokens * h.attempts
+            den += h.attempts
+    pooled_out = num / den if den > 0 else math.inf
     explore = s.exploration
-    terms: list[dict[str, float]] = []
-    draws: list[tuple[float, float, float, float]] = []
-    for opt, h in zip(options, health):
+    scale = s.in_flight_scale if s.load_aware else 0.0
+    uniform = rng.random
+    z = _NORMAL
+    exp = math.exp
+    weights = s._weights
+    single = weights[0][0] if len(weights) == 1 else -1
+    terms: list[tuple[float, float, float]] = []
+    draws: list[tuple[float, float, float, float] | None] = [None] * n
+    best = [math.inf, math.inf, math.inf]
+    for i in ranked:
+        opt, h = options[i], health[i]
         t_est, r_est = h.ttft_s, h.tokens_per_s
         if explore > 0:
-            ttft = t_est.mean * math.exp(rng.gauss(0.0, t_est.uncertainty * explore))
-            rate = r_est.mean * math.exp(rng.gauss(0.0, r_est.uncertainty * explore))
+            ttft = t_est.mean * exp(z[int(uniform() * 1024)] * t_est.uncertainty * explore)
+            rate = r_est.mean * exp(z[int(uniform() * 1024)] * r_est.uncertainty * explore)
         else:
             ttft, rate = t_est.mean, r_est.mean
-        out = opt.output_tokens
-        if h.mean_output_tokens is not None:
-            out = min(out, h.mean_output_tokens)
-        cost = expected_cost_usd(opt, out)
-        success = max(1.0 - h.error_rate, 0.05)
-        load = 1.0 + h.in_flight / s.in_flight_scale if s.load_aware else 1.0
+        cap = opt.max_output_tokens
+        out = output_tokens if cap is None or cap > output_tokens else cap
+        if pooled_out < out:
+            out = pooled_out
+        price = opt.price
+        if opt.deployment == sticky and cached_tokens:
+            cost = expected_cost_usd(price, input_tokens, out, cached_tokens)
+        else:
+            cost = (input_tokens * price.input + out * price.output) / 1e6
+        fail = h.error_rate
+        inv = 1.0 / (1.0 - fail) if fail < 0.95 else 20.0
+        load = 1.0 + (h.in_flight if in_flight is None else in_flight[i]) / scale if scale else 1.0
         latency = ttft + out / rate
-        terms.append(
-            {
-                "price": cost / success,
-                "latency": latency * load / success,
-                "throughput": load / (rate * success),
-            }
-        )
-        draws.append((ttft, rate, latency, cost))
-
+        term = (cost * inv, latency * load * inv, load * inv / rate)
+        terms.append(term)
+        draws[i] = (ttft, rate, latency, cost)
+        if single < 0:
+            for k in range(3):
+                if term[k] < best[k]:
+                    best[k] = term[k]
     scores: list[float | None] = [None] * n
-    weights = {k: w for k, w in s.objective.items() if w > 0}
-    if ranked:
-        best = {k: min(terms[i][k] for i in ranked) for k in weights}
-        single = len(weights) == 1
-        for i in ranked:
-            if single:
-                (k,) = weights
-                scores[i] = terms[i][k]
-            else:
-                scores[i] = sum(w * terms[i][k] / best[k] for k, w in weights.items() if best[k] > 0) / sum(
-                    weights.values()
-                )
-    order = sorted(ranked, key=lambda i: (demoted[i] is not None, scores[i], i))
-
-    rows = []
-    for i, (opt, h) in enumerate(zip(options, health)):
-        ttft, rate, latency, cost = draws[i]
-        note = excluded[i] or soft[i] or demoted[i]
-        rows.append(
-            OptionScore(
-                deployment=opt.deployment,
-                provider=opt.provider,
-                score=scores[i],
-                excluded=note,
-                expected_cost_usd=cost,
-                ttft_s=h.ttft_s.mean,
-                p95_ttft_s=h.ttft_s.p95,
-                tokens_per_s=h.tokens_per_s.mean,
-                error_rate=h.error_rate,
-                in_flight=h.in_flight,
-                circuit=h.circuit.state.value,
-                sampled_ttft_s=ttft,
-                sampled_tokens_per_s=rate,
-                expected_latency_s=latency,
-                samples=h.ttft_s.samples,
-                sticky=opt.deployment == sticky,
-            )
-        )
-    kept = set(order)
-    out_excluded = tuple(options[i].deployment for i in range(n) if i not in kept)
-    by_circuit = tuple(
-        options[i].deployment for i in range(n) if excluded[i] is not None and excluded[i].startswith("circuit")
-    )
-    rule = _rule(s, options, order, excluded, soft, demoted, relaxed, sticky)
-    return SelectionDecision(
-        model, s.label, tuple(options[i].deployment for i in order), out_excluded, by_circuit, tuple(rows), rule
-    )
-
-
-def _rule(
-    s: SelectionSettings,
-    options: Sequence[Option],
-    order: list[int],
-    excluded: list[str | None],
-    soft: list[str | None],
-    demoted: list[str | None],
-    relaxed: bool,
-    sticky: str | None,
-) -> str:
-    parts = [f"objective {s.label}"]
-    if s.exploration > 0:
-        parts.append("sampled estimates")
-    if order:
-        first = options[order[0]].deployment
-        parts.append(f"first {first}" + (" (sticky prompt cache)" if first == sticky else ""))
+    if single >= 0:
+        for j, i in enumerate(ranked):
+            scores[i] = terms[j][single]
     else:
-        parts.append("no deployment available")
-    n_out = sum(1 for e in excluded if e is not None)
-    if n_out:
-        parts.append(f"{n_out} left out ({'; '.join(e for e in excluded if e)})")
-    n_soft = sum(1 for x in soft if x is not None)
-    if relaxed:
-        parts.append("no deployment meets the constraints: relaxed, ranked by objective")
-    elif n_soft:
-        parts.append(f"{n_soft} fail constraints")
-    n_dem = sum(1 for x in demoted if x is not None)
-    if n_dem:
-        parts.append(f"{n_dem} rate-limited, moved last")
-    return "; ".join(parts)
+        total = sum(w for _, w in weights)
+        for j, i in enumerate(ranked):
+            t = terms[j]
+            scores[i] = sum(w * t[k] / best[k] for k, w in weights if best[k] > 0) / total
+    order = sorted(ranked, key=lambda i: (status[i] == "rate_limited", scores[i], i))
+    return SelectionDecision(
+        model,
+        s.label,
+        tuple(options[i].deployment for i in order),
+        relaxed,
+        explore > 0,
+        sticky,
+        prefix_key,
+        (options, health, status, notes, scores, draws, in_flight),
+    )
 
 
 def circuit_filter(admitting: Sequence[bool]) -> tuple[list[int], int]:
@@ -361,3 +496,35 @@ def route_order(models: Sequence[str], decisions: Mapping[str, SelectionDecision
     if out:
         return out, False
     return [d for m in models for d in decisions[m].circuit_excluded], True
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        return "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    return ""
+
+
+#: Characters of the first message that identify a prompt prefix.
+_PREFIX_CHARS = 4096
+
+
+def prefix_key(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    """A short key for the prompt prefix a provider would cache: the first message (role and the
+    start of its text). ``None`` for a one-message prompt (nothing is reused)."""
+    if len(messages) < 2:
+        return None
+    first = messages[0]
+    text = _text(first.get("content"))[:_PREFIX_CHARS]
+    return hashlib.blake2b(f"{first.get('role')}\0{text}".encode("utf-8", "replace"), digest_size=8).hexdigest()
+
+
+def prefix_tokens(messages: Sequence[Mapping[str, Any]], input_tokens: int) -> int:
+    """Input tokens likely cached when the same prefix was just served: every message but the
+    last, by its share of the characters."""
+    if len(messages) < 2:
+        return 0
+    lengths = [len(_text(m.get("content"))) for m in messages]
+    total = sum(lengths)
+    return 0 if total <= 0 else int(input_tokens * (total - lengths[-1]) / total)
