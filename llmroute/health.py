@@ -438,6 +438,9 @@ class HealthTracker(Hooks):
         now = self.clock()
         d.in_flight[id(attempt)] = (now, attempt)
         d.rate_limit_started += 1
+        rl = d.rate_limit
+        if rl is not None and rl.remaining_requests is not None and rl.remaining_requests - d.rate_limit_started <= 1:
+            d.urgent = True  # about to run out of requests: the next selection must see it
         d.breaker.started(now)
 
     def attempt_finished(self, attempt: Attempt, error: BaseException | None) -> None:
@@ -452,9 +455,12 @@ class HealthTracker(Hooks):
         if rl is not None:
             if d.rate_limit is None or (rl.remaining_requests is not None and rl.remaining_requests <= 4):
                 d.urgent = True  # first headers, or nearly out of requests: selection must know now
+            # The headers came with the response (at its first token, for a stream): attempts sent
+            # since then may already have used what they said was left.
+            said_at = started + (attempt.ttft_s if attempt.ttft_s is not None else attempt.duration_s)
             d.rate_limit = rl
-            d.rate_limit_at = now
-            d.rate_limit_started = 0
+            d.rate_limit_at = said_at
+            d.rate_limit_started = sum(1 for t, _ in d.in_flight.values() if t >= said_at)
         if kind == "cancelled":
             d.breaker.released(now)
             self._censored(d, attempt, now - started, w)
@@ -646,8 +652,25 @@ class HealthTracker(Hooks):
         d = self._deps.get(deployment)
         return 0 if d is None else len(d.in_flight)
 
+    def _newer_headers(self, d: _Deployment) -> None:
+        """Adopt rate-limit headers that in-flight streams already received (they are read at the
+        first token, long before the attempt ends)."""
+        best: tuple[float, Attempt] | None = None
+        for started, a in d.in_flight.values():
+            if a.rate_limit is not None and a.ttft_s is not None:
+                said_at = started + a.ttft_s
+                if said_at > d.rate_limit_at and (best is None or said_at > best[0]):
+                    best = (said_at, a)
+        if best is not None:
+            said_at, a = best
+            d.rate_limit = a.rate_limit
+            d.rate_limit_at = said_at
+            d.rate_limit_started = sum(1 for t, _ in d.in_flight.values() if t >= said_at)
+
     def _compute(self, name: str, d: _Deployment, now: float, *, fresh: bool) -> DeploymentHealth:
         s = self.settings
+        if d.in_flight:
+            self._newer_headers(d)
         now_w = self._weight(d, now)
         extra = self._overdue(d, now, now_w)
         ttft = self._estimate(d.ttft, now_w, self._prior_ttft_log, extra, fresh=fresh)

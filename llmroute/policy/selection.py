@@ -11,10 +11,10 @@ For each deployment of the model, in order:
    ``min_tokens_per_s``, error rate above ``max_error_rate``. When *no* deployment meets them all,
    they are relaxed (all kept, ranked by the objective) and the decision says so.
 4. **Score** (lower is better) by the objective, from *sampled* estimates: each deployment's
-   expected TTFT and decode rate are drawn from their uncertainty (log-normal around the estimate,
-   width ``uncertainty * exploration``), so a deployment known only vaguely, or not measured for a
-   while, sometimes comes first and gets measured again (Thompson-style exploration), and
-   concurrent callers spread rather than herd:
+   TTFT and decode rate are scaled by a draw from their uncertainty (log-normal, width
+   ``uncertainty * exploration``; the constraints of step 3 see the same draws), so a deployment
+   known only vaguely, or not measured for a while, sometimes passes and comes first and gets
+   measured again (Thompson-style exploration), and concurrent callers spread rather than herd:
 
    - ``price``: expected cost of this call (output tokens: the request's max or the route's
      estimate, capped by the mean seen on the model's deployments; cache reads at the cached rate
@@ -318,10 +318,11 @@ def _rule_exclusion(opt: Option, s: SelectionSettings) -> str | None:
     return None
 
 
-def _constraint_violation(h: DeploymentHealth, s: SelectionSettings) -> str | None:
-    if s.max_p95_ttft_s is not None and h.ttft_s.p95 > s.max_p95_ttft_s:
+def _constraint_violation(h: DeploymentHealth, s: SelectionSettings, kt: float, kr: float) -> str | None:
+    """The first constraint *h* fails, its TTFT and decode estimates scaled by the draws *kt*, *kr*."""
+    if s.max_p95_ttft_s is not None and h.ttft_s.p95 * kt > s.max_p95_ttft_s:
         return f"p95 TTFT {h.ttft_s.p95:.3g}s > {s.max_p95_ttft_s:g}s"
-    if s.min_tokens_per_s is not None and h.tokens_per_s.p05 < s.min_tokens_per_s:
+    if s.min_tokens_per_s is not None and h.tokens_per_s.p05 * kr < s.min_tokens_per_s:
         return f"p05 decode {h.tokens_per_s.p05:.3g} tok/s < {s.min_tokens_per_s:g}"
     if s.max_error_rate is not None and h.error_rate > s.max_error_rate:
         return f"error rate {h.error_rate:.2f} > {s.max_error_rate:g}"
@@ -369,6 +370,16 @@ def select(
     live: list[int] = []
     ranked: list[int] = []
     tokens = input_tokens + output_tokens
+    explore = s.exploration if n > 1 else 0.0
+    uniform = rng.random
+    z = _NORMAL
+    exp = math.exp
+    # Exploration draws: how much better or worse than its estimate each deployment is taken
+    # to be this time, in proportion to how unsure the estimate is. Constraints and scores both
+    # use them, so a deployment the constraints would exclude on thin or old evidence is
+    # sometimes given a chance, and concurrent callers do not all make the same choice.
+    kt = [1.0] * n
+    kr = [1.0] * n
     for i in range(n):
         opt, h = options[i], health[i]
         reason = _rule_exclusion(opt, s)
@@ -382,7 +393,10 @@ def select(
             notes[i], status[i] = reason, "left_out"
             continue
         live.append(i)
-        soft = _constraint_violation(h, s)
+        if explore > 0:
+            kt[i] = exp(z[int(uniform() * 1024)] * h.ttft_s.uncertainty * explore)
+            kr[i] = exp(z[int(uniform() * 1024)] * h.tokens_per_s.uncertainty * explore)
+        soft = _constraint_violation(h, s, kt[i], kr[i])
         if soft is not None:
             notes[i], status[i] = soft, "constraint"
             continue
@@ -394,14 +408,14 @@ def select(
     relaxed = bool(live) and not ranked
     if relaxed:
         ranked = live
-    if len(ranked) <= 1:  # nothing to rank: no draws, no scores
+    if len(ranked) <= 1:  # nothing to rank: no scores
         nothing = (None,) * n
         return SelectionDecision(
             model,
             s.label,
             tuple(options[i].deployment for i in ranked),
             relaxed,
-            False,
+            explore > 0,
             sticky,
             prefix_key,
             (options, health, status, notes, nothing, nothing, in_flight),
@@ -414,11 +428,7 @@ def select(
             num += h.mean_output_tokens * h.attempts
             den += h.attempts
     pooled_out = num / den if den > 0 else math.inf
-    explore = s.exploration
     scale = s.in_flight_scale if s.load_aware else 0.0
-    uniform = rng.random
-    z = _NORMAL
-    exp = math.exp
     weights = s._weights
     single = weights[0][0] if len(weights) == 1 else -1
     terms: list[tuple[float, float, float]] = []
@@ -426,12 +436,8 @@ def select(
     best = [math.inf, math.inf, math.inf]
     for i in ranked:
         opt, h = options[i], health[i]
-        t_est, r_est = h.ttft_s, h.tokens_per_s
-        if explore > 0:
-            ttft = t_est.mean * exp(z[int(uniform() * 1024)] * t_est.uncertainty * explore)
-            rate = r_est.mean * exp(z[int(uniform() * 1024)] * r_est.uncertainty * explore)
-        else:
-            ttft, rate = t_est.mean, r_est.mean
+        ttft = h.ttft_s.mean * kt[i]
+        rate = h.tokens_per_s.mean * kr[i]
         cap = opt.max_output_tokens
         out = output_tokens if cap is None or cap > output_tokens else cap
         if pooled_out < out:
