@@ -2,6 +2,7 @@
 
     python bench/simulate.py [--scenario all|qwen3-32b|deepseek-v3.2] [--seeds 5] [--hours 24]
                              [--plot sim.png] [--json]
+    python bench/simulate.py --loopback [--json]     # the simulator against the real router, ~1 min
 
 Replays a day of request arrivals against simulated providers of one model (llmroute.sim: speed
 from LLMPerf, load shape from ServeGen, token counts from Azure's trace, real price rows; every
@@ -123,6 +124,40 @@ def plot(path: Path, firsts: dict[str, Any]) -> None:
     fig.savefig(path, dpi=110)
 
 
+def loopback(args: argparse.Namespace) -> int:
+    """Replay a window of the cost scenario in the simulator and, compressed k times, through the
+    real Router over the loopback fleet; print both and their ratio."""
+    from llmroute.sim import build
+    from llmroute.sim.loopback import compare
+
+    sc = build("qwen3-32b", args.loopback_seed, mean_rps=args.loopback_rps)
+    cheapest = min(sc.world.providers.values(), key=lambda p: p.price.input + p.price.output)
+    start = cheapest.incidents[0].start - 60.0 if cheapest.incidents else 12 * 3600.0
+    cmp = compare(sc, start_s=start, length_s=args.loopback_minutes * 60, k=args.loopback_k)
+    print(
+        f"loopback check: qwen3-32b seed {sc.seed} at {args.loopback_rps:g} req/s mean, scenario hours "
+        f"{cmp.window_s[0] / 3600:.2f}-{cmp.window_s[1] / 3600:.2f} (from a minute before the cheapest provider's "
+        f"first incident), {cmp.requests} requests, time compressed {cmp.k:g}x, {cmp.wall_s:.0f} s wall"
+    )
+    print("  metric (scenario units)        " + "".join(f"{p:>34}" for p in cmp.sim))
+    print("                                 " + "".join(f"{'sim':>10} {'real':>10} {'real/sim':>12}" for _ in cmp.sim))
+    for key, label, _ in (*METRICS, ("attempts_per_request", "attempts/request", "")):
+        cells = "".join(
+            f"{cmp.sim[p][key]:10.4f} {cmp.real[p][key]:10.4f} {cmp.real[p][key] / cmp.sim[p][key]:11.3f}x"
+            if cmp.sim[p][key]
+            else f"{cmp.sim[p][key]:10.4f} {cmp.real[p][key]:10.4f} {'-':>12}"
+            for p in cmp.sim
+        )
+        print(f"  {label:<31}{cells}")
+    for p in cmp.sim:
+        sim_share = ", ".join(f"{k} {v:.1%}" for k, v in cmp.shares_sim[p].items())
+        real_share = ", ".join(f"{k} {v:.1%}" for k, v in cmp.shares_real[p].items())
+        print(f"  {p} traffic: sim [{sim_share}]\n  {' ' * len(p)}          real [{real_share}]")
+    if args.json:
+        print(json.dumps(as_jsonable({"bench": "simulate-loopback", **cmp.__dict__}), separators=(",", ":")))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", default="all", choices=["all", *SCENARIOS])
@@ -130,7 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hours", type=float, default=24.0, help="simulated hours per world (default 24)")
     p.add_argument("--plot", type=Path, help="write a PNG of cost and p95 TTFT over time (first seed)")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
+    p.add_argument("--loopback", action="store_true", help="check the simulator against the real router (~1 min)")
+    p.add_argument("--loopback-minutes", type=float, default=5.0, help=argparse.SUPPRESS)
+    p.add_argument("--loopback-k", type=float, default=10.0, help=argparse.SUPPRESS)
+    p.add_argument("--loopback-rps", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--loopback-seed", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.loopback:
+        return loopback(args)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     seeds = list(range(1, args.seeds + 1))
     t0 = time.perf_counter()

@@ -164,3 +164,21 @@ def test_bench_json_last_line(tmp_path: Path) -> None:
         assert isinstance(obj[key], float), key
     assert set(obj["scenarios"]) == {"qwen3-32b", "deepseek-v3.2"}
     assert "[synthetic]" in out and plot.stat().st_size > 10_000
+
+
+def test_loopback_replay_agrees_with_the_simulator() -> None:
+    """The real Router over the loopback fleet, 20x faster than the scenario, makes the same choices."""
+    from llmroute.sim.loopback import compare
+
+    sc = build("qwen3-32b", 1, mean_rps=1.0, hours=17.0)
+    lam = sc.world.providers["lambda"]
+    start = lam.incidents[0].start - 30.0  # the cheapest provider slows down 30 s in
+    cmp = compare(sc, start_s=start, length_s=120.0, k=20.0, policies=("llmroute",))
+    sim, real = cmp.sim["llmroute"], cmp.real["llmroute"]
+    assert cmp.requests > 40 and real["served"] == sim["served"] == cmp.requests
+    assert real["cost_per_1k_usd"] == pytest.approx(sim["cost_per_1k_usd"], rel=0.15)
+    top = next(iter(cmp.shares_sim["llmroute"]))
+    assert next(iter(cmp.shares_real["llmroute"])) == top
+    assert cmp.shares_real["llmroute"][top] == pytest.approx(cmp.shares_sim["llmroute"][top], abs=0.15)
+    # real HTTP adds milliseconds per request (times 20 in scenario seconds), never less time
+    assert real["ttft_p50_s"] >= sim["ttft_p50_s"] * 0.95
