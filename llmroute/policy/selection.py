@@ -97,6 +97,8 @@ class SelectionSettings:
     #: The objective as text: ``price`` or ``price:1,latency:0.5`` (derived).
     label: str = field(init=False, default="")
     _weights: tuple[tuple[int, float], ...] = field(init=False, default=(), repr=False, compare=False)
+    _rules: bool = field(init=False, default=False, repr=False, compare=False)
+    _constraints: bool = field(init=False, default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.objective) - set(_TERM)
@@ -112,6 +114,12 @@ class SelectionSettings:
         )
         object.__setattr__(self, "label", label)
         object.__setattr__(self, "_weights", weights)
+        object.__setattr__(self, "_rules", bool(self.providers is not None or self.exclude_providers or self.tags))
+        object.__setattr__(
+            self,
+            "_constraints",
+            self.max_p95_ttft_s is not None or self.min_tokens_per_s is not None or self.max_error_rate is not None,
+        )
 
     @classmethod
     def from_config(cls, cfg: Any) -> SelectionSettings:
@@ -380,9 +388,10 @@ def select(
     # sometimes given a chance, and concurrent callers do not all make the same choice.
     kt = [1.0] * n
     kr = [1.0] * n
+    rules, constraints = s._rules, s._constraints
     for i in range(n):
         opt, h = options[i], health[i]
-        reason = _rule_exclusion(opt, s)
+        reason = _rule_exclusion(opt, s) if rules else None
         if reason is None and not h.circuit.admitting:
             reason = (
                 f"circuit open (probing in {h.circuit.retry_in_s:.3g}s)"
@@ -396,7 +405,7 @@ def select(
         if explore > 0:
             kt[i] = exp(z[int(uniform() * 1024)] * h.ttft_s.uncertainty * explore)
             kr[i] = exp(z[int(uniform() * 1024)] * h.tokens_per_s.uncertainty * explore)
-        soft = _constraint_violation(h, s, kt[i], kr[i])
+        soft = _constraint_violation(h, s, kt[i], kr[i]) if constraints else None
         if soft is not None:
             notes[i], status[i] = soft, "constraint"
             continue
