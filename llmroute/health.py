@@ -109,27 +109,11 @@ class HealthSettings:
 
     @classmethod
     def from_config(cls, cfg: Any) -> HealthSettings:
-        """From a :class:`~llmroute.config.HealthConfig`."""
-        c = cfg.circuit
-        circuit = CircuitSettings(
-            enabled=c.enabled,
-            consecutive_failures=c.consecutive_failures,
-            failure_rate=c.failure_rate,
-            min_samples=c.min_samples,
-            window_s=c.window_s,
-            open_s=c.open_s,
-            max_open_s=max(c.max_open_s, c.open_s),
-            half_open_probes=c.half_open_probes,
-            close_after=c.close_after,
-        )
-        return cls(
-            half_life_s=cfg.half_life_s,
-            prior_ttft_s=cfg.prior_ttft_s,
-            prior_tokens_per_s=cfg.prior_tokens_per_s,
-            prior_error_rate=cfg.prior_error_rate,
-            prior_weight=cfg.prior_weight,
-            circuit=circuit,
-        )
+        """From a :class:`~llmroute.config.HealthConfig` (same field names)."""
+        data = cfg.model_dump()
+        circuit = data.pop("circuit")
+        circuit["max_open_s"] = max(circuit["max_open_s"], circuit["open_s"])
+        return cls(**data, circuit=CircuitSettings(**circuit))
 
 
 class DecayedSketch:

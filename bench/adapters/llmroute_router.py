@@ -10,31 +10,32 @@ import llmroute
 NAME = "llmroute.Router"
 
 
+def config(base_url: str) -> dict[str, Any]:
+    """The benchmarked configuration (two fake providers on *base_url*)."""
+    price = {"input": 0.15, "output": 0.6}
+    return {
+        "providers": {
+            "a": {"api": "openai", "base_url": base_url, "api_key": "sk-bench"},
+            "b": {"api": "openai", "base_url": base_url, "api_key": "sk-bench"},
+        },
+        "models": {
+            "small": {
+                "deployments": [
+                    {"provider": "a", "model": "bench-model", "price": price},
+                    {"provider": "b", "model": "bench-model", "price": price},
+                ]
+            },
+            "large": {
+                "deployments": [{"provider": "b", "model": "bench-large", "price": {"input": 2.5, "output": 10}}]
+            },
+        },
+        "routes": {"default": {"models": ["small", "large"]}},
+    }
+
+
 class Client:
-    def __init__(self, base_url: str) -> None:
-        price = {"input": 0.15, "output": 0.6}
-        self._router = llmroute.Router.from_dict(
-            {
-                "providers": {
-                    "a": {"api": "openai", "base_url": base_url, "api_key": "sk-bench"},
-                    "b": {"api": "openai", "base_url": base_url, "api_key": "sk-bench"},
-                },
-                "models": {
-                    "small": {
-                        "deployments": [
-                            {"provider": "a", "model": "bench-model", "price": price},
-                            {"provider": "b", "model": "bench-model", "price": price},
-                        ]
-                    },
-                    "large": {
-                        "deployments": [
-                            {"provider": "b", "model": "bench-large", "price": {"input": 2.5, "output": 10}}
-                        ]
-                    },
-                },
-                "routes": {"default": {"models": ["small", "large"]}},
-            }
-        )
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self._router = llmroute.Router.from_dict(cfg)
 
     async def call(self, messages: list[dict[str, Any]]) -> str:
         reply = await self._router.complete(messages)
@@ -46,4 +47,4 @@ class Client:
 
 
 async def make(base_url: str) -> Client:
-    return Client(base_url)
+    return Client(config(base_url))

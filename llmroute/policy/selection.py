@@ -123,21 +123,12 @@ class SelectionSettings:
 
     @classmethod
     def from_config(cls, cfg: Any) -> SelectionSettings:
-        """From a :class:`~llmroute.config.SelectionConfig`."""
-        return cls(
-            objective=cfg.weights,
-            max_p95_ttft_s=cfg.max_p95_ttft_s,
-            min_tokens_per_s=cfg.min_tokens_per_s,
-            max_error_rate=cfg.max_error_rate,
-            providers=None if cfg.providers is None else frozenset(cfg.providers),
-            exclude_providers=frozenset(cfg.exclude_providers),
-            tags=dict(cfg.tags),
-            exploration=cfg.exploration,
-            load_aware=cfg.load_aware,
-            in_flight_scale=cfg.in_flight_scale,
-            sticky=cfg.sticky,
-            cache_ttl_s=cfg.cache_ttl_s,
-        )
+        """From a :class:`~llmroute.config.SelectionConfig` (same field names)."""
+        data = cfg.model_dump()
+        data["objective"] = cfg.weights
+        data["providers"] = None if cfg.providers is None else frozenset(cfg.providers)
+        data["exclude_providers"] = frozenset(cfg.exclude_providers)
+        return cls(**data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,65 +408,53 @@ def select(
     relaxed = bool(live) and not ranked
     if relaxed:
         ranked = live
-    if len(ranked) <= 1:  # nothing to rank: no scores
-        nothing = (None,) * n
-        return SelectionDecision(
-            model,
-            s.label,
-            tuple(options[i].deployment for i in ranked),
-            relaxed,
-            explore > 0,
-            sticky,
-            prefix_key,
-            (options, health, status, notes, nothing, nothing, in_flight),
-        )
-
-    # Output length is the model's and the request's, not the deployment's: pool what was seen.
-    num = den = 0.0
-    for h in health:
-        if h.mean_output_tokens is not None and h.attempts > 0:
-            num += h.mean_output_tokens * h.attempts
-            den += h.attempts
-    pooled_out = num / den if den > 0 else math.inf
-    scale = s.in_flight_scale if s.load_aware else 0.0
-    weights = s._weights
-    single = weights[0][0] if len(weights) == 1 else -1
-    terms: list[tuple[float, float, float]] = []
-    draws: list[tuple[float, float, float, float] | None] = [None] * n
-    best = [math.inf, math.inf, math.inf]
-    for i in ranked:
-        opt, h = options[i], health[i]
-        ttft = h.ttft_s.mean * kt[i]
-        rate = h.tokens_per_s.mean * kr[i]
-        cap = opt.max_output_tokens
-        out = output_tokens if cap is None or cap > output_tokens else cap
-        if pooled_out < out:
-            out = pooled_out
-        price = opt.price
-        if opt.deployment == sticky and cached_tokens:
-            cost = expected_cost_usd(price, input_tokens, out, cached_tokens)
-        else:
-            cost = (input_tokens * price.input + out * price.output) / 1e6
-        fail = h.error_rate
-        inv = 1.0 / (1.0 - fail) if fail < 0.95 else 20.0
-        load = 1.0 + (h.in_flight if in_flight is None else in_flight[i]) / scale if scale else 1.0
-        latency = ttft + out / rate
-        term = (cost * inv, latency * load * inv, load * inv / rate)
-        terms.append(term)
-        draws[i] = (ttft, rate, latency, cost)
-        if single < 0:
-            for k in range(3):
-                if term[k] < best[k]:
-                    best[k] = term[k]
     scores: list[float | None] = [None] * n
-    if single >= 0:
-        for j, i in enumerate(ranked):
-            scores[i] = terms[j][single]
-    else:
-        total = sum(w for _, w in weights)
-        for j, i in enumerate(ranked):
-            t = terms[j]
-            scores[i] = sum(w * t[k] / best[k] for k, w in weights if best[k] > 0) / total
+    draws: list[tuple[float, float, float, float] | None] = [None] * n
+    if len(ranked) > 1:  # something to rank: score it
+        # Output length is the model's and the request's, not the deployment's: pool what was seen.
+        num = den = 0.0
+        for h in health:
+            if h.mean_output_tokens is not None and h.attempts > 0:
+                num += h.mean_output_tokens * h.attempts
+                den += h.attempts
+        pooled_out = num / den if den > 0 else math.inf
+        scale = s.in_flight_scale if s.load_aware else 0.0
+        weights = s._weights
+        single = weights[0][0] if len(weights) == 1 else -1
+        terms: list[tuple[float, float, float]] = []
+        best = [math.inf, math.inf, math.inf]
+        for i in ranked:
+            opt, h = options[i], health[i]
+            ttft = h.ttft_s.mean * kt[i]
+            rate = h.tokens_per_s.mean * kr[i]
+            cap = opt.max_output_tokens
+            out = output_tokens if cap is None or cap > output_tokens else cap
+            if pooled_out < out:
+                out = pooled_out
+            price = opt.price
+            if opt.deployment == sticky and cached_tokens:
+                cost = expected_cost_usd(price, input_tokens, out, cached_tokens)
+            else:
+                cost = (input_tokens * price.input + out * price.output) / 1e6
+            fail = h.error_rate
+            inv = 1.0 / (1.0 - fail) if fail < 0.95 else 20.0
+            load = 1.0 + (h.in_flight if in_flight is None else in_flight[i]) / scale if scale else 1.0
+            latency = ttft + out / rate
+            term = (cost * inv, latency * load * inv, load * inv / rate)
+            terms.append(term)
+            draws[i] = (ttft, rate, latency, cost)
+            if single < 0:
+                for k in range(3):
+                    if term[k] < best[k]:
+                        best[k] = term[k]
+        if single >= 0:
+            for j, i in enumerate(ranked):
+                scores[i] = terms[j][single]
+        else:
+            total = sum(w for _, w in weights)
+            for j, i in enumerate(ranked):
+                t = terms[j]
+                scores[i] = sum(w * t[k] / best[k] for k, w in weights if best[k] > 0) / total
     order = sorted(ranked, key=lambda i: (status[i] == "rate_limited", scores[i], i))
     return SelectionDecision(
         model,
