@@ -368,6 +368,10 @@ class HealthTracker(Hooks):
     refresh_s: float = 0.02
     #: ...and at least this often when none come (aging and overdue in-flight attempts).
     max_age_s: float = 0.5
+    #: After an error or a circuit change, at most this often (an error storm with thousands in
+    #: flight must not rescan them on every call); a clock that has not moved at all (virtual
+    #: time) recomputes at once.
+    urgent_s: float = 0.001
 
     #: Prompt prefixes remembered for sticky selection (the oldest are forgotten first).
     affinity_limit: int = 10_000
@@ -617,7 +621,7 @@ class HealthTracker(Hooks):
         cached = d.cached
         if (
             cached is None
-            or d.urgent
+            or (d.urgent and (age >= self.urgent_s or age == 0.0))
             or age >= self.max_age_s
             or (d.dirty and (fresh or age >= self.refresh_s or d.dirty >= 8))
             or (fresh and cached.in_flight != len(d.in_flight))
@@ -653,7 +657,7 @@ class HealthTracker(Hooks):
 
     def _compute(self, name: str, d: _Deployment, now: float, *, fresh: bool) -> DeploymentHealth:
         s = self.settings
-        if d.in_flight:
+        if d.in_flight and d.rate_limit is not None:  # a provider that never sent any: nothing to look for
             self._newer_headers(d)
         now_w = self._weight(d, now)
         extra = self._overdue(d, now, now_w)
