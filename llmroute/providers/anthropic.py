@@ -28,10 +28,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .._sse import SSEDecoder
+from .._sse import SSEEvent
 from ..errors import ContentFilteredError, InvalidRequestError, ProviderError, ResponseError
 from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from .base import HTTPRequest, Target, error_from_status, function_tools, json_loads
+from .base import HTTPRequest, SSEStream, Target, error_from_status, function_tools, json_loads
 
 __all__ = ["DEFAULT_MAX_TOKENS", "JSON_INSTRUCTION", "AnthropicAdapter", "AnthropicStream"]
 
@@ -368,24 +368,13 @@ class AnthropicAdapter:
         return AnthropicStream(target)
 
 
-class AnthropicStream:
+class AnthropicStream(SSEStream):
     """Incremental decoder of one streamed Messages response (see :class:`~.base.StreamParser`)."""
 
-    __slots__ = (
-        "_done",
-        "_emitted",
-        "_finish",
-        "_id",
-        "_model",
-        "_sse",
-        "_target",
-        "_tool_args",
-        "_usage",
-    )
+    __slots__ = ("_done", "_emitted", "_finish", "_id", "_model", "_tool_args", "_usage")
 
     def __init__(self, target: Target) -> None:
-        self._sse = SSEDecoder()
-        self._target = target
+        super().__init__(target)
         self._done = False
         self._emitted = False
         self._finish: FinishReason | None = None
@@ -396,21 +385,10 @@ class AnthropicStream:
         #: Open tool_use blocks: index -> whether an argument fragment was emitted.
         self._tool_args: dict[int, bool] = {}
 
-    def feed(self, data: bytes) -> list[Chunk]:
-        """Decode *data*; return the chunks it completed. Raises ProviderError on an ``error`` event."""
-        out: list[Chunk] = []
-        for event in self._sse.feed(data):
-            out.extend(self._event(event.event, event.data))
-        return out
-
-    def close(self) -> list[Chunk]:
-        """The stream ended: the remaining chunks, or ResponseError if ``message_stop`` never came."""
-        out: list[Chunk] = []
-        for event in self._sse.flush():
-            out.extend(self._event(event.event, event.data))
+    def _end(self) -> list[Chunk]:
         if not self._done:
             raise ResponseError("stream ended before message_stop", **self._target.error_fields())
-        return out
+        return []
 
     def _bad(self, what: str, data: str) -> ResponseError:
         return ResponseError(what, body=data[:200], **self._target.error_fields())
@@ -419,7 +397,8 @@ class AnthropicStream:
         self._emitted = True
         return Chunk(text, calls, None, None, self._model, self._id)
 
-    def _event(self, name: str, data: str) -> list[Chunk]:
+    def _event(self, event: SSEEvent) -> list[Chunk]:
+        name, data = event.event, event.data
         if self._done or name == "ping" or (not data and name in ("message", "")):
             return []
         obj = json_loads(data, self._target)

@@ -49,7 +49,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .._sse import SSEDecoder
+from .._sse import SSEEvent
 from ..errors import (
     AuthenticationError,
     ContentFilteredError,
@@ -58,7 +58,15 @@ from ..errors import (
     ResponseError,
 )
 from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from .base import HTTPRequest, Target, error_from_status, function_tools, google_thought_signature, json_loads
+from .base import (
+    HTTPRequest,
+    SSEStream,
+    Target,
+    error_from_status,
+    function_tools,
+    google_thought_signature,
+    json_loads,
+)
 
 __all__ = ["DUMMY_THOUGHT_SIGNATURE", "GeminiAdapter", "GeminiStream", "requires_thought_signatures"]
 
@@ -478,14 +486,13 @@ class GeminiAdapter:
         return GeminiStream(target)
 
 
-class GeminiStream:
+class GeminiStream(SSEStream):
     """Incremental decoder of one streamed Gemini response (see :class:`~.base.StreamParser`)."""
 
-    __slots__ = ("_calls", "_emitted", "_finish", "_model", "_rid", "_sse", "_target", "_usage")
+    __slots__ = ("_calls", "_emitted", "_finish", "_model", "_rid", "_usage")
 
     def __init__(self, target: Target) -> None:
-        self._sse = SSEDecoder()
-        self._target = target
+        super().__init__(target)
         self._calls = 0
         self._emitted = False
         self._finish: FinishReason | None = None
@@ -493,23 +500,16 @@ class GeminiStream:
         self._model: str | None = None
         self._rid: str | None = None
 
-    def feed(self, data: bytes) -> list[Chunk]:
-        """Decode *data*; return the chunks it completed. Raises ProviderError on an error event."""
-        out: list[Chunk] = []
-        for event in self._sse.feed(data):
-            chunk = self._event(event.data)
-            if chunk is not None:
-                out.append(chunk)
-        return out
-
-    def close(self) -> list[Chunk]:
-        """The stream ended: the remaining chunks, or ResponseError if no ``finishReason`` came."""
-        out = [c for c in (self._event(e.data) for e in self._sse.flush()) if c is not None]
+    def _end(self) -> list[Chunk]:
         if self._finish is None:
             raise ResponseError("stream ended before a finishReason", **self._target.error_fields())
-        return out
+        return []
 
-    def _event(self, data: str) -> Chunk | None:
+    def _event(self, event: SSEEvent) -> list[Chunk]:
+        chunk = self._response(event.data)
+        return [chunk] if chunk is not None else []
+
+    def _response(self, data: str) -> Chunk | None:
         if not data.strip():
             return None
         obj = json_loads(data, self._target)

@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from .._sse import SSEDecoder
+from .._sse import SSEEvent
 from ..errors import ContentFilteredError, ProviderError, ResponseError
 from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from .base import HTTPRequest, Target, error_from_status, google_thought_signature, json_loads
+from .base import HTTPRequest, SSEStream, Target, error_from_status, google_thought_signature, json_loads
 
 __all__ = ["OpenAIAdapter"]
 
@@ -194,7 +194,7 @@ class OpenAIAdapter:
         return _OpenAIStream(target)
 
 
-class _OpenAIStream:
+class _OpenAIStream(SSEStream):
     """Decodes ``chat.completion.chunk`` events.
 
     With ``stream_options.include_usage`` OpenAI sends the finish reason and the usage on two
@@ -202,33 +202,29 @@ class _OpenAIStream:
     end of the stream) arrives, so the last chunk carries both.
     """
 
-    __slots__ = ("_content", "_done", "_finished", "_held", "_sse", "_target")
+    __slots__ = ("_calls", "_content", "_done", "_finished", "_held")
 
     def __init__(self, target: Target) -> None:
-        self._sse = SSEDecoder()
-        self._target = target
+        super().__init__(target)
         self._done = False
         self._finished = False
         self._content = False
         self._held: Chunk | None = None
+        #: Tool call indices seen so far (a call's first fragment carries its id and name).
+        self._calls: set[int] = set()
 
-    def feed(self, data: bytes) -> list[Chunk]:
+    def _event(self, event: SSEEvent) -> list[Chunk]:
         out: list[Chunk] = []
-        for event in self._sse.feed(data):
-            self._event(event.data, out)
+        self._data(event.data, out)
         return out
 
-    def close(self) -> list[Chunk]:
-        out: list[Chunk] = []
-        for event in self._sse.flush():
-            self._event(event.data, out)
+    def _end(self) -> list[Chunk]:
         if self._held is not None:
-            out.append(self._held)
-            self._held = None
-            return out
+            held, self._held = self._held, None
+            return [held]
         if not self._done and not self._finished:
             raise ResponseError("stream ended before completion", **self._target.error_fields())
-        return out
+        return []
 
     def _emit(self, chunk: Chunk, out: list[Chunk]) -> None:
         held = self._held
@@ -256,7 +252,7 @@ class _OpenAIStream:
         out.append(held)
         self._emit(chunk, out)
 
-    def _event(self, data: str, out: list[Chunk]) -> None:
+    def _data(self, data: str, out: list[Chunk]) -> None:
         if self._done:
             return
         if data == "[DONE]":

@@ -517,3 +517,17 @@ async def test_error_event_inside_a_stream_is_mapped(
     (err,) = info.value.errors
     assert type(err) is expected, repr(err)
     assert (err.provider, err.model, err.status) == (api.provider, api.provider_model, status)
+
+
+@pytest.mark.parametrize("api", APIS, ids=lambda a: a.name)
+async def test_tokens_before_an_error_event_in_the_same_read_reach_the_caller(fleet: Fleet, api: Api) -> None:
+    # The fake writes the first two tokens and the error event in one go (Gemini with \r\n\r\n
+    # separators): the tokens are delivered, then the error is raised.
+    fleet[api.provider].enqueue(Fault.stream_error(after_tokens=2, error="overloaded"))
+    texts: list[str] = []
+    async with router(config(fleet)) as r:
+        with pytest.raises(llmroute.ProviderError) as info:
+            async for chunk in r.stream(QUESTION, model=api.model):
+                texts.append(chunk.text)
+    assert "".join(texts) == "Echo: What"
+    assert isinstance(info.value, llmroute.ServerError), repr(info.value)
