@@ -15,6 +15,13 @@ Translation from the OpenAI chat shape:
   appending an instruction to the system prompt ("Respond with a single JSON object only.",
   plus the schema for ``json_schema``). The model usually complies, but it is not enforced.
 
+Only client tools are tool calls: ``tool_use`` blocks become :class:`~llmroute.types.ToolCall`
+values. Blocks of tools Anthropic runs itself (``server_tool_use`` for web search, web fetch, code
+execution and tool search, ``mcp_tool_use``, and their ``*_tool_result`` blocks) are not returned:
+their outcome is already in the reply text, and sending them back as ``tool_use`` would ask the
+caller to run a tool it does not have. ``thinking`` and ``redacted_thinking`` blocks are not part of
+the reply text either.
+
 Usage: Anthropic's ``input_tokens`` *excludes* prompt-cache reads and writes, so llmroute's
 ``Usage.input_tokens`` is ``input_tokens + cache_read_input_tokens +
 cache_creation_input_tokens``, ``Usage.cached_input_tokens`` is ``cache_read_input_tokens`` and
@@ -382,7 +389,8 @@ class AnthropicStream(SSEStream):
         self._model: str | None = None
         #: Raw cumulative usage fields, from message_start updated by message_delta.
         self._usage: dict[str, Any] = {}
-        #: Open tool_use blocks: index -> whether an argument fragment was emitted.
+        #: Open client ``tool_use`` blocks: index -> whether an argument fragment was emitted. Server
+        #: tool blocks (``server_tool_use``, ``mcp_tool_use``) are not tool calls and are not listed.
         self._tool_args: dict[int, bool] = {}
 
     def _end(self) -> list[Chunk]:
@@ -437,14 +445,14 @@ class AnthropicStream(SSEStream):
                 fragment = delta.get("partial_json") or ""
                 if not isinstance(fragment, str):
                     raise TypeError("partial_json is not a string")
-                if not fragment:
-                    return []
+                if not fragment or index not in self._tool_args:
+                    return []  # nothing, or the input of a server tool (web search, MCP, code execution...)
                 self._tool_args[index] = True
                 return [self._chunk(calls=(ToolCallDelta(index, arguments=fragment),))]
             return []  # thinking_delta, signature_delta, citations_delta: not part of the reply
         if kind == "content_block_stop":
             index = int(obj["index"])
-            if self._tool_args.pop(index, True) is False:
+            if self._tool_args.pop(index, None) is False:
                 # a tool call with no arguments: keep the assembled text valid JSON, as parse_response does
                 return [self._chunk(calls=(ToolCallDelta(index, arguments="{}"),))]
             return []

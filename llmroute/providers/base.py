@@ -210,6 +210,7 @@ _CONTEXT_MARKERS = (
     "context_length_exceeded",
     "context length",
     "context window",
+    "context limit",  # Anthropic: "input length and `max_tokens` exceed context limit: 178959 + 64000 > 200000"
     "maximum context",
     "prompt is too long",
     "too many tokens",

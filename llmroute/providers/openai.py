@@ -6,6 +6,14 @@ Azure OpenAI), where ``max_tokens`` is deprecated and refused by the reasoning m
 GPT-5), and as ``max_tokens`` to every other OpenAI-compatible server, which is the field they
 all accept. ``extra_body`` can still set either field explicitly.
 
+``content`` may be a list of parts instead of a string (Mistral's reasoning models, ``magistral-*``
+and ``mistral-small`` with thinking, in replies and stream deltas): its ``text`` parts make the
+reply text, its ``thinking`` parts are left out, like ``reasoning_content`` (DeepSeek) and
+``reasoning`` (OpenRouter, Groq) fields. A tool call with no id (``"id": ""``, seen from
+OpenAI-compatible servers) gets ``call_<index>``, ``index`` being its position among the reply's
+tool calls, in streamed and non-streamed replies alike, so the conversation can go on with any
+provider (Anthropic and Gemini need the id to tie a tool result to its call).
+
 Gemini thought signatures (see ``llmroute.providers.gemini``) travel on OpenAI-shaped tool calls
 as ``extra_content: {"google": {"thought_signature": ...}}``, the field Google's OpenAI-compatible
 endpoint uses. Replies that carry it (from that endpoint) keep it in
@@ -84,6 +92,29 @@ def _without_extra_content(messages: Sequence[Any]) -> list[Any]:
     return out
 
 
+def _call_id(index: int) -> str:
+    """The id given to a tool call that came without one (some OpenAI-compatible servers send
+    ``"id": ""``): ``call_<index>``, the same whether the reply was streamed or not."""
+    return f"call_{index}"
+
+
+def _text(content: Any) -> str | None:
+    """A message's ``content`` as text: a string as is; a list of parts (Mistral's reasoning models)
+    as its ``text`` parts joined, ``None`` when it has none. ``thinking`` parts are not the reply."""
+    if content is None or isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise TypeError(f"content is a {type(content).__name__}, not a string or a list of parts")
+    texts = [
+        part if isinstance(part, str) else part.get("text")
+        for part in content
+        if isinstance(part, str) or part.get("type") == "text"
+    ]
+    if not all(isinstance(text, str) for text in texts):
+        raise TypeError("a text part of content has no text")
+    return "".join(texts) if texts else None
+
+
 def _finish(value: Any) -> FinishReason | None:
     if value is None:
         return None
@@ -148,16 +179,14 @@ class OpenAIAdapter:
             message = choice.get("message") or {}
             calls = tuple(
                 ToolCall(
-                    c.get("id") or "",
+                    c.get("id") or _call_id(i),
                     c["function"]["name"],
                     c["function"].get("arguments") or "",
                     google_thought_signature(c),
                 )
-                for c in message.get("tool_calls") or ()
+                for i, c in enumerate(message.get("tool_calls") or ())
             )
-            text = message.get("content")
-            if text is not None and not isinstance(text, str):
-                raise TypeError("content is not a string")
+            text = _text(message.get("content"))
             finish = _finish(choice.get("finish_reason"))
             usage = _usage(data.get("usage")) or Usage()
             model = data.get("model")
@@ -252,6 +281,16 @@ class _OpenAIStream(SSEStream):
         out.append(held)
         self._emit(chunk, out)
 
+    def _call_delta(self, position: int, tc: Any) -> ToolCallDelta:
+        """One tool-call fragment; the first fragment of a call without an id gets ``call_<index>``."""
+        index = int(tc.get("index", position))
+        call_id = tc.get("id") or None
+        if index not in self._calls:
+            self._calls.add(index)
+            call_id = call_id or _call_id(index)
+        fn = tc.get("function") or {}
+        return ToolCallDelta(index, call_id, fn.get("name"), fn.get("arguments") or "", google_thought_signature(tc))
+
     def _data(self, data: str, out: list[Chunk]) -> None:
         if self._done:
             return
@@ -281,25 +320,14 @@ class _OpenAIStream(SSEStream):
             if choices:
                 choice = choices[0]
                 delta = choice.get("delta") or {}
-                text = delta.get("content") or ""
+                text = _text(delta.get("content")) or ""
                 if delta.get("tool_calls"):
-                    calls = tuple(
-                        ToolCallDelta(
-                            int(tc.get("index", i)),
-                            tc.get("id"),
-                            (tc.get("function") or {}).get("name"),
-                            (tc.get("function") or {}).get("arguments") or "",
-                            google_thought_signature(tc),
-                        )
-                        for i, tc in enumerate(delta["tool_calls"])
-                    )
+                    calls = tuple(self._call_delta(i, tc) for i, tc in enumerate(delta["tool_calls"]))
                 finish = _finish(choice.get("finish_reason"))
         except (AttributeError, TypeError, ValueError) as exc:
             raise ResponseError(
                 f"unexpected chat.completion.chunk shape: {exc!r}", body=data[:200], **target.error_fields()
             ) from None
-        if not isinstance(text, str):
-            raise ResponseError("delta content is not a string", body=data[:200], **target.error_fields())
         if not text and not calls and finish is None and usage is None:
             return
         if text or calls:

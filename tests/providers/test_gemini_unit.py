@@ -141,7 +141,7 @@ def test_json_mode() -> None:
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
     fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}}
     body = body_of(ChatRequest(msgs, response_format=fmt))
-    assert body["generationConfig"] == {"responseMimeType": "application/json", "responseSchema": schema}
+    assert body["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": schema}
     with pytest.raises(InvalidRequestError):
         body_of(ChatRequest(msgs, response_format={"type": "xml"}))
 
@@ -194,9 +194,9 @@ def test_tools_and_tool_config() -> None:
                 {
                     "name": "get_weather",
                     "description": "Current weather for a city",
-                    "parameters": TOOLS[0]["function"]["parameters"],
+                    "parametersJsonSchema": TOOLS[0]["function"]["parameters"],
                 },
-                {"name": "now"},
+                {"name": "now", "parametersJsonSchema": {"type": "object", "properties": {}}},
             ]
         }
     ]

@@ -285,7 +285,13 @@ async def test_tool_call(fleet: Fleet, api: Api, weather_call: FakeProvider) -> 
             {"name": fn["name"], "description": fn["description"], "input_schema": fn["parameters"]}
         ]
     else:
-        assert body["tools"] == [{"functionDeclarations": [fn]}]
+        assert body["tools"] == [
+            {
+                "functionDeclarations": [
+                    {"name": fn["name"], "description": fn["description"], "parametersJsonSchema": fn["parameters"]}
+                ]
+            }
+        ]
 
 
 async def test_streamed_tool_call_assembles_the_same_call(fleet: Fleet, api: Api, weather_call: FakeProvider) -> None:
