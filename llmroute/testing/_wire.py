@@ -269,8 +269,8 @@ def _anthropic_thinking(t: Turn) -> dict[str, Any] | None:
 
 
 def _anthropic_citation(t: Turn) -> dict[str, Any]:
-    """A citation of the prompt's first document, as the text block's first citation."""
-    cited = " ".join(t.pieces[:3]).strip() or "document"
+    """The text block's citation: a ``char_location`` in document 0 quoting the reply's first words."""
+    cited = "".join(t.pieces[:3]).strip() or "document"
     return {
         "type": "char_location",
         "cited_text": cited,

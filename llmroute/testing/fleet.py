@@ -72,7 +72,8 @@ class FakeProvider:
     events) when the request turns extended thinking on, or as a ``redacted_thinking`` block with
     *redacted_thinking*; Gemini counts it in ``thoughtsTokenCount`` and sends ``thought: true``
     parts when the request sets ``includeThoughts``; OpenAI counts it in ``reasoning_tokens``.
-    *citations* (Anthropic) makes the text block cite the prompt (a ``citations_delta`` event).
+    *citations* (Anthropic) gives the text block a ``char_location`` citation (a ``citations_delta``
+    event when streamed).
     """
 
     def __init__(
