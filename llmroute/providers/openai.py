@@ -14,6 +14,9 @@ OpenAI-compatible servers) gets ``call_<index>``, ``index`` being its position a
 tool calls, in streamed and non-streamed replies alike, so the conversation can go on with any
 provider (Anthropic and Gemini need the id to tie a tool result to its call).
 
+A 429 without ``retry-after`` (OpenAI often sends none) takes its wait from the message,
+"... Please try again in 1.612s. ...", as the ``retry_after`` of the RateLimitError.
+
 Gemini thought signatures (see ``llmroute.providers.gemini``) travel on OpenAI-shaped tool calls
 as ``extra_content: {"google": {"thought_signature": ...}}``, the field Google's OpenAI-compatible
 endpoint uses. Replies that carry it (from that endpoint) keep it in
@@ -26,6 +29,7 @@ servers reject message properties they do not know.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -90,6 +94,20 @@ def _without_extra_content(messages: Sequence[Any]) -> list[Any]:
             message = {**message, "tool_calls": stripped}
         out.append(message)
     return out
+
+
+_WAIT = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:h|ms|m|s))+)", re.IGNORECASE)
+_WAIT_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)", re.IGNORECASE)
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _wait_in_message(message: str) -> float | None:
+    """Seconds from an OpenAI rate-limit message's "Please try again in 1.612s" (``120ms``, ``6m0s``,
+    ``1h2m3s``), or ``None``."""
+    match = _WAIT.search(message)
+    if match is None:
+        return None
+    return sum(float(n) * _UNIT_S[unit.lower()] for n, unit in _WAIT_PART.findall(match.group(1)))
 
 
 def _call_id(index: int) -> str:
@@ -216,6 +234,10 @@ class OpenAIAdapter:
                 message = err
         except (ValueError, AttributeError, UnicodeDecodeError):
             message = text[:200]
+        if status == 429 and headers.get("retry-after") is None and headers.get("retry-after-ms") is None:
+            wait = _wait_in_message(message)
+            if wait is not None:  # OpenAI often sends no retry-after: its message says how long
+                headers = {**{k.lower(): v for k, v in headers.items()}, "retry-after": f"{wait:g}"}
         return error_from_status(status, message, target, headers=headers, body=text, code=code)
 
     def stream_parser(self, target: Target) -> _OpenAIStream:

@@ -614,3 +614,13 @@ async def test_thinking_models_bill_thoughts_as_output_and_keep_them_out_of_the_
     assert reply.text and reply.text.startswith("Echo: What is the capital") and "consider" not in reply.text
     assert reply.usage.output_tokens == 12 + 8
     assert reply.tool_calls == ()
+
+
+async def test_openai_429_without_retry_after_waits_what_the_message_says(fleet: Fleet, vsleep: Any) -> None:
+    fleet["oai"].enqueue(Fault.rate_limit(retry_after=1.612, header=False))
+    cfg = config(fleet, attempts=2)
+    async with llmroute.Router.from_dict(cfg, sleep=vsleep, transport=httpx.AsyncHTTPTransport(verify=False)) as r:
+        reply = await r.complete(QUESTION, model=OPENAI.model)
+    assert vsleep.calls == [pytest.approx(1.612)]
+    first, second = reply.route.attempts
+    assert (first.error_type, first.wait_s, second.outcome) == ("RateLimitError", pytest.approx(1.612), "ok")
