@@ -7,8 +7,9 @@ bytes exactly as the real API would put them on the wire:
   ending in ``data: [DONE]`` (with a final ``choices: []`` usage chunk when
   ``stream_options.include_usage`` is true).
 * Anthropic Messages: a ``message`` object, or the SSE sequence ``message_start``,
-  ``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta`` /
-  ``input_json_delta``), ``content_block_stop``, ``message_delta``, ``message_stop``.
+  ``content_block_start``, ``ping``, ``content_block_delta`` (``thinking_delta`` /
+  ``signature_delta`` / ``citations_delta`` / ``text_delta`` / ``input_json_delta``),
+  ``content_block_stop``, ``message_delta`` (with the whole usage), ``message_stop``.
 * Gemini ``generateContent``: a ``GenerateContentResponse`` (pretty-printed, as Google does), or
   for ``streamGenerateContent`` one response per chunk, as SSE (``alt=sse``, events separated by
   ``\\r\\n\\r\\n``) or as a streamed JSON array (no ``alt``). A turn's thought signature (Gemini 3)
