@@ -41,6 +41,7 @@ from .tokens import ENCODINGS
 __all__ = [
     "DEFAULT_BASE_URLS",
     "DEFAULT_MAX_OUTPUT_TOKENS",
+    "CapabilitiesConfig",
     "Config",
     "DeploymentConfig",
     "ModelConfig",
@@ -156,6 +157,24 @@ class DeploymentConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
 
 
+class CapabilitiesConfig(_Strict):
+    """What a model can do, declared for agent frameworks (their model profiles: which output modes
+    and inputs to use). llmroute forwards requests as they come; it does not check them against this.
+    """
+
+    #: Function tools (``tools=``, tool calls in replies).
+    tools: bool = True
+    #: Output constrained to a JSON schema (``response_format`` ``json_schema``). ``None`` (default):
+    #: true when every deployment's wire format enforces the schema (``openai``, ``gemini``), false
+    #: when one is ``anthropic``, where llmroute asks for the schema in the system prompt.
+    json_schema: bool | None = None
+    #: Image inputs (``image_url`` parts). A model that cannot see images answers them with a 400,
+    #: which falls back like any bad request.
+    vision: bool = True
+    #: Streamed replies.
+    streaming: bool = True
+
+
 class ModelConfig(_Strict):
     """A logical model the application asks for, and where it is served."""
 
@@ -168,6 +187,8 @@ class ModelConfig(_Strict):
     #: Budgets reserve ``input_margin`` x the tokenizer's input count, since a provider's own
     #: tokenizer may count more tokens than the configured one (e.g. Anthropic's vs ``o200k_base``).
     input_margin: float = Field(1.1, ge=1.0, le=10.0)
+    #: What the model can do, for agent frameworks (see :class:`CapabilitiesConfig`).
+    capabilities: CapabilitiesConfig = Field(default_factory=CapabilitiesConfig)
 
     @field_validator("tokenizer")
     @classmethod

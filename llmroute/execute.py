@@ -31,6 +31,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState
 
 from ._clock import Clock, Sleep
+from ._http import HTTPX, Wire
 from .config import RetryConfig
 from .costs import Price, cost_usd
 from .errors import (
@@ -38,7 +39,6 @@ from .errors import (
     BudgetExceededError,
     DeadlineExceededError,
     LLMRouteError,
-    ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
     ResponseError,
@@ -161,35 +161,20 @@ class _Progress:
         self.sent = False
 
 
-#: httpx errors raised before any byte of the request left: the provider never saw it.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
-def _map_transport_error(exc: httpx.HTTPError, target: Target, *, reading: bool) -> ProviderError:
-    """An httpx exception as a ProviderError, keeping the cause."""
-    fields = target.error_fields()
-    if isinstance(exc, httpx.TimeoutException):
-        return ProviderTimeoutError(f"timed out ({type(exc).__name__})", **fields)
-    if isinstance(exc, httpx.RemoteProtocolError) and reading:
-        return ResponseError(f"connection closed mid-response ({exc})", **fields)
-    if isinstance(exc, httpx.TransportError):
-        return ProviderConnectionError(f"connection failed ({type(exc).__name__}: {exc})", **fields)
-    return ProviderError(f"HTTP error ({type(exc).__name__}: {exc})", **fields)
-
-
 def _http_request(
-    pc: PlannedCandidate, request: ChatRequest, *, stream: bool, urls: dict[str, httpx.URL] | None = None
-) -> httpx.Request:
+    pc: PlannedCandidate, request: ChatRequest, wire: Wire, *, stream: bool, urls: dict[str, Any] | None = None
+) -> Any:
+    """The *wire* package's request for one attempt (an ``httpx.Request`` or an ``httpx2.Request``)."""
     spec = pc.adapter.build_request(pc.request or request, pc.target, stream=stream)
-    url: str | httpx.URL = spec.url
+    url: Any = spec.url
     if urls is not None:  # parsing a URL costs more than the rest of the request: keep them
         parsed = urls.get(spec.url)
         if parsed is None:
             if len(urls) >= 4096:
                 urls.clear()
-            parsed = urls[spec.url] = httpx.URL(spec.url)
+            parsed = urls[spec.url] = wire.URL(spec.url)
         url = parsed
-    return httpx.Request(spec.method, url, headers=spec.headers, content=spec.body, extensions={"timeout": pc.timeout})
+    return wire.Request(spec.method, url, headers=spec.headers, content=spec.body, extensions={"timeout": pc.timeout})
 
 
 async def send(
@@ -197,22 +182,24 @@ async def send(
     pc: PlannedCandidate,
     request: ChatRequest,
     *,
-    urls: dict[str, httpx.URL] | None = None,
+    urls: dict[str, Any] | None = None,
     progress: _Progress | None = None,
+    wire: Wire = HTTPX,
 ) -> Completion:
     """One non-streamed attempt: send, read, parse. Raises a ProviderError on failure.
 
-    *urls* is an optional cache of parsed URLs, shared across calls.
+    *urls* is an optional cache of parsed URLs, shared across calls; *wire* is the HTTP package of
+    *client* (``httpx`` or ``httpx2``: see ``llmroute._http``).
     """
-    http_request = _http_request(pc, request, stream=False, urls=urls)
+    http_request = _http_request(pc, request, wire, stream=False, urls=urls)
     if progress is not None:
         progress.sent = True
     try:
         response = await client.send(http_request)
-    except httpx.HTTPError as exc:
-        if progress is not None and isinstance(exc, _NOT_SENT):
+    except wire.HTTPError as exc:
+        if progress is not None and isinstance(exc, wire.not_sent):
             progress.sent = False
-        raise _map_transport_error(exc, pc.target, reading=True) from exc
+        raise wire.map_error(exc, pc.target.error_fields(), reading=True) from exc
     if response.status_code >= 300:
         raise pc.adapter.parse_error(response.status_code, response.headers, response.content, pc.target)
     return pc.adapter.parse_response(response.content, pc.target)
@@ -221,13 +208,14 @@ async def send(
 class _AttemptStream:
     """One streamed attempt: the open response, its parser, and its admission place."""
 
-    __slots__ = ("_admission", "_bytes", "_parser", "_pc", "_pending", "_progress", "_response")
+    __slots__ = ("_admission", "_bytes", "_parser", "_pc", "_pending", "_progress", "_response", "_wire")
 
-    def __init__(self, pc: PlannedCandidate, progress: _Progress) -> None:
+    def __init__(self, pc: PlannedCandidate, progress: _Progress, wire: Wire = HTTPX) -> None:
         self._pc = pc
         self._progress = progress
+        self._wire = wire
         self._admission: Admission | None = None
-        self._response: httpx.Response | None = None
+        self._response: Any = None
         self._bytes: AsyncIterator[bytes] | None = None
         self._parser = pc.adapter.stream_parser(pc.target)
         self._pending: list[Chunk] = []
@@ -236,29 +224,30 @@ class _AttemptStream:
         self,
         client: httpx.AsyncClient,
         request: ChatRequest,
-        urls: dict[str, httpx.URL] | None = None,
+        urls: dict[str, Any] | None = None,
         admission: Admission | None = None,
     ) -> None:
         """Send the request; raise the provider's error for a non-2xx status.
 
         With *admission*, first wait for a place; it is held until :meth:`aclose`.
         """
-        http_request = _http_request(self._pc, request, stream=True, urls=urls)
+        wire = self._wire
+        http_request = _http_request(self._pc, request, wire, stream=True, urls=urls)
         if admission is not None:
             await admission.acquire(self._progress)
             self._admission = admission
         self._progress.sent = True
         try:
             self._response = await client.send(http_request, stream=True)
-        except httpx.HTTPError as exc:
-            if isinstance(exc, _NOT_SENT):
+        except wire.HTTPError as exc:
+            if isinstance(exc, wire.not_sent):
                 self._progress.sent = False
-            raise _map_transport_error(exc, self._pc.target, reading=False) from exc
+            raise wire.map_error(exc, self._pc.target.error_fields(), reading=False) from exc
         if self._response.status_code >= 300:
             try:
                 body = await self._response.aread()
-            except httpx.HTTPError as exc:
-                raise _map_transport_error(exc, self._pc.target, reading=True) from exc
+            except wire.HTTPError as exc:
+                raise wire.map_error(exc, self._pc.target.error_fields(), reading=True) from exc
             raise self._pc.adapter.parse_error(
                 self._response.status_code, self._response.headers, body, self._pc.target
             )
@@ -280,8 +269,8 @@ class _AttemptStream:
                 parser, self._parser = self._parser, None
                 self._pending.extend(parser.close())
                 break
-            except httpx.HTTPError as exc:
-                raise _map_transport_error(exc, self._pc.target, reading=True) from exc
+            except self._wire.HTTPError as exc:
+                raise self._wire.map_error(exc, self._pc.target.error_fields(), reading=True) from exc
             self._feed(data)
         return self._pending.pop(0) if self._pending else None
 
@@ -328,8 +317,11 @@ class Executor:
         budget: Budget | None = None,
         rng: Callable[[], float] | None = None,
         max_in_flight: int | None = None,
+        wire: Wire = HTTPX,
     ) -> None:
         self.client = client
+        #: The HTTP package of *client* (``httpx`` or ``httpx2``): its request and exception classes.
+        self.wire = wire
         self.clock = clock
         self.sleep = sleep
         self.hooks = tuple(hooks)
@@ -338,7 +330,7 @@ class Executor:
         self.admission = Admission(max_in_flight) if max_in_flight else None
         self._rng = rng
         self._retrying = AsyncRetrying(sleep=sleep)  # only the owner object tenacity's retry state wants
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- bookkeeping
     async def _begin(
@@ -522,9 +514,9 @@ class Executor:
             attempt.queued_s = self.clock() - queued_at
         try:
             if pc.attempt_s is None:
-                return await send(self.client, pc, request, urls=self._urls, progress=progress)
+                return await send(self.client, pc, request, urls=self._urls, progress=progress, wire=self.wire)
             with anyio.move_on_after(pc.attempt_s):
-                return await send(self.client, pc, request, urls=self._urls, progress=progress)
+                return await send(self.client, pc, request, urls=self._urls, progress=progress, wire=self.wire)
             raise ProviderTimeoutError(f"attempt exceeded {pc.attempt_s:g}s", **pc.target.error_fields()) from None
         finally:
             if admission is not None:
@@ -613,7 +605,7 @@ class _StreamRun:
     ) -> tuple[_AttemptStream, Chunk, list[Chunk]]:
         """Open an attempt (after admission) and read up to its first content chunk."""
         ex = self.ex
-        stream = _AttemptStream(pc, progress)
+        stream = _AttemptStream(pc, progress, ex.wire)
         try:
             queued_at = ex.clock()
             if deadline_at is None:
@@ -747,7 +739,12 @@ class ReplyStream:
 
     @property
     def reply(self) -> Reply | None:
-        """The complete reply, once the stream has ended normally (else ``None``)."""
+        """The complete reply, once the stream has ended normally (else ``None``).
+
+        It is set before ``async for`` stops, so the end of the loop is the stream's end event:
+        code that needs the cost, the chosen model and deployment or the trace at the end of a
+        stream (the framework integrations do) reads ``stream.reply`` there. No chunk carries it.
+        """
         return self._run.reply
 
     @property

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
 from . import _clock
 from ._clock import Clock, Sleep
+from ._http import wire_for
 from ._transport import PooledTransport, env_proxies
 from .config import (
     DEFAULT_MAX_OUTPUT_TOKENS,
@@ -47,7 +47,7 @@ from .policy.ordering import order_candidates
 from .providers import get_adapter
 from .providers.base import Adapter, Target
 from .tokens import count_message_tokens
-from .types import Candidate, ChatRequest, Message, Reply, RouteTrace
+from .types import Candidate, Capabilities, ChatRequest, Message, Reply, RouteTrace
 
 __all__ = ["Router"]
 
@@ -121,8 +121,10 @@ class Router:
     """Routes chat calls across the providers, models and deployments of a :class:`Config`.
 
     Inject the parts tests and integrations need: ``http_client`` (or just ``transport``, an
-    ``httpx.AsyncBaseTransport``), ``clock`` and ``sleep`` (virtual time), ``hooks`` (attempt
-    observers), ``budget`` (reserve/settle spending) and ``predictor`` (predictive routes).
+    ``AsyncBaseTransport``), of either ``httpx`` or ``httpx2`` (the package is found once, here, so
+    the router can share one connection pool with an SDK built on either), ``clock`` and ``sleep``
+    (virtual time), ``hooks`` (attempt observers), ``budget`` (reserve/settle spending) and
+    ``predictor`` (predictive routes).
     Close it with ``await router.aclose()`` or use ``async with``.
     """
 
@@ -133,8 +135,8 @@ class Router:
         self,
         config: Config | Mapping[str, Any],
         *,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: Any = None,
+        transport: Any = None,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
         hooks: Sequence[Hooks] = (),
@@ -149,12 +151,13 @@ class Router:
             transport = PooledTransport(
                 max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_keepalive_connections
             )
-        self._client = http_client or httpx.AsyncClient(
+        wire = wire_for(http_client if http_client is not None else transport)
+        self._client = http_client or wire.AsyncClient(
             transport=transport,
-            limits=httpx.Limits(
+            limits=wire.Limits(
                 max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_keepalive_connections
             ),
-            timeout=httpx.Timeout(cfg.timeout.read_s, connect=cfg.timeout.connect_s),
+            timeout=wire.Timeout(cfg.timeout.read_s, connect=cfg.timeout.connect_s),
             follow_redirects=False,
         )
         self._clock = clock or _clock.monotonic
@@ -165,6 +168,7 @@ class Router:
             hooks=hooks,
             budget=budget,
             max_in_flight=cfg.max_connections,
+            wire=wire,
         )
         self._predictor = predictor
         self._warm = False
@@ -231,6 +235,28 @@ class Router:
                 )
             )
         return out
+
+    def capabilities(self, *, route: str | None = None, model: str | None = None) -> Capabilities:
+        """What every model of *route* (or the one *model*; default: the default route) can do.
+
+        From each model's ``capabilities`` in the config; a capability holds for a route when it
+        holds for all its models, since any of them may answer.
+        """
+        _, rcfg = self._route(route, model)
+        models = [self.config.models[m] for m in rcfg.models]
+
+        def schema(m: ModelConfig) -> bool:
+            declared = m.capabilities.json_schema
+            if declared is not None:
+                return declared
+            return all(self.config.providers[d.provider].api != "anthropic" for d in m.deployments)
+
+        return Capabilities(
+            tools=all(m.capabilities.tools for m in models),
+            json_schema=all(schema(m) for m in models),
+            vision=all(m.capabilities.vision for m in models),
+            streaming=all(m.capabilities.streaming for m in models),
+        )
 
     # ------------------------------------------------------------------ planning
     def _route(self, route: str | None, model: str | None) -> tuple[str, RouteConfig]:

@@ -8,6 +8,7 @@ string or a list of parts (``{"type": "text", "text": ...}``, ``{"type": "image_
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 __all__ = [
     "Attempt",
     "Candidate",
+    "Capabilities",
     "ChatRequest",
     "Chunk",
     "Completion",
@@ -200,6 +202,24 @@ class Attempt:
     #: usage (cancelled, timed out, cut off): then ``cost_estimated`` is true.
     cost_usd: float = 0.0
     cost_estimated: bool = False
+    #: Wall-clock time the attempt started, in seconds since the epoch (``time.time()``), for logs
+    #: and framework traces; the other timings are on the router's clock, relative to the call.
+    started_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What every model of a route (or one model) can do: ``router.capabilities(route=...)``.
+
+    Built from each model's ``capabilities`` in the config; frameworks build their model profiles
+    from it (which structured-output mode, whether to offer tools, images, streaming).
+    """
+
+    tools: bool = True
+    #: Output constrained to a JSON schema (``response_format`` ``json_schema``) is enforced.
+    json_schema: bool = True
+    vision: bool = True
+    streaming: bool = True
 
 
 @dataclass(slots=True)
