@@ -9,13 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import make_config
 
 import llmroute
 from llmroute import errors as e
 from llmroute._http import HTTPX, package_of, wire_for
 from llmroute.testing import Fault, Fleet
-
-from conftest import make_config
 
 httpx2 = pytest.importorskip("httpx2", reason="httpx2 is not installed (pip install httpx2; it needs Python 3.11+)")
 
@@ -118,7 +117,7 @@ def test_capabilities_default_declared_and_per_route(fleet: Fleet) -> None:
     router = llmroute.Router.from_dict(cfg)
     assert router.capabilities() == llmroute.Capabilities(tools=False, json_schema=True, vision=False, streaming=True)
     cfg["models"]["small"]["capabilities"] = {"tooling": True}
-    with pytest.raises(llmroute.ConfigError, match="capabilities.tooling"):
+    with pytest.raises(llmroute.ConfigError, match=r"capabilities\.tooling"):
         llmroute.Router.from_dict(cfg)
     with pytest.raises(llmroute.UnknownRouteError):
         router.capabilities(route="nope")
