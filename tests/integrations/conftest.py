@@ -19,7 +19,7 @@ QUESTION = "What is the weather in Paris?"
 WEATHER = "sunny, 21 C"
 
 
-def weather_tool(city: str) -> str:
+def get_weather(city: str) -> str:
     """Get the weather in a city."""
     return f"{WEATHER} in {city}"
 
