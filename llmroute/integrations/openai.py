@@ -23,7 +23,8 @@ LiteLLM's ``client=``) then routes unchanged.
   transport raises the package's ``ReadTimeout``, so the SDK raises its own timeout error; for a
   stream it bounds the whole stream.
 - Every response carries ``x-should-retry: false``: llmroute has already retried and fallen back,
-  so the SDK must not retry on top. :func:`openai_client` also sets ``max_retries=0``.
+  so the SDK must not retry on top. :func:`openai_client` also sets ``max_retries=0``. Each also
+  has a fresh ``x-request-id`` (which the SDK keeps as the response's request id).
 - Errors answer with :func:`llmroute.errors.http_status` and an OpenAI-shaped error body, so the
   SDK raises its own class for that status (``RateLimitError``, ``BadRequestError``, ...).
 - The route shows in the headers (``x-llmroute-route``, ``-model``, ``-deployment``, and
@@ -155,7 +156,9 @@ def _sse(data: Mapping[str, Any]) -> bytes:
 
 
 def _headers(extra: Mapping[str, str], content_type: str) -> dict[str, str]:
-    return {"content-type": content_type, "x-should-retry": "false", **extra}
+    """Response headers: a fresh ``x-request-id`` (the SDK keeps it as ``_request_id``), no retries."""
+    request_id = f"req_llmroute_{uuid.uuid4().hex}"
+    return {"content-type": content_type, "x-should-retry": "false", "x-request-id": request_id, **extra}
 
 
 class _Body:

@@ -34,6 +34,9 @@ def scripted(request: Any) -> str | FakeReply:
     last_is_tool = last.get("role") == "tool" or (
         isinstance(last.get("content"), list) and any(p.get("type") == "tool_result" for p in last["content"])
     )
+    asked = any(c.get("function", {}).get("name") == "get_weather" for m in messages for c in m.get("tool_calls") or [])
+    if last_is_tool and "get_weather" in tools and not asked:  # handed off to the agent with the tool
+        return FakeReply(tool_calls=[("get_weather", {"city": "Paris"})])
     if last_is_tool:
         text = json.dumps(last.get("content"))
         outputs = [t for t in tools if t and t != "get_weather"]
@@ -42,6 +45,9 @@ def scripted(request: Any) -> str | FakeReply:
         return FakeReply(text=f"Tool result received: {text}")
     if "get_weather" in tools:
         return FakeReply(tool_calls=[("get_weather", {"city": "Paris"})])
+    handoffs = [t for t in tools if t and t.startswith("transfer_to_")]
+    if handoffs:
+        return FakeReply(tool_calls=[(handoffs[0], {})])
     if tools and tools[0]:
         return FakeReply(tool_calls=[(tools[0], {"reply": "Echo: structured", "ok": True})])
     fmt = request.get("response_format") or {}
