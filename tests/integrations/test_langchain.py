@@ -5,7 +5,14 @@ from __future__ import annotations
 import anyio
 import pydantic
 import pytest
-from conftest import QUESTION, WEATHER, agent_config, fail_everything, get_weather, settled
+from fleet_for_agents import (
+    QUESTION,
+    WEATHER,
+    agent_config,
+    fail_everything,
+    get_weather,
+    settled,
+)
 
 import llmroute
 from llmroute.testing import Fault, Fleet

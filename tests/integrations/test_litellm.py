@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import openai
 import pytest
-from conftest import QUESTION, agent_config, fail_everything, settled
+from fleet_for_agents import QUESTION, agent_config, fail_everything, settled
 
 import llmroute
 from llmroute.testing import Fault, Fleet

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from conftest import QUESTION, agent_config, fail_everything, settled
+from fleet_for_agents import QUESTION, agent_config, fail_everything, settled
 
 import llmroute
 from llmroute.integrations.openai import LLMRouteTransport, openai_client

@@ -7,7 +7,14 @@ from decimal import Decimal
 import anyio
 import pydantic
 import pytest
-from conftest import QUESTION, WEATHER, agent_config, fail_everything, get_weather, settled
+from fleet_for_agents import (
+    QUESTION,
+    WEATHER,
+    agent_config,
+    fail_everything,
+    get_weather,
+    settled,
+)
 
 import llmroute
 from llmroute.testing import Fault, Fleet

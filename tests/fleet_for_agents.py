@@ -1,5 +1,6 @@
-"""A loopback fleet and a config for the framework integrations: a model served by two OpenAI
-deployments and an Anthropic one, so a scripted 503 on the first deployment falls back."""
+"""Fixtures and helpers for the framework integration tests (imported by each test module; not a
+conftest.py, whose module name would shadow tests/conftest.py): a loopback fleet and a config where a
+model is served by two OpenAI deployments and an Anthropic one, so a scripted 503 on the first falls back."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def agent_fleet() -> Iterator[Fleet]:
 
 
 @pytest.fixture(autouse=True)
-def _reset_agent_fleet(request: pytest.FixtureRequest) -> Iterator[None]:
+def reset_agent_fleet(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "agent_fleet" in request.fixturenames:
         fleet: Fleet = request.getfixturevalue("agent_fleet")
