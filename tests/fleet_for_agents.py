@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import pydantic
 import pytest
 
 from llmroute.testing import FakeProvider, FakeReply, Fleet
@@ -18,6 +19,26 @@ NAMES = ("primary", "backup", "claude")
 #: What every agent test asks, and the tool it is given.
 QUESTION = "What is the weather in Paris?"
 WEATHER = "sunny, 21 C"
+
+
+#: ``get_weather`` as an OpenAI tool, for tests that call the SDKs without an agent.
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
+
+
+class Answer(pydantic.BaseModel):
+    """The structured output the integration tests ask for (the fake model's JSON reply)."""
+
+    reply: str
+    ok: bool
 
 
 def get_weather(city: str) -> str:

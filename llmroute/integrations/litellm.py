@@ -81,8 +81,9 @@ def litellm_error(error: LLMRouteError, model: str) -> Exception:
 
 
 def _call_kwargs(
-    router: Router, model: str, messages: list[Any], params: dict[str, Any], timeout: Any
+    router: Router, model: str, messages: list[Any], params: dict[str, Any] | None, timeout: Any
 ) -> dict[str, Any]:
+    params = params or {}
     name = model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
     kw: dict[str, Any] = {"messages": messages, **resolve(router, name)}
     for key in ("tools", "tool_choice", "response_format", "temperature", "top_p"):
@@ -118,15 +119,8 @@ class LLMRouteLiteLLM(CustomLLM):
         self,
         model: str,
         messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Any,
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
         *args: Any,
+        optional_params: dict[str, Any] | None = None,
         timeout: Any = None,
         **kwargs: Any,
     ) -> ModelResponse:
@@ -139,7 +133,7 @@ class LLMRouteLiteLLM(CustomLLM):
         if reply.tool_calls:
             message["tool_calls"] = [c.to_openai() for c in reply.tool_calls]
         response = ModelResponse(
-            id=reply.response_id or model_response.id,
+            **({"id": reply.response_id} if reply.response_id else {}),
             created=int(time.time()),
             model=reply.provider_model,
             choices=[{"index": 0, "message": message, "finish_reason": openai_finish(reply.finish_reason)}],
@@ -154,15 +148,8 @@ class LLMRouteLiteLLM(CustomLLM):
         self,
         model: str,
         messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Any,
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
         *args: Any,
+        optional_params: dict[str, Any] | None = None,
         timeout: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[ModelResponseStream]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import anyio
-import pydantic
 import pytest
 from fleet_for_agents import (
     QUESTION,
     WEATHER,
+    Answer,
     agent_config,
     fail_everything,
     get_weather,
@@ -32,11 +32,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # LangChain and LangGraph run on asyncio only
-
-
-class Answer(pydantic.BaseModel):
-    reply: str
-    ok: bool
 
 
 @pytest.mark.parametrize("streamed", [False, True])

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import openai
 import pytest
-from fleet_for_agents import QUESTION, agent_config, fail_everything, settled
+from fleet_for_agents import QUESTION, TOOLS, agent_config, fail_everything, settled
 
 import llmroute
 from llmroute.testing import Fault, Fleet
@@ -23,16 +23,6 @@ from llmroute.integrations.litellm import litellm, litellm_error, register
 MidStreamFallbackError = litellm.exceptions.MidStreamFallbackError
 
 pytestmark = pytest.mark.anyio
-
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
-]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from fleet_for_agents import QUESTION, agent_config, fail_everything, settled
+from fleet_for_agents import QUESTION, TOOLS, agent_config, fail_everything, settled
 
 import llmroute
 from llmroute.integrations.openai import LLMRouteTransport, openai_client
@@ -18,17 +18,6 @@ openai = pytest.importorskip("openai", reason="the openai package is not install
 httpx2 = pytest.importorskip("httpx2", reason="httpx2 is not installed (pip install httpx2)")
 
 pytestmark = pytest.mark.anyio
-
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Get the weather in a city.",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
-]
 
 
 async def _stream_turn(client: Any, messages: list[dict[str, Any]]) -> tuple[dict[str, Any], Any]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import pydantic
 import pytest
 from fleet_for_agents import (
     QUESTION,
     WEATHER,
+    Answer,
     agent_config,
     fail_everything,
     get_weather,
@@ -34,11 +34,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # the Agents SDK runs on asyncio only
-
-
-class Answer(pydantic.BaseModel):
-    reply: str
-    ok: bool
 
 
 class Spans(TracingProcessor):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import anyio
-import pydantic
 import pytest
 from fleet_for_agents import (
     QUESTION,
     WEATHER,
+    Answer,
     agent_config,
     fail_everything,
     get_weather,
@@ -32,12 +32,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 def anyio_backend() -> str:
-    return "asyncio"  # pydantic-ai's Agent runs on asyncio only (it calls asyncio.create_task)
-
-
-class Answer(pydantic.BaseModel):
-    reply: str
-    ok: bool
+    return "asyncio"  # pydantic-ai's Agent calls asyncio.create_task
 
 
 def _responses(messages: list) -> list[ModelResponse]:
