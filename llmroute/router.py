@@ -31,6 +31,7 @@ from .costs import Price, estimate_cost_usd, lookup_price
 from .errors import ContextWindowExceededError, InvalidRequestError, UnknownRouteError
 from .execute import Executor, Plan, PlannedCandidate, ReplyStream
 from .hooks import Hooks
+from .learning import Learning
 from .policy.budget import Budget
 from .policy.ordering import order_candidates
 from .providers import get_adapter
@@ -106,9 +107,6 @@ class Router:
     Close it with ``await router.aclose()`` or use ``async with``.
     """
 
-    #: Feedback labels kept per model by :meth:`record_feedback` (the oldest are dropped).
-    feedback_limit: int = 10_000
-
     def __init__(
         self,
         config: Config | Mapping[str, Any],
@@ -140,8 +138,7 @@ class Router:
         self._predictor = predictor
         self._warm = False
         self._profiles: dict[str, Any] = {}
-        #: Feedback labels per model: ``(prompt latent, score)`` (see :meth:`record_feedback`).
-        self._feedback: dict[str, Any] = {}
+        self._learning = Learning(self)
         self._deployments: dict[str, list[_Deployment]] = {
             name: self._resolve_model(name, model) for name, model in cfg.models.items()
         }
@@ -409,7 +406,21 @@ class Router:
 
         return self._executor.stream(make_plan)
 
-    # ------------------------------------------------------------------ calibration
+    # ------------------------------------------------------------------ learning (llmroute/learning.py)
+    @property
+    def learning(self) -> Learning:
+        """What this router learns from its traffic: calibration, feedback, refits (``llmroute.learning``)."""
+        return self._learning
+
+    @property
+    def feedback_limit(self) -> int:
+        """Feedback labels kept per model by :meth:`record_feedback` (the oldest are dropped)."""
+        return self._learning.feedback_limit
+
+    @feedback_limit.setter
+    def feedback_limit(self, value: int) -> None:
+        self._learning.feedback_limit = value
+
     def calibrate(
         self,
         prompts: Sequence[Sequence[Message] | str],
@@ -423,31 +434,8 @@ class Router:
         ``router.config.model_dump(mode="json")``). For labelled data and new model vectors, see
         ``llmroute calibrate``. Runs the predictor inline: call it at start-up, not per request.
         """
-        from .calibration import quality_target_for_strong_share
-        from .predictor import Predictor
+        return self._learning.calibrate(prompts, route=route, strong_share=strong_share)
 
-        name, rcfg = self._route(route, None)
-        if rcfg.strategy != "predictive":
-            raise InvalidRequestError(f"route {name!r} has strategy {rcfg.strategy!r}; calibrate needs 'predictive'")
-        if not 0.0 <= strong_share <= 1.0:
-            raise InvalidRequestError(f"strong_share must be within [0, 1], got {strong_share}")
-        if not prompts:
-            raise InvalidRequestError("calibrate needs at least one prompt")
-
-        def unit_price(model: str) -> float:
-            return min(d.price.input + d.price.output for d in self._deployments[model])
-
-        weak = min(rcfg.models, key=unit_price)
-        profiles = [self._profile(m) for m in rcfg.models]
-        predictor = self._predictor = self._predictor or Predictor.default()
-        predictions = [predictor.predict(_as_messages(p), profiles) for p in prompts]
-        target = min(1.0, max(0.0, quality_target_for_strong_share(predictions, weak, strong_share)))
-        routes = dict(self.config.routes)
-        routes[name] = rcfg.model_copy(update={"quality_target": target, "cost_weight": None})
-        self.config = self.config.model_copy(update={"routes": routes})
-        return target
-
-    # ------------------------------------------------------------------ learning from your traffic
     def record_feedback(self, reply: Reply, score: float) -> None:
         """Tell the router how good *reply* was: *score* in [0, 1] (1 good, 0 bad), from a user's
         thumbs, a test that passed, a grader, a cascade's verdict...
@@ -457,31 +445,11 @@ class Router:
         model that answered, at most :attr:`feedback_limit` per model (oldest dropped). No I/O and
         no fitting here: :meth:`refit_models` learns from what was recorded.
         """
-        decision = reply.route.prediction
-        latent = tuple(getattr(decision, "latent", ()) or ())
-        if not latent:
-            raise InvalidRequestError(
-                f"reply of route {reply.route.route!r} ({reply.route.strategy}) carries no prediction: "
-                "only replies of predictive routes with a working predictor can be used as feedback"
-            )
-        try:
-            value = float(score)
-        except (TypeError, ValueError):
-            raise InvalidRequestError(f"feedback score must be a number in [0, 1], got {score!r}") from None
-        if not 0.0 <= value <= 1.0:  # also refuses NaN
-            raise InvalidRequestError(f"feedback score must be within [0, 1], got {score!r}")
-        if reply.model not in self.config.models:
-            raise InvalidRequestError(f"reply's model {reply.model!r} is not in this router's config")
-        store = self._feedback.get(reply.model)
-        if store is None:
-            from collections import deque
-
-            store = self._feedback[reply.model] = deque(maxlen=self.feedback_limit)
-        store.append((latent, value))
+        self._learning.record_feedback(reply, score)
 
     def feedback_counts(self) -> dict[str, int]:
         """Feedback labels held per model (see :meth:`record_feedback`)."""
-        return {m: len(d) for m, d in self._feedback.items()}
+        return self._learning.feedback_counts()
 
     async def refit_models(self, *, min_labels: int = 30, l2: float = 1.0) -> dict[str, Any]:
         """Refit the predictor vector of every model with at least *min_labels* feedback labels.
@@ -499,37 +467,15 @@ class Router:
         The fit conditions on the prompt latent, which is what makes that usable, but it cannot
         learn about prompts a model never gets.
         """
-        import anyio.to_thread
+        return await self._learning.refit_models(min_labels=min_labels, l2=l2)
 
-        from .calibration import ModelRefit, fit_model_vector
-        from .predictor import ModelProfile, Predictor
+    def _get_predictor(self) -> Any:
+        """The predictor of predictive routes (the shipped one unless one was injected)."""
+        if self._predictor is None:
+            from .predictor import Predictor
 
-        if min_labels < 1:
-            raise InvalidRequestError(f"min_labels must be at least 1, got {min_labels}")
-        if l2 <= 0:
-            raise InvalidRequestError(f"l2 must be positive, got {l2}")
-        predictor = self._predictor = self._predictor or Predictor.default()
-        out: dict[str, Any] = {}
-        for model, store in sorted(self._feedback.items()):
-            if len(store) < min_labels:
-                continue
-            latents = [z for z, _ in store]
-            scores = [y for _, y in store]
-            old = self._profile(model)
-            prior, _known, source = predictor.resolve(old)
-            vector = await anyio.to_thread.run_sync(
-                lambda latents=latents, scores=scores, prior=prior: fit_model_vector(
-                    latents, scores, prior=prior, l2=l2
-                )
-            )
-            self._profiles[model] = ModelProfile(model, like=old.like, tier=old.tier, vector=tuple(vector))
-            models = dict(self.config.models)
-            entry = dict(models[model].predictor or {})
-            entry["vector"] = list(vector)
-            models[model] = models[model].model_copy(update={"predictor": entry})
-            self.config = self.config.model_copy(update={"models": models})
-            out[model] = ModelRefit(model, len(scores), sum(scores) / len(scores), source, tuple(prior), tuple(vector))
-        return out
+            self._predictor = Predictor.default()
+        return self._predictor
 
     # ------------------------------------------------------------------ lifecycle
     async def warmup(self) -> None:
