@@ -42,6 +42,8 @@ __all__ = [
     "DEFAULT_BASE_URLS",
     "Config",
     "DeploymentConfig",
+    "JudgeConfig",
+    "LearningConfig",
     "ModelConfig",
     "PriceConfig",
     "ProviderConfig",
@@ -188,6 +190,39 @@ class RouteConfig(_Strict):
     est_output_tokens: PositiveInt = 256
 
 
+class JudgeConfig(_Strict):
+    """A sampled judge: a configured model grades a small share of predictive replies (labels for learning)."""
+
+    #: The route (or, instead, the model) that grades; its calls are ordinary routed calls.
+    route: str | None = None
+    model: str | None = None
+    #: Share of predictive replies sent to the judge (drawn from the learning seed).
+    share: float = Field(0.02, ge=0, le=1)
+    #: Most the judge may spend in total (USD, its estimated cost counted before each call).
+    max_cost_usd: float = Field(1.0, ge=0)
+    #: Judge calls in flight at once, and replies waiting for one (more are not graded).
+    max_concurrency: PositiveInt = 2
+    max_pending: PositiveInt = 64
+
+
+class LearningConfig(_Strict):
+    """Learning from your traffic (``llmroute/learning.py``, docs/predictor.md)."""
+
+    #: Online per-model heads over the predictor's features, updated by every label.
+    enabled: bool = True
+    #: Seed of exploration and judge sampling (decisions are reproducible given the same calls).
+    seed: int = 0
+    #: Thompson-sampling exploration, capped so that its extra estimated cost stays within this share
+    #: of the routed calls' estimated cost (0: never explore).
+    explore_share: float = Field(0.0, ge=0, le=1)
+    #: A reply that fails its own ``response_format`` JSON or whose tool arguments are not JSON
+    #: becomes a 0 label for the model that answered.
+    structured_output_labels: bool = True
+    #: Load the learned state from this file at start-up; ``await router.save_learning()`` writes it.
+    state_file: str | None = None
+    judge: JudgeConfig | None = None
+
+
 class Config(_Strict):
     """The whole router configuration."""
 
@@ -198,6 +233,7 @@ class Config(_Strict):
     default_route: str | None = None
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    learning: LearningConfig = Field(default_factory=LearningConfig)
     #: Connection pool limits of the shared HTTP client.
     max_connections: PositiveInt = 100
     max_keepalive_connections: PositiveInt = 20
@@ -253,6 +289,14 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
                 f"unknown route {cfg.default_route!r}; defined: {', '.join(sorted(cfg.routes)) or 'none'}",
             )
         )
+    judge = cfg.learning.judge
+    if judge is not None:
+        if (judge.route is None) == (judge.model is None):
+            errors.append(("learning.judge", "give route or model (one of them)"))
+        elif judge.route is not None and judge.route not in cfg.routes:
+            errors.append(("learning.judge.route", f"unknown route {judge.route!r}"))
+        elif judge.model is not None and judge.model not in cfg.models:
+            errors.append(("learning.judge.model", f"unknown model {judge.model!r}"))
     for pname, prov in cfg.providers.items():
         if prov.api_key is not None and prov.api_key_env is not None:
             errors.append((f"providers.{pname}.api_key_env", "give api_key or api_key_env, not both"))

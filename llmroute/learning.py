@@ -1,31 +1,53 @@
-"""Learning from your own traffic: calibration, feedback labels and refitted model vectors.
+"""Learning from your own traffic: an online per-model head over the predictor's features,
+exploration, calibration, feedback labels and refitted model vectors.
 
 A :class:`~llmroute.router.Router` owns one :class:`Learning`; the router's ``calibrate``,
 ``record_feedback``, ``feedback_counts`` and ``refit_models`` are thin delegates to it.
 
+* :class:`OnlineLearner` - for each model, a Bayesian linear head that predicts how far this
+  user's scores fall from the shipped prior's predicted quality, from the features the predictor
+  already computed for the prompt (:func:`encode`: bias, difficulty, latent, the 24 structural
+  features and the hashed token n-gram buckets; no second tokenisation). The posterior is a
+  Gaussian with a diagonal covariance, updated per label in closed form (assumed-density
+  filtering of a linear-Gaussian model, O(number of active features)); the prior dominates while
+  a model has few labels, the learned part takes over as they accumulate. Its state is a small
+  versioned blob (:meth:`OnlineLearner.to_bytes`) whose natural parameters add across workers
+  (:meth:`OnlineLearner.merge`).
+* :meth:`Learning.decide` - a predictive route's decision over the learned quality, with
+  Thompson-sampling exploration capped by a share of extra cost (``explored`` in the trace).
 * :meth:`Learning.calibrate` - set a predictive route's ``quality_target`` from a sample of
   unlabelled prompts so that a chosen share of calls goes past the route's cheapest model.
-* :meth:`Learning.record_feedback` - keep a 0..1 label for the model that answered a reply.
+* :meth:`Learning.record_feedback` - a 0..1 label for the model that answered a reply: it updates
+  the online head at once and is kept for :meth:`Learning.refit_models`.
 * :meth:`Learning.refit_models` - refit the labelled models' predictor vectors in a worker thread.
 
-Nothing here sends a request or blocks the event loop: labels are appended in O(1), fits run in a
+Nothing here sends a request or blocks the event loop: an update costs microseconds, fits run in a
 worker thread. ``import llmroute.learning`` imports neither numpy nor the predictor.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, LLMRouteError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .calibration import ModelRefit
     from .router import Router
     from .types import Message, Reply
 
-__all__ = ["Learning"]
+__all__ = ["LearnedStateError", "LearnerSettings", "Learning", "OnlineLearner"]
+
+_log = logging.getLogger("llmroute.learning")
 
 
 class Learning:
@@ -38,10 +60,134 @@ class Learning:
     #: Feedback labels kept per model by :meth:`record_feedback` (the oldest are dropped).
     feedback_limit: int = 10_000
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, settings: LearnerSettings | None = None) -> None:
         self._router = router
+        cfg = router.config.learning
+        self.config = cfg
         #: Feedback labels per model: ``(prompt latent, score)`` (see :meth:`record_feedback`).
         self._feedback: dict[str, deque[tuple[tuple[float, ...], float]]] = {}
+        self._settings = settings or LearnerSettings()
+        self._learner: OnlineLearner | None = None
+        self._rng: Any = None
+        #: Estimated cost of the learned decisions' best guesses, and what exploring added to it.
+        self.routed_cost_usd = 0.0
+        self.explore_cost_usd = 0.0
+        self.explored_calls = 0
+
+    # ------------------------------------------------------------------ the online head
+    @property
+    def learner(self) -> OnlineLearner:
+        """The online per-model heads (created on first use)."""
+        if self._learner is None:
+            self._learner = OnlineLearner(self._settings)
+        return self._learner
+
+    @learner.setter
+    def learner(self, value: OnlineLearner) -> None:
+        self._learner = value
+
+    def _random(self) -> Any:
+        if self._rng is None:
+            self._rng = _np().random.default_rng(self.config.seed)
+        return self._rng
+
+    def decide(
+        self,
+        prediction: Any,
+        candidates: Sequence[Any],
+        *,
+        quality_target: float | None = None,
+        cost_weight: float | None = None,
+    ) -> Any:
+        """A predictive route's decision over the learned quality (prior + online head).
+
+        Without labels for any candidate and without exploration this is exactly
+        :func:`llmroute.policy.predictive.choose` on the prior. With ``explore_share`` > 0 the
+        decision is also taken on a Thompson sample of each model's learned quality; when the
+        sample picks another model, that model is used (``explored=True`` in the trace) if its
+        extra estimated cost keeps exploration within ``explore_share`` of the routed cost.
+        """
+        from .policy.predictive import choose
+
+        cfg = self.config
+        explore = cfg.explore_share > 0.0
+        names = [c.model for c in candidates]
+        if prediction is None or not cfg.enabled:
+            return choose(prediction, candidates, quality_target=quality_target, cost_weight=cost_weight)
+        learner = self.learner
+        if not explore and not learner.has_labels(names):
+            return choose(prediction, candidates, quality_target=quality_target, cost_weight=cost_weight)
+        x = self._encode(prediction)
+        if x is None:
+            return choose(prediction, candidates, quality_target=quality_target, cost_weight=cost_weight)
+        prior = prediction.quality
+        have = [m for m in names if m in prior]
+        mean, var = learner.predict(have, x)
+        adjusted = {m: _clip01(prior[m] + mu) for m, mu in zip(have, mean)}
+        greedy = choose(
+            _Adjusted(prediction, adjusted), candidates, quality_target=quality_target, cost_weight=cost_weight
+        )
+        final, explored = greedy, False
+        if explore and greedy.chosen is not None:
+            rng = self._random()
+            draws = rng.standard_normal(len(have)).tolist()
+            sample = {m: _clip01(prior[m] + mu + math.sqrt(v) * z) for m, mu, v, z in zip(have, mean, var, draws)}
+            alt = choose(
+                _Adjusted(prediction, sample), candidates, quality_target=quality_target, cost_weight=cost_weight
+            )
+            cost = {c.model: float(c.est_cost_usd) for c in candidates}
+            base = cost[greedy.chosen]
+            if alt.chosen is not None and alt.chosen != greedy.chosen:
+                extra = cost[alt.chosen] - base
+                if extra <= 0.0 or self.explore_cost_usd + extra <= cfg.explore_share * (self.routed_cost_usd + base):
+                    final, explored = alt, True
+                    self.explore_cost_usd += max(0.0, extra)
+                    self.explored_calls += 1
+            self.routed_cost_usd += base
+        reason = final.reason
+        if explored:
+            reason = f"exploring (Thompson sample; best guess {greedy.chosen}): {reason}"
+        return dataclasses.replace(
+            final,
+            quality=adjusted,
+            reason=reason,
+            explored=explored,
+            prior_quality={m: float(prior[m]) for m in have},
+            source=prediction,
+        )
+
+    def _encode(self, prediction: Any) -> tuple[Any, Any] | None:
+        """The online head's input for *prediction*; a learner fitted against another predictor is
+        dropped (with a warning) the first time it meets this one."""
+        learner = self.learner
+        pid = str(getattr(prediction, "model_id", "") or "")
+        if pid and learner.predictor_id != pid:
+            if learner.predictor_id:
+                _log.warning(
+                    "learned state was fitted against predictor %s, not %s: starting again from the prior",
+                    learner.predictor_id,
+                    pid,
+                )
+                learner = self._learner = OnlineLearner(self._settings)
+            learner.predictor_id = pid
+        return learner.encode(prediction)
+
+    def learn(self, model: str, prediction: Any, score: float) -> bool:
+        """Fold one 0..1 *score* of *model* on the prompt of *prediction* into the online head.
+
+        Returns False when nothing could be learned (learning off, no features, no prior quality
+        for the model). What :meth:`record_feedback` and the automatic label sources call.
+        """
+        if not self.config.enabled or prediction is None:
+            return False
+        prior = getattr(prediction, "quality", {}).get(model)
+        if prior is None or not math.isfinite(prior):
+            return False
+        x = self._encode(prediction)
+        if x is None:
+            return False
+        self.learner.update(model, x, _score(score) - float(prior))
+        return True
 
     # ------------------------------------------------------------------ calibration
     def calibrate(
@@ -96,6 +242,7 @@ class Learning:
         if store is None:
             store = self._feedback[reply.model] = deque(maxlen=self.feedback_limit)
         store.append((latent, value))
+        self.learn(reply.model, getattr(decision, "source", None), value)
 
     def feedback_counts(self) -> dict[str, int]:
         """Feedback labels held per model (see :meth:`record_feedback`)."""
@@ -129,6 +276,8 @@ class Learning:
                 )
             )
             router._profiles[model] = ModelProfile(model, like=old.like, tier=old.tier, vector=tuple(vector))
+            if self._learner is not None:
+                self._learner.reset(model)  # the new vector holds these labels: do not count them twice
             models = dict(router.config.models)
             entry = dict(models[model].predictor or {})
             entry["vector"] = list(vector)
@@ -136,6 +285,30 @@ class Learning:
             router.config = router.config.model_copy(update={"models": models})
             out[model] = ModelRefit(model, len(scores), sum(scores) / len(scores), source, tuple(prior), tuple(vector))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Adjusted:
+    """A prediction seen through learned (or sampled) quality, for :func:`choose`."""
+
+    base: Any
+    quality: Mapping[str, float]
+
+    @property
+    def difficulty(self) -> float:
+        return float(self.base.difficulty)
+
+    @property
+    def known(self) -> Mapping[str, bool]:
+        return getattr(self.base, "known", {})
+
+    @property
+    def latent(self) -> tuple[float, ...]:
+        return tuple(getattr(self.base, "latent", ()) or ())
+
+
+def _clip01(x: float) -> float:
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
 
 
 def _score(score: Any) -> float:
@@ -147,3 +320,322 @@ def _score(score: Any) -> float:
     if not 0.0 <= value <= 1.0:  # also refuses NaN
         raise InvalidRequestError(f"feedback score must be within [0, 1], got {score!r}")
     return value
+
+
+# ---------------------------------------------------------------------------- the online head
+
+
+class LearnedStateError(LLMRouteError):
+    """A learned state blob is corrupt, from another format version, or fitted against another
+    predictor or other settings. Routers catch it, warn and keep the shipped prior."""
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerSettings:
+    """Hyperparameters of :class:`OnlineLearner` (every worker of a fleet must share them).
+
+    The head predicts ``score - prior quality`` as ``w . x``; each weight starts as a Gaussian
+    ``N(0, var)`` with the variance of its block, and labels carry Gaussian noise ``noise_var``.
+    Smaller prior variances keep the shipped prior in charge for longer.
+    """
+
+    #: Hashed token n-gram buckets folded into this many inputs (a power of two, <= 4096).
+    hashed_dims: int = 1024
+    #: Prior variance of each model's bias (its mean offset from the prior).
+    bias_var: float = 0.1
+    #: Prior variance of the weights of the difficulty, latent and structural inputs.
+    dense_var: float = 1.0 / 300.0
+    #: Prior variance of the hashed-token weights (the inputs are scaled to unit norm).
+    text_var: float = 0.1
+    #: Label noise variance.
+    noise_var: float = 1.0
+    #: Most models the learner keeps a head for (memory bound: about 17 kB per model).
+    max_models: int = 256
+
+    def __post_init__(self) -> None:
+        h = self.hashed_dims
+        if h < 1 or h > 4096 or h & (h - 1):
+            raise ValueError(f"hashed_dims must be a power of two in [1, 4096], got {h}")
+        for name in ("bias_var", "dense_var", "text_var", "noise_var"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        if self.max_models < 1:
+            raise ValueError(f"max_models must be at least 1, got {self.max_models}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (stored with the learned state)."""
+        return {
+            "hashed_dims": self.hashed_dims,
+            "bias_var": self.bias_var,
+            "dense_var": self.dense_var,
+            "text_var": self.text_var,
+            "noise_var": self.noise_var,
+            "max_models": self.max_models,
+        }
+
+
+#: Dense inputs before the hashed buckets: bias, difficulty, latent 1..3, then the structural features.
+_N_LEAD = 5
+_MAGIC = b"LLMRLS\x00"
+STATE_VERSION = 1
+
+
+def _np() -> Any:
+    import numpy
+
+    return numpy
+
+
+class OnlineLearner:
+    """Per-model Bayesian linear heads over the predictor's features (see the module docstring).
+
+    ``encode(prediction)`` turns a :class:`~llmroute.predictor.Prediction` into a sparse input;
+    ``predict(models, x)`` gives each model's learned offset (mean, variance) to add to the prior's
+    predicted quality; ``update(model, x, residual)`` folds in one label (``residual`` = observed
+    score - the prior's predicted quality). Deterministic: no randomness here (exploration draws
+    from its own seeded generator). Not thread-safe: use it from one thread (the event loop).
+    """
+
+    def __init__(self, settings: LearnerSettings | None = None, *, predictor_id: str = "") -> None:
+        from ._features import STRUCT_NAMES
+
+        np = _np()
+        self.settings = settings or LearnerSettings()
+        #: The predictor (``Prediction.model_id``) this state was fitted against ("" until the first input).
+        self.predictor_id = predictor_id
+        s = self.settings
+        self._n_struct = len(STRUCT_NAMES)
+        self._d0 = _N_LEAD + self._n_struct
+        self.dims = self._d0 + s.hashed_dims
+        prior = np.empty(self.dims)
+        prior[0] = s.bias_var
+        prior[1 : self._d0] = s.dense_var
+        prior[self._d0 :] = s.text_var
+        self._prior_var = prior
+        self._lead_idx = np.arange(self._d0, dtype=np.int64)
+        self._rows: dict[str, int] = {}
+        self._labels: list[int] = [0]
+        # row 0 is the prior, shared by every model without labels
+        self._mu = np.zeros((4, self.dims))
+        self._var = np.tile(prior, (4, 1))
+
+    # ---------------------------------------------------------------- inputs and predictions
+    def encode(self, prediction: Any) -> tuple[Any, Any] | None:
+        """The sparse input ``(indices, values)`` of a prediction, or None when it carries no
+        features (then nothing can be learned from it)."""
+        feats = getattr(prediction, "features", None)
+        if feats is None:
+            return None
+        np = _np()
+        struct = feats.struct
+        if struct.shape != (self._n_struct,):
+            return None
+        seen = np.zeros(self.settings.hashed_dims, dtype=bool)  # distinct buckets (faster than np.unique)
+        seen[feats.buckets & (self.settings.hashed_dims - 1)] = True
+        h = np.flatnonzero(seen)
+        d0 = self._d0
+        idx = np.empty(d0 + h.size, dtype=np.int64)
+        idx[:d0] = self._lead_idx
+        idx[d0:] = h + d0
+        val = np.empty(d0 + h.size)
+        val[0] = 1.0
+        val[1] = float(prediction.difficulty)
+        lat = tuple(prediction.latent)[1:4]
+        val[2:_N_LEAD] = (*lat, 0.0, 0.0, 0.0)[:3]
+        val[_N_LEAD:d0] = struct
+        val[d0:] = 1.0 / math.sqrt(h.size) if h.size else 0.0
+        return idx, val
+
+    def predict(self, models: Sequence[str], x: tuple[Any, Any]) -> tuple[list[float], list[float]]:
+        """Learned offset of each model's quality for input *x*: ``(means, variances)``.
+
+        Models without labels get mean 0 and the prior variance.
+        """
+        np = _np()
+        idx, val = x
+        rows = np.fromiter((self._rows.get(m, 0) for m in models), dtype=np.int64, count=len(models))
+        sel = (rows[:, None], idx)
+        mean = self._mu[sel] @ val
+        var = self._var[sel] @ (val * val)
+        return mean.tolist(), var.tolist()
+
+    def has_labels(self, models: Sequence[str]) -> bool:
+        """Whether any of *models* has a learned head."""
+        rows = self._rows
+        return any(m in rows for m in models)
+
+    def labels(self) -> dict[str, int]:
+        """Labels folded into each model's head."""
+        return {m: self._labels[r] for m, r in sorted(self._rows.items())}
+
+    # ---------------------------------------------------------------- learning
+    def _row(self, model: str) -> int:
+        row = self._rows.get(model)
+        if row is not None:
+            return row
+        if len(self._rows) >= self.settings.max_models:
+            raise LearnedStateError(f"the learner already holds {len(self._rows)} models (max_models)")
+        np = _np()
+        row = len(self._labels)
+        if row >= self._mu.shape[0]:
+            grow = self._mu.shape[0]
+            self._mu = np.vstack((self._mu, np.zeros((grow, self.dims))))
+            self._var = np.vstack((self._var, np.tile(self._prior_var, (grow, 1))))
+        self._rows[model] = row
+        self._labels.append(0)
+        return row
+
+    def update(self, model: str, x: tuple[Any, Any], residual: float) -> None:
+        """Fold one label into *model*'s head: *residual* = observed score - prior's predicted quality.
+
+        Closed form, O(active inputs): the Gaussian posterior's projection onto a diagonal
+        covariance after one linear-Gaussian observation.
+        """
+        r = float(residual)
+        if not math.isfinite(r):
+            raise ValueError(f"residual must be a finite number, got {residual!r}")
+        row = self._row(model)
+        idx, val = x
+        mu = self._mu[row]
+        var = self._var[row]
+        v = var[idx]
+        vx = v * val
+        s = self.settings.noise_var + float(vx @ val)
+        k = vx / s
+        mu[idx] += k * (r - float(mu[idx] @ val))
+        var[idx] = v - k * vx
+        self._labels[row] += 1
+
+    def reset(self, model: str) -> None:
+        """Forget *model*'s head (back to the prior)."""
+        row = self._rows.get(model)
+        if row is not None:
+            self._mu[row] = 0.0
+            self._var[row] = self._prior_var
+            self._labels[row] = 0
+
+    def merge(self, other: OnlineLearner, base: OnlineLearner | None = None) -> None:
+        """Add what *other* learned since *base* (default: since the prior) to this learner.
+
+        Gaussian evidence multiplies: in natural parameters (precision, precision x mean) the
+        increments of independent workers add up, so a fleet learns together by merging each
+        worker's increment into a shared state. Both must share settings and predictor.
+        """
+        np = _np()
+        for o in (other, base):
+            if o is None:
+                continue
+            other_predictor = o.predictor_id and self.predictor_id and o.predictor_id != self.predictor_id
+            if o.settings != self.settings or other_predictor:
+                raise LearnedStateError("cannot merge learned states with other settings or another predictor")
+        if not self.predictor_id:
+            self.predictor_id = other.predictor_id
+        p0 = 1.0 / self._prior_var
+
+        def natural(lrn: OnlineLearner | None, model: str) -> tuple[Any, Any, int]:
+            row = lrn._rows.get(model) if lrn is not None else None
+            if lrn is None or row is None:
+                return p0, np.zeros(self.dims), 0
+            prec = 1.0 / lrn._var[row]
+            return prec, prec * lrn._mu[row], lrn._labels[row]
+
+        for model in sorted(other._rows):
+            ps, es, ns = natural(self, model)
+            po, eo, no = natural(other, model)
+            pb, eb, nb = natural(base, model)
+            prec = np.maximum(ps + po - pb, p0)
+            row = self._row(model)
+            self._var[row] = 1.0 / prec
+            self._mu[row] = (es + eo - eb) / prec
+            self._labels[row] = max(0, ns + no - nb)
+
+    def copy(self) -> OnlineLearner:
+        """An independent copy (e.g. the base of the next merge)."""
+        return OnlineLearner.from_bytes(self.to_bytes())
+
+    # ---------------------------------------------------------------- persistence
+    def to_bytes(self) -> bytes:
+        """The learned state as a versioned, checksummed blob (deterministic bytes)."""
+        np = _np()
+        models = sorted(self._rows)
+        rows = [self._rows[m] for m in models]
+        payload = zlib.compress(
+            np.ascontiguousarray(self._mu[rows], dtype="<f8").tobytes()
+            + np.ascontiguousarray(self._var[rows], dtype="<f8").tobytes(),
+            6,
+        )
+        from ._features import FEATURE_VERSION
+
+        header = {
+            "format": "llmroute-learned-state",
+            "version": STATE_VERSION,
+            "predictor": self.predictor_id,
+            "feature_version": FEATURE_VERSION,
+            "settings": self.settings.as_dict(),
+            "dims": self.dims,
+            "models": models,
+            "labels": [self._labels[r] for r in rows],
+            "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        }
+        head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        return _MAGIC + bytes([STATE_VERSION]) + len(head).to_bytes(4, "big") + head + payload
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, predictor_id: str | None = None, settings: LearnerSettings | None = None
+    ) -> OnlineLearner:
+        """Read a blob of :meth:`to_bytes`. Raises :class:`LearnedStateError` when it is corrupt,
+        of another version, or (when given) fitted against another predictor or other settings."""
+        np = _np()
+        from ._features import FEATURE_VERSION
+
+        n = len(_MAGIC)
+        if not isinstance(data, (bytes, bytearray, memoryview)) or bytes(data[:n]) != _MAGIC:
+            raise LearnedStateError("not a learned-state blob (bad magic)")
+        data = bytes(data)
+        if len(data) < n + 5 or data[n] != STATE_VERSION:
+            raise LearnedStateError(f"learned-state version {data[n] if len(data) > n else '?'} is not {STATE_VERSION}")
+        size = int.from_bytes(data[n + 1 : n + 5], "big")
+        try:
+            header = json.loads(data[n + 5 : n + 5 + size])
+            payload = data[n + 5 + size :]
+            if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
+                raise LearnedStateError("learned state is corrupt (checksum mismatch)")
+            stored = LearnerSettings(**header["settings"])
+            models = [str(m) for m in header["models"]]
+            labels = [int(x) for x in header["labels"]]
+        except LearnedStateError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LearnedStateError(f"learned state is corrupt ({exc})") from None
+        if header.get("feature_version") != FEATURE_VERSION:
+            raise LearnedStateError(
+                f"learned state was fitted on feature version {header.get('feature_version')}, "
+                f"this llmroute computes {FEATURE_VERSION}"
+            )
+        if settings is not None and stored != settings:
+            raise LearnedStateError(f"learned state has other settings ({stored}) than this router ({settings})")
+        pid = str(header.get("predictor") or "")
+        if predictor_id and pid and pid != predictor_id:
+            raise LearnedStateError(f"learned state was fitted against predictor {pid}, this one is {predictor_id}")
+        out = cls(stored, predictor_id=pid or (predictor_id or ""))
+        if int(header.get("dims", -1)) != out.dims or len(labels) != len(models):
+            raise LearnedStateError("learned state is corrupt (shape)")
+        try:
+            raw = np.frombuffer(zlib.decompress(payload), dtype="<f8")
+        except zlib.error as exc:
+            raise LearnedStateError(f"learned state is corrupt ({exc})") from None
+        k = len(models)
+        if raw.size != 2 * k * out.dims:
+            raise LearnedStateError("learned state is corrupt (size)")
+        mu = raw[: k * out.dims].reshape(k, out.dims)
+        var = raw[k * out.dims :].reshape(k, out.dims)
+        if not (np.isfinite(mu).all() and np.isfinite(var).all() and (var > 0).all()):
+            raise LearnedStateError("learned state is corrupt (non-finite or non-positive values)")
+        for i, m in enumerate(models):
+            row = out._row(m)
+            out._mu[row] = mu[i]
+            out._var[row] = var[i]
+            out._labels[row] = labels[i]
+        return out

@@ -106,6 +106,9 @@ class Prediction:
     n_tokens: int
     #: First 12 hex digits of the ONNX file's sha256.
     model_id: str
+    #: The prompt's features (``llmroute._features.Features``) the prediction was made from, kept so
+    #: that learning from this prompt later (``llmroute.learning``) needs no second extraction.
+    features: Any = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for traces and logs)."""
@@ -335,6 +338,7 @@ class Predictor:
             latent=tuple(latent.tolist()),
             n_tokens=feats.n_tokens,
             model_id=self._model_id,
+            features=feats,
         )
 
     def try_predict(

@@ -303,7 +303,7 @@ class Router:
 
     def _predict_order(self, req: ChatRequest, rcfg: RouteConfig, cands: list[Candidate]) -> tuple[list[str], Any]:
         """Ask the predictor about this prompt and let the predictive policy order the models."""
-        from .policy.predictive import PredictiveCandidate, choose
+        from .policy.predictive import PredictiveCandidate
         from .predictor import Predictor
 
         if self._predictor is None:
@@ -312,7 +312,7 @@ class Router:
         profiles = [self._profile(m) for m in models]
         prediction = self._predictor.try_predict(req.messages, profiles, tools=req.tools)
         cheapest = {m: min(c.est_cost_usd for c in cands if c.model == m) for m in models}
-        decision = choose(
+        decision = self._learning.decide(  # the prior's choice, adjusted by what was learned (learning.py)
             prediction,
             [PredictiveCandidate(m, cheapest[m]) for m in models],
             quality_target=rcfg.quality_target,
