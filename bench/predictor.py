@@ -69,12 +69,10 @@ def _pct(values: list[float], q: float) -> float:
 
 def _learned_rows(pred: Predictor, models: list, cands: list, prompts: dict, iters: int) -> dict[str, float]:
     """The "with learned state" row (see the module docstring)."""
-    from types import SimpleNamespace
-
     from llmroute.config import LearningConfig
     from llmroute.learning import Learning
 
-    learning = Learning(SimpleNamespace(config=SimpleNamespace(learning=LearningConfig(explore_share=0.1))))
+    learning = Learning(None, config=LearningConfig(explore_share=0.1))
     names = [m.name for m in models]
     words = _TEXT.split()
     teach = [pred.predict(f"{words[i % len(words)]} {i} " + make_prompt(40 + i % 300), models) for i in range(100)]

@@ -42,10 +42,11 @@ from .errors import InvalidRequestError, LLMRouteError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .calibration import ModelRefit
+    from .config import LearningConfig
     from .router import Router
     from .types import Message, Reply
 
-__all__ = ["LearnedStateError", "LearnerSettings", "Learning", "OnlineLearner"]
+__all__ = ["LearnedStateError", "LearnerSettings", "Learning", "OnlineLearner", "prior_profiles"]
 
 _log = logging.getLogger("llmroute.learning")
 
@@ -54,21 +55,34 @@ class Learning:
     """What a router learns from its own traffic (see the module docstring).
 
     Built by the router it serves; reads and updates that router's config, model profiles and
-    predictor.
+    predictor. ``Learning(None, config=LearningConfig(...))`` is a learner without a router
+    (:meth:`decide` and :meth:`learn` only), as ``python -m llmroute.eval --learn`` uses it.
     """
 
     #: Feedback labels kept per model by :meth:`record_feedback` (the oldest are dropped).
     feedback_limit: int = 10_000
 
-    def __init__(self, router: Router, settings: LearnerSettings | None = None) -> None:
-        self._router = router
-        cfg = router.config.learning
+    def __init__(
+        self,
+        router: Router | None,
+        settings: LearnerSettings | None = None,
+        *,
+        config: LearningConfig | None = None,
+    ) -> None:
+        if router is None and config is None:
+            from .config import LearningConfig
+
+            config = LearningConfig()
+        self._router: Any = router
+        cfg = config if config is not None else router.config.learning  # type: ignore[union-attr]
+        #: The ``learning`` section of the config (seed, exploration share, label sources...).
         self.config = cfg
         #: Feedback labels per model: ``(prompt latent, score)`` (see :meth:`record_feedback`).
         self._feedback: dict[str, deque[tuple[tuple[float, ...], float]]] = {}
         self._settings = settings or LearnerSettings()
         self._learner: OnlineLearner | None = None
         self._rng: Any = None
+        self._route_profiles: dict[tuple[str, ...], list[Any]] = {}
         #: Estimated cost of the learned decisions' best guesses, and what exploring added to it.
         self.routed_cost_usd = 0.0
         self.explore_cost_usd = 0.0
@@ -189,6 +203,31 @@ class Learning:
         self.learner.update(model, x, _score(score) - float(prior))
         return True
 
+    def route_profiles(self, models: Sequence[str]) -> list[Any]:
+        """Predictor profiles of a route's *models* (:func:`prior_profiles` over their configured
+        profiles, unit prices and provider model ids), built once per list of models."""
+        from .predictor import PredictorUnavailableError
+
+        key = tuple(models)
+        hit = self._route_profiles.get(key)
+        if hit is None:
+            router = self._router
+            deps = {m: router._deployments[m] for m in key}
+            prices = {m: min(d.price.input + d.price.output for d in deps[m]) for m in key}
+            configured = {m: router._profile(m) for m in key}
+            try:
+                hit = prior_profiles(
+                    key,
+                    prices,
+                    router._get_predictor(),
+                    profiles=configured,
+                    provider_ids={m: deps[m][0].target.model for m in key},
+                )
+            except PredictorUnavailableError:  # the prediction will say so; keep the configured profiles
+                return [configured[m] for m in key]
+            self._route_profiles[key] = hit
+        return hit
+
     # ------------------------------------------------------------------ calibration
     def calibrate(
         self,
@@ -215,7 +254,7 @@ class Learning:
             return min(d.price.input + d.price.output for d in router._deployments[model])
 
         weak = min(rcfg.models, key=unit_price)
-        profiles = [router._profile(m) for m in rcfg.models]
+        profiles = self.route_profiles(rcfg.models)
         predictor = router._get_predictor()
         predictions = [predictor.predict(_as_messages(p), profiles) for p in prompts]
         target = min(1.0, max(0.0, quality_target_for_strong_share(predictions, weak, strong_share)))
@@ -276,6 +315,7 @@ class Learning:
                 )
             )
             router._profiles[model] = ModelProfile(model, like=old.like, tier=old.tier, vector=tuple(vector))
+            self._route_profiles.clear()
             if self._learner is not None:
                 self._learner.reset(model)  # the new vector holds these labels: do not count them twice
             models = dict(router.config.models)
@@ -285,6 +325,44 @@ class Learning:
             router.config = router.config.model_copy(update={"models": models})
             out[model] = ModelRefit(model, len(scores), sum(scores) / len(scores), source, tuple(prior), tuple(vector))
         return out
+
+
+def prior_profiles(
+    names: Sequence[str],
+    prices: Mapping[str, float],
+    predictor: Any,
+    *,
+    profiles: Mapping[str, Any] | None = None,
+    provider_ids: Mapping[str, str] | None = None,
+) -> list[Any]:
+    """Predictor profiles of *names*, with a prior for the models the predictor does not know.
+
+    A model with a configured ``vector``, ``like`` or ``tier``, or in the training pool, keeps its
+    profile. Otherwise: ``like`` the pool model whose family and size its provider model id (or
+    name) names (:meth:`Predictor.family_like`), else a price prior: its ``price_ratio``, the price
+    relative to the geometric mean of *prices* (the models it is routed among), so that a dearer
+    model is predicted to fail less often (:data:`llmroute.predictor.PRICE_EXPONENT`). Learning
+    takes over from there.
+    """
+    from .predictor import ModelProfile
+
+    pool = set(predictor.pool)
+    positive = [max(float(prices[n]), 1e-12) for n in names if n in prices]
+    geo = math.exp(sum(math.log(p) for p in positive) / len(positive)) if positive else 0.0
+    out = []
+    for n in names:
+        prof = (profiles or {}).get(n) or ModelProfile(n)
+        if prof.vector is not None or prof.like or prof.tier or n in pool:
+            out.append(prof)
+            continue
+        like = predictor.family_like((provider_ids or {}).get(n, n)) or predictor.family_like(n)
+        if like is not None:
+            out.append(dataclasses.replace(prof, like=like))
+        elif n in prices and geo > 0:
+            out.append(dataclasses.replace(prof, price_ratio=max(float(prices[n]), 1e-12) / geo))
+        else:
+            out.append(prof)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +427,8 @@ class LearnerSettings:
     text_var: float = 0.1
     #: Label noise variance.
     noise_var: float = 1.0
+    #: Pull of the stacking weights toward 1 (see :class:`OnlineLearner`), in squared-prediction units.
+    stack_prior: float = 1.0
     #: Most models the learner keeps a head for (memory bound: about 17 kB per model).
     max_models: int = 256
 
@@ -356,7 +436,7 @@ class LearnerSettings:
         h = self.hashed_dims
         if h < 1 or h > 4096 or h & (h - 1):
             raise ValueError(f"hashed_dims must be a power of two in [1, 4096], got {h}")
-        for name in ("bias_var", "dense_var", "text_var", "noise_var"):
+        for name in ("bias_var", "dense_var", "text_var", "noise_var", "stack_prior"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
@@ -371,6 +451,7 @@ class LearnerSettings:
             "dense_var": self.dense_var,
             "text_var": self.text_var,
             "noise_var": self.noise_var,
+            "stack_prior": self.stack_prior,
             "max_models": self.max_models,
         }
 
@@ -395,6 +476,14 @@ class OnlineLearner:
     predicted quality; ``update(model, x, residual)`` folds in one label (``residual`` = observed
     score - the prior's predicted quality). Deterministic: no randomness here (exploration draws
     from its own seeded generator). Not thread-safe: use it from one thread (the event loop).
+
+    How much to trust the hashed-text part is learned per model, not fixed: before each update
+    the head's dense part (bias, difficulty, latent, structure) and text part each predict the
+    label out of sample, and a ridge regression of the residual on those two predictions
+    (prior weights 1, pull ``stack_prior``) gives the weights the offset is the weighted sum of.
+    Where the text only fits noise (a single-topic task) its weight falls toward 0 and the prior's
+    ranking stays; where it predicts (which subject a prompt is about) it keeps its weight. The
+    regression's sums are sufficient statistics: they add across workers like the head itself.
     """
 
     def __init__(self, settings: LearnerSettings | None = None, *, predictor_id: str = "") -> None:
@@ -419,6 +508,9 @@ class OnlineLearner:
         # row 0 is the prior, shared by every model without labels
         self._mu = np.zeros((4, self.dims))
         self._var = np.tile(prior, (4, 1))
+        # stacking sums per row: dd, dt, tt, dr, tr (d, t: the dense and text parts' predictions)
+        self._stack = np.zeros((4, 5))
+        self._weights = np.ones((4, 2))
 
     # ---------------------------------------------------------------- inputs and predictions
     def encode(self, prediction: Any) -> tuple[Any, Any] | None:
@@ -454,11 +546,31 @@ class OnlineLearner:
         """
         np = _np()
         idx, val = x
+        d0 = self._d0
         rows = np.fromiter((self._rows.get(m, 0) for m in models), dtype=np.int64, count=len(models))
         sel = (rows[:, None], idx)
-        mean = self._mu[sel] @ val
-        var = self._var[sel] @ (val * val)
+        mu = self._mu[sel]
+        var = self._var[sel]
+        vv = val * val
+        w = self._weights[rows]
+        mean = w[:, 0] * (mu[:, :d0] @ val[:d0]) + w[:, 1] * (mu[:, d0:] @ val[d0:])
+        var = w[:, 0] ** 2 * (var[:, :d0] @ vv[:d0]) + w[:, 1] ** 2 * (var[:, d0:] @ vv[d0:])
         return mean.tolist(), var.tolist()
+
+    def stacking_weights(self) -> dict[str, tuple[float, float]]:
+        """Each model's learned weights of its dense and text parts (1, 1 before any label)."""
+        return {m: (float(self._weights[r, 0]), float(self._weights[r, 1])) for m, r in sorted(self._rows.items())}
+
+    def _restack(self, row: int) -> None:
+        lam = self.settings.stack_prior
+        dd, dt, tt, dr, tr = self._stack[row].tolist()
+        a, b, c = dd + lam, dt, tt + lam
+        u, v = dr + lam, tr + lam
+        det = a * c - b * b
+        wd = (u * c - v * b) / det
+        wt = (a * v - b * u) / det
+        self._weights[row, 0] = min(1.5, max(0.0, wd))
+        self._weights[row, 1] = min(1.5, max(0.0, wt))
 
     def has_labels(self, models: Sequence[str]) -> bool:
         """Whether any of *models* has a learned head."""
@@ -482,6 +594,8 @@ class OnlineLearner:
             grow = self._mu.shape[0]
             self._mu = np.vstack((self._mu, np.zeros((grow, self.dims))))
             self._var = np.vstack((self._var, np.tile(self._prior_var, (grow, 1))))
+            self._stack = np.vstack((self._stack, np.zeros((grow, 5))))
+            self._weights = np.vstack((self._weights, np.ones((grow, 2))))
         self._rows[model] = row
         self._labels.append(0)
         return row
@@ -497,15 +611,22 @@ class OnlineLearner:
             raise ValueError(f"residual must be a finite number, got {residual!r}")
         row = self._row(model)
         idx, val = x
+        d0 = self._d0
         mu = self._mu[row]
         var = self._var[row]
+        m = mu[idx]
+        pd = float(m[:d0] @ val[:d0])
+        pt = float(m[d0:] @ val[d0:])
+        st = self._stack[row]
+        st += (pd * pd, pd * pt, pt * pt, pd * r, pt * r)
         v = var[idx]
         vx = v * val
         s = self.settings.noise_var + float(vx @ val)
         k = vx / s
-        mu[idx] += k * (r - float(mu[idx] @ val))
+        mu[idx] = m + k * (r - pd - pt)
         var[idx] = v - k * vx
         self._labels[row] += 1
+        self._restack(row)
 
     def reset(self, model: str) -> None:
         """Forget *model*'s head (back to the prior)."""
@@ -513,6 +634,8 @@ class OnlineLearner:
         if row is not None:
             self._mu[row] = 0.0
             self._var[row] = self._prior_var
+            self._stack[row] = 0.0
+            self._weights[row] = 1.0
             self._labels[row] = 0
 
     def merge(self, other: OnlineLearner, base: OnlineLearner | None = None) -> None:
@@ -533,22 +656,25 @@ class OnlineLearner:
             self.predictor_id = other.predictor_id
         p0 = 1.0 / self._prior_var
 
-        def natural(lrn: OnlineLearner | None, model: str) -> tuple[Any, Any, int]:
+        def natural(lrn: OnlineLearner | None, model: str) -> tuple[Any, Any, Any, int]:
             row = lrn._rows.get(model) if lrn is not None else None
             if lrn is None or row is None:
-                return p0, np.zeros(self.dims), 0
+                return p0, np.zeros(self.dims), np.zeros(5), 0
             prec = 1.0 / lrn._var[row]
-            return prec, prec * lrn._mu[row], lrn._labels[row]
+            return prec, prec * lrn._mu[row], lrn._stack[row], lrn._labels[row]
 
         for model in sorted(other._rows):
-            ps, es, ns = natural(self, model)
-            po, eo, no = natural(other, model)
-            pb, eb, nb = natural(base, model)
+            ps, es, ss, ns = natural(self, model)
+            po, eo, so, no = natural(other, model)
+            pb, eb, sb, nb = natural(base, model)
             prec = np.maximum(ps + po - pb, p0)
+            stack = ss + so - sb
             row = self._row(model)
             self._var[row] = 1.0 / prec
             self._mu[row] = (es + eo - eb) / prec
+            self._stack[row] = stack
             self._labels[row] = max(0, ns + no - nb)
+            self._restack(row)
 
     def copy(self) -> OnlineLearner:
         """An independent copy (e.g. the base of the next merge)."""
@@ -562,7 +688,8 @@ class OnlineLearner:
         rows = [self._rows[m] for m in models]
         payload = zlib.compress(
             np.ascontiguousarray(self._mu[rows], dtype="<f8").tobytes()
-            + np.ascontiguousarray(self._var[rows], dtype="<f8").tobytes(),
+            + np.ascontiguousarray(self._var[rows], dtype="<f8").tobytes()
+            + np.ascontiguousarray(self._stack[rows], dtype="<f8").tobytes(),
             6,
         )
         from ._features import FEATURE_VERSION
@@ -626,16 +753,19 @@ class OnlineLearner:
             raw = np.frombuffer(zlib.decompress(payload), dtype="<f8")
         except zlib.error as exc:
             raise LearnedStateError(f"learned state is corrupt ({exc})") from None
-        k = len(models)
-        if raw.size != 2 * k * out.dims:
+        k, dims = len(models), out.dims
+        if raw.size != k * (2 * dims + 5):
             raise LearnedStateError("learned state is corrupt (size)")
-        mu = raw[: k * out.dims].reshape(k, out.dims)
-        var = raw[k * out.dims :].reshape(k, out.dims)
-        if not (np.isfinite(mu).all() and np.isfinite(var).all() and (var > 0).all()):
+        mu = raw[: k * dims].reshape(k, dims)
+        var = raw[k * dims : 2 * k * dims].reshape(k, dims)
+        stack = raw[2 * k * dims :].reshape(k, 5)
+        if not (np.isfinite(raw).all() and (var > 0).all()):
             raise LearnedStateError("learned state is corrupt (non-finite or non-positive values)")
         for i, m in enumerate(models):
             row = out._row(m)
             out._mu[row] = mu[i]
             out._var[row] = var[i]
+            out._stack[row] = stack[i]
             out._labels[row] = labels[i]
+            out._restack(row)
         return out

@@ -309,7 +309,7 @@ class Router:
         if self._predictor is None:
             self._predictor = Predictor.default()
         models = list(dict.fromkeys(c.model for c in cands))
-        profiles = [self._profile(m) for m in models]
+        profiles = self._learning.route_profiles(models)  # unknown models: a price or family prior
         prediction = self._predictor.try_predict(req.messages, profiles, tools=req.tools)
         cheapest = {m: min(c.est_cost_usd for c in cands if c.model == m) for m in models}
         decision = self._learning.decide(  # the prior's choice, adjusted by what was learned (learning.py)

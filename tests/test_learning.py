@@ -30,7 +30,7 @@ def pred() -> Predictor:
 
 def _learning(**cfg: Any) -> Learning:
     """A Learning outside a router (the parts these tests exercise need only its config)."""
-    return Learning(SimpleNamespace(config=SimpleNamespace(learning=LearningConfig(**cfg))))  # type: ignore[arg-type]
+    return Learning(None, config=LearningConfig(**cfg))
 
 
 def test_the_prior_dominates_few_labels_and_the_learned_part_takes_over(pred: Predictor) -> None:
