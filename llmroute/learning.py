@@ -27,16 +27,19 @@ worker thread. ``import llmroute.learning`` imports neither numpy nor the predic
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import hashlib
 import json
 import logging
 import math
+import os
 import zlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import InvalidRequestError, LLMRouteError
 
@@ -46,7 +49,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from .router import Router
     from .types import Message, Reply
 
-__all__ = ["LearnedStateError", "LearnerSettings", "Learning", "OnlineLearner", "prior_profiles"]
+__all__ = [
+    "MAX_CHECKED_CHARS",
+    "FileStore",
+    "LearnedStateError",
+    "LearnerSettings",
+    "Learning",
+    "OnlineLearner",
+    "StateStore",
+    "parse_grade",
+    "prior_profiles",
+    "structured_output_failed",
+]
 
 _log = logging.getLogger("llmroute.learning")
 
@@ -81,24 +95,103 @@ class Learning:
         self._feedback: dict[str, deque[tuple[tuple[float, ...], float]]] = {}
         self._settings = settings or LearnerSettings()
         self._learner: OnlineLearner | None = None
+        self._base: OnlineLearner | None = None  # the state at the last load or sync (see :meth:`sync`)
+        self._pending_state = _read_state_file(cfg.state_file)
         self._rng: Any = None
         self._route_profiles: dict[tuple[str, ...], list[Any]] = {}
         #: Estimated cost of the learned decisions' best guesses, and what exploring added to it.
         self.routed_cost_usd = 0.0
         self.explore_cost_usd = 0.0
         self.explored_calls = 0
+        #: 0 labels learned from replies that broke their structured-output contract.
+        self.auto_labels = 0
+        #: What the sampled judge did: graded, dropped (queue full), over_budget, unparsed, failed.
+        self.judge_stats = {"graded": 0, "dropped": 0, "over_budget": 0, "unparsed": 0, "failed": 0}
+        #: What the judge's calls cost so far (USD); it stops at ``judge.max_cost_usd``.
+        self.judge_spent_usd = 0.0
+        self._judge_reserved = 0.0
+        self._judge_queue: deque[_JudgeItem] = deque()
+        self._judge_wakeup: Any = None
+        self._limiter: Any = None
 
     # ------------------------------------------------------------------ the online head
     @property
     def learner(self) -> OnlineLearner:
-        """The online per-model heads (created on first use)."""
+        """The online per-model heads (created on first use, from ``state_file`` when it holds a
+        usable state: a corrupt one, or one of other settings, is reported and ignored)."""
         if self._learner is None:
-            self._learner = OnlineLearner(self._settings)
+            self._learner = self._from_blob(self._pending_state) or OnlineLearner(self._settings)
+            self._pending_state = None
+            self._base = self._learner.copy()
         return self._learner
 
     @learner.setter
     def learner(self, value: OnlineLearner) -> None:
         self._learner = value
+
+    def _from_blob(self, data: bytes | None) -> OnlineLearner | None:
+        if not data:
+            return None
+        try:
+            return OnlineLearner.from_bytes(data, settings=self._settings)
+        except LearnedStateError as exc:
+            _log.warning("ignoring the learned state (%s): routing starts again from the shipped prior", exc)
+            return None
+
+    async def save(self, store: StateStore | str | os.PathLike[str] | None = None) -> None:
+        """Write the learned state to *store* (a :class:`StateStore` or a file path; default the
+        config's ``learning.state_file``). The blob is taken at once; the write runs in a thread."""
+        await self._store(store).save(self.learner.to_bytes())
+
+    async def load(self, store: StateStore | str | os.PathLike[str] | None = None) -> bool:
+        """Replace the learned state by the one in *store* (default ``learning.state_file``).
+
+        Returns False, with a warning, and keeps the current state when there is none or it is
+        corrupt or of other settings; a state fitted against another predictor is dropped at the
+        first prediction (warning again): routing then starts from the shipped prior.
+        """
+        loaded = self._from_blob(await self._store(store).load())
+        if loaded is None:
+            return False
+        self._learner = loaded
+        self._base = loaded.copy()
+        return True
+
+    async def sync(self, store: StateStore) -> None:
+        """Merge what this worker learned since its last sync into the shared state in *store*, and
+        continue from the merged state: a fleet of workers syncing now and then learns together.
+
+        Uses the store's atomic :meth:`StateStore.update` (natural parameters and stacking sums
+        add, see :meth:`OnlineLearner.merge`); a corrupt shared state is replaced, with a warning.
+        """
+        local = self.learner.to_bytes()
+        base = (self._base or OnlineLearner(self._settings)).to_bytes()
+        settings = self._settings
+
+        def merge(shared: bytes | None) -> bytes:
+            mine = OnlineLearner.from_bytes(local)
+            try:
+                out = OnlineLearner.from_bytes(shared, settings=settings) if shared else None
+            except LearnedStateError as exc:
+                _log.warning("the shared learned state is unusable (%s): replacing it", exc)
+                out = None
+            if out is None:
+                return local
+            out.merge(mine, base=OnlineLearner.from_bytes(base))
+            return out.to_bytes()
+
+        merged = OnlineLearner.from_bytes(await store.update(merge))
+        self._learner = merged
+        self._base = merged.copy()
+
+    def _store(self, store: StateStore | str | os.PathLike[str] | None) -> StateStore:
+        if store is None:
+            if not self.config.state_file:
+                raise InvalidRequestError("no store given and the config sets no learning.state_file")
+            return FileStore(self.config.state_file)
+        if isinstance(store, (str, os.PathLike)):
+            return FileStore(store)
+        return store
 
     def _random(self) -> Any:
         if self._rng is None:
@@ -131,9 +224,10 @@ class Learning:
         learner = self.learner
         if not explore and not learner.has_labels(names):
             return choose(prediction, candidates, quality_target=quality_target, cost_weight=cost_weight)
-        x = self._encode(prediction)
-        if x is None:
+        x = self._encode(prediction)  # may drop a state fitted against another predictor
+        if x is None or not (explore or self.learner.has_labels(names)):
             return choose(prediction, candidates, quality_target=quality_target, cost_weight=cost_weight)
+        learner = self.learner
         prior = prediction.quality
         have = [m for m in names if m in prior]
         mean, var = learner.predict(have, x)
@@ -227,6 +321,122 @@ class Learning:
                 return [configured[m] for m in key]
             self._route_profiles[key] = hit
         return hit
+
+    # ------------------------------------------------------------------ label sources
+    def observe(self, request: Any, reply: Reply) -> None:
+        """Labels from a reply itself, right after it arrived (what the router calls; never raises).
+
+        A reply of a predictive route that breaks its request's structured-output contract
+        (:func:`structured_output_failed`) becomes a 0 label for the model that answered
+        (``structured_output_labels``); a ``judge.share`` of them is queued for the sampled judge.
+        Both are skipped for the judge's own calls.
+        """
+        if _JUDGING.get():
+            return
+        decision = reply.route.prediction
+        source = getattr(decision, "source", None)
+        if source is None or not self.config.enabled:
+            return
+        try:
+            if self.config.structured_output_labels:
+                why = structured_output_failed(request, reply)
+                if why is not None and self.learn(reply.model, source, 0.0):
+                    self.auto_labels += 1
+                    _log.debug("0 label for %s: %s", reply.model, why)
+            judge = self.config.judge
+            if judge is not None and judge.share > 0 and reply.text and self._random().random() < judge.share:
+                if len(self._judge_queue) >= judge.max_pending:
+                    self.judge_stats["dropped"] += 1
+                else:
+                    item = _JudgeItem(reply.model, source, _last_user_text(request.messages), reply.text)
+                    self._judge_queue.append(item)
+                    if self._judge_wakeup is not None:
+                        self._judge_wakeup.set()
+        except Exception as exc:  # a label source must never fail the call it observes
+            _log.warning("could not learn from a reply: %s", exc)
+
+    async def run_judge(self) -> None:
+        """Grade queued replies with the configured judge until cancelled (the router runs this in
+        its task group when used as ``async with router:``); at most ``judge.max_concurrency`` at once."""
+        import anyio
+
+        _JUDGING.set(True)
+        async with anyio.create_task_group() as tg:
+            while True:
+                if not self._judge_queue:
+                    self._judge_wakeup = anyio.Event()
+                    await self._judge_wakeup.wait()
+                    continue
+                item = self._judge_queue.popleft()
+                await self._judge_limiter().acquire()
+                tg.start_soon(self._grade_released, item)
+
+    async def judge_pending(self) -> int:
+        """Grade every reply queued for the judge now, and return how many got a label (for routers
+        not used as ``async with router:``, which runs the judge in the background)."""
+        import anyio
+
+        token = _JUDGING.set(True)
+        try:
+            before = self.judge_stats["graded"]
+            async with anyio.create_task_group() as tg:
+                while self._judge_queue:
+                    item = self._judge_queue.popleft()
+                    await self._judge_limiter().acquire()
+                    tg.start_soon(self._grade_released, item)
+            return self.judge_stats["graded"] - before
+        finally:
+            _JUDGING.reset(token)
+
+    def _judge_limiter(self) -> Any:
+        if self._limiter is None:
+            import anyio
+
+            assert self.config.judge is not None
+            self._limiter = anyio.Semaphore(self.config.judge.max_concurrency)
+        return self._limiter
+
+    async def _grade_released(self, item: _JudgeItem) -> None:
+        try:
+            await self._grade(item)
+        finally:
+            self._judge_limiter().release()
+
+    async def _grade(self, item: _JudgeItem) -> None:
+        """One judge call (cost checked against the cap before, counted after); never raises."""
+        judge = self.config.judge
+        assert judge is not None
+        router = self._router
+        stats = self.judge_stats
+        messages = [
+            {"role": "system", "content": _JUDGE_SYSTEM},
+            {
+                "role": "user",
+                "content": f"Request:\n{_clip_text(item.question)}\n\nAnswer:\n{_clip_text(item.answer)}\n\n"
+                "Grade (0-10):",
+            },
+        ]
+        kwargs = {"route": judge.route, "model": judge.model, "max_tokens": 4, "temperature": 0.0}
+        try:
+            plan = router.plan(messages, **kwargs)
+            est = max((c.est_cost_usd for c in plan.trace.candidates), default=0.0)
+            if self.judge_spent_usd + self._judge_reserved + est > judge.max_cost_usd:
+                stats["over_budget"] += 1
+                return
+            self._judge_reserved += est
+            try:
+                reply = await router.complete(messages, **kwargs)
+            finally:
+                self._judge_reserved -= est
+            self.judge_spent_usd += reply.total_cost_usd
+            grade = parse_grade(reply.text)
+            if grade is None:
+                stats["unparsed"] += 1
+            elif self.learn(item.model, item.source, grade):
+                stats["graded"] += 1
+        except Exception as exc:  # the caller's reply is long gone: log, count, go on
+            stats["failed"] += 1
+            _log.warning("judge call failed: %s", exc)
 
     # ------------------------------------------------------------------ calibration
     def calibrate(
@@ -365,6 +575,19 @@ def prior_profiles(
     return out
 
 
+def _read_state_file(path: str | None) -> bytes | None:
+    """The bytes of a configured state file (read once at start-up; missing: None, with a note)."""
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        _log.info("no learned state at %s yet: starting from the shipped prior", path)
+    except OSError as exc:
+        _log.warning("cannot read the learned state at %s (%s): starting from the shipped prior", path, exc)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Adjusted:
     """A prediction seen through learned (or sampled) quality, for :func:`choose`."""
@@ -429,6 +652,8 @@ class LearnerSettings:
     noise_var: float = 1.0
     #: Pull of the stacking weights toward 1 (see :class:`OnlineLearner`), in squared-prediction units.
     stack_prior: float = 1.0
+    #: A head shared by all models (what makes a prompt harder for everyone) under the per-model heads.
+    shared_head: bool = True
     #: Most models the learner keeps a head for (memory bound: about 17 kB per model).
     max_models: int = 256
 
@@ -452,12 +677,15 @@ class LearnerSettings:
             "text_var": self.text_var,
             "noise_var": self.noise_var,
             "stack_prior": self.stack_prior,
+            "shared_head": self.shared_head,
             "max_models": self.max_models,
         }
 
 
 #: Dense inputs before the hashed buckets: bias, difficulty, latent 1..3, then the structural features.
 _N_LEAD = 5
+#: Row name of the head shared by all models (not a possible config model name).
+_SHARED = "\x00shared"
 _MAGIC = b"LLMRLS\x00"
 STATE_VERSION = 1
 
@@ -477,13 +705,15 @@ class OnlineLearner:
     score - the prior's predicted quality). Deterministic: no randomness here (exploration draws
     from its own seeded generator). Not thread-safe: use it from one thread (the event loop).
 
-    How much to trust the hashed-text part is learned per model, not fixed: before each update
-    the head's dense part (bias, difficulty, latent, structure) and text part each predict the
-    label out of sample, and a ridge regression of the residual on those two predictions
-    (prior weights 1, pull ``stack_prior``) gives the weights the offset is the weighted sum of.
-    Where the text only fits noise (a single-topic task) its weight falls toward 0 and the prior's
+    Two levels: a head shared by every model learns what makes a prompt harder (or easier) than
+    the prior said *for everyone*; each model's own head learns how that model departs from it,
+    which is what decides between models. How much to trust a model's own head is learned, not
+    fixed: before each update its dense part (bias, difficulty, latent, structure) and its text
+    part each predict the label out of sample, and a ridge regression of the residual on those two
+    predictions (prior weights 1, pull ``stack_prior``) gives the weights of the two parts. Where
+    the text only fits noise (a single-topic task) its weight falls toward 0 and the prior's
     ranking stays; where it predicts (which subject a prompt is about) it keeps its weight. The
-    regression's sums are sufficient statistics: they add across workers like the head itself.
+    regression's sums are sufficient statistics: they add across workers like the heads.
     """
 
     def __init__(self, settings: LearnerSettings | None = None, *, predictor_id: str = "") -> None:
@@ -547,19 +777,28 @@ class OnlineLearner:
         np = _np()
         idx, val = x
         d0 = self._d0
-        rows = np.fromiter((self._rows.get(m, 0) for m in models), dtype=np.int64, count=len(models))
+        get = self._rows.get
+        n = len(models)
+        rows = np.fromiter((get(m, 0) for m in (*models, _SHARED)), dtype=np.int64, count=n + 1)
         sel = (rows[:, None], idx)
         mu = self._mu[sel]
-        var = self._var[sel]
+        sd = self._var[sel]
         vv = val * val
-        w = self._weights[rows]
-        mean = w[:, 0] * (mu[:, :d0] @ val[:d0]) + w[:, 1] * (mu[:, d0:] @ val[d0:])
-        var = w[:, 0] ** 2 * (var[:, :d0] @ vv[:d0]) + w[:, 1] ** 2 * (var[:, d0:] @ vv[d0:])
+        w = self._weights[rows[:n]]
+        mean = w[:, 0] * (mu[:n, :d0] @ val[:d0]) + w[:, 1] * (mu[:n, d0:] @ val[d0:])
+        var = w[:, 0] ** 2 * (sd[:n, :d0] @ vv[:d0]) + w[:, 1] ** 2 * (sd[:n, d0:] @ vv[d0:])
+        if rows[n]:  # the shared head, once it has labels
+            mean += float(mu[n] @ val)
+            var += float(sd[n] @ vv)
         return mean.tolist(), var.tolist()
 
     def stacking_weights(self) -> dict[str, tuple[float, float]]:
         """Each model's learned weights of its dense and text parts (1, 1 before any label)."""
-        return {m: (float(self._weights[r, 0]), float(self._weights[r, 1])) for m, r in sorted(self._rows.items())}
+        return {
+            m: (float(self._weights[r, 0]), float(self._weights[r, 1]))
+            for m, r in sorted(self._rows.items())
+            if m != _SHARED
+        }
 
     def _restack(self, row: int) -> None:
         lam = self.settings.stack_prior
@@ -573,13 +812,13 @@ class OnlineLearner:
         self._weights[row, 1] = min(1.5, max(0.0, wt))
 
     def has_labels(self, models: Sequence[str]) -> bool:
-        """Whether any of *models* has a learned head."""
+        """Whether anything was learned that applies to *models*."""
         rows = self._rows
-        return any(m in rows for m in models)
+        return _SHARED in rows or any(m in rows for m in models)
 
     def labels(self) -> dict[str, int]:
         """Labels folded into each model's head."""
-        return {m: self._labels[r] for m, r in sorted(self._rows.items())}
+        return {m: self._labels[r] for m, r in sorted(self._rows.items()) if m != _SHARED}
 
     # ---------------------------------------------------------------- learning
     def _row(self, model: str) -> int:
@@ -609,24 +848,35 @@ class OnlineLearner:
         r = float(residual)
         if not math.isfinite(r):
             raise ValueError(f"residual must be a finite number, got {residual!r}")
-        row = self._row(model)
+        if model == _SHARED:
+            raise ValueError("that model name is reserved")
         idx, val = x
+        if self.settings.shared_head:
+            shared = self._row(_SHARED)
+            common = float(self._mu[shared, idx] @ val)
+            self._adf(shared, idx, val, r)
+            self._labels[shared] += 1
+            r -= common  # the model's own head learns how it departs from everyone
+        row = self._row(model)
         d0 = self._d0
+        m = self._mu[row, idx]
+        pd = float(m[:d0] @ val[:d0])
+        pt = float(m[d0:] @ val[d0:])
+        self._stack[row] += (pd * pd, pd * pt, pt * pt, pd * r, pt * r)
+        self._adf(row, idx, val, r)
+        self._labels[row] += 1
+        self._restack(row)
+
+    def _adf(self, row: int, idx: Any, val: Any, target: float) -> None:
+        """One linear-Gaussian observation of *target* folded into a row (diagonal posterior)."""
         mu = self._mu[row]
         var = self._var[row]
         m = mu[idx]
-        pd = float(m[:d0] @ val[:d0])
-        pt = float(m[d0:] @ val[d0:])
-        st = self._stack[row]
-        st += (pd * pd, pd * pt, pt * pt, pd * r, pt * r)
         v = var[idx]
         vx = v * val
-        s = self.settings.noise_var + float(vx @ val)
-        k = vx / s
-        mu[idx] = m + k * (r - pd - pt)
+        k = vx / (self.settings.noise_var + float(vx @ val))
+        mu[idx] = m + k * (target - float(m @ val))
         var[idx] = v - k * vx
-        self._labels[row] += 1
-        self._restack(row)
 
     def reset(self, model: str) -> None:
         """Forget *model*'s head (back to the prior)."""
@@ -769,3 +1019,192 @@ class OnlineLearner:
             out._labels[row] = labels[i]
             out._restack(row)
         return out
+
+
+# ---------------------------------------------------------------------------- automatic labels
+
+#: Replies longer than this are not parsed for the structured-output check (it must stay cheap).
+MAX_CHECKED_CHARS = 1 << 20
+
+
+def structured_output_failed(request: Any, reply: Any) -> str | None:
+    """Why *reply* breaks its own request's structured-output contract, or None.
+
+    Checks, cheaply: under a JSON ``response_format`` (``json_object`` / ``json_schema``) the text
+    must parse as JSON (and, for a schema with top-level ``required`` keys, be an object holding
+    them); every tool call's arguments must parse as a JSON object holding the ``required``
+    parameters of the tool it names. Replies over :data:`MAX_CHECKED_CHARS` are not checked.
+    A pass proves nothing about quality, so only failures become labels.
+    """
+    fmt = getattr(request, "response_format", None)
+    kind = fmt.get("type") if isinstance(fmt, Mapping) else None
+    text = getattr(reply, "text", None)
+    if kind in ("json_object", "json_schema") and not getattr(reply, "tool_calls", ()) and text is not None:
+        if len(text) > MAX_CHECKED_CHARS:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return f"response_format {kind}: the reply is not valid JSON"
+        if kind == "json_schema":
+            spec = fmt.get("json_schema")
+            missing = _missing_required(spec.get("schema") if isinstance(spec, Mapping) else None, value)
+            if missing:
+                return f"response_format json_schema: {missing}"
+    required = _tool_required(getattr(request, "tools", None))
+    for call in getattr(reply, "tool_calls", ()) or ():
+        args = call.arguments or "{}"
+        if len(args) > MAX_CHECKED_CHARS:
+            continue
+        try:
+            value = json.loads(args)
+        except ValueError:
+            return f"tool call {call.name}: arguments are not valid JSON"
+        if not isinstance(value, dict):
+            return f"tool call {call.name}: arguments are not a JSON object"
+        missing = _missing_required({"required": required.get(call.name, [])}, value)
+        if missing:
+            return f"tool call {call.name}: {missing}"
+    return None
+
+
+def _missing_required(schema: Any, value: Any) -> str | None:
+    req = schema.get("required") if isinstance(schema, Mapping) else None
+    if not req:
+        return None
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    gone = [str(k) for k in req if k not in value]
+    return f"missing required {', '.join(gone)}" if gone else None
+
+
+def _tool_required(tools: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for tool in tools or ():
+        if not isinstance(tool, Mapping):
+            continue
+        fn = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
+        name = fn.get("name")
+        params = fn.get("parameters") or fn.get("input_schema") or {}
+        if isinstance(name, str) and isinstance(params, Mapping) and isinstance(params.get("required"), list):
+            out[name] = params["required"]
+    return out
+
+
+#: Set in the judge's own calls, so that they are never judged or labelled themselves.
+_JUDGING: contextvars.ContextVar[bool] = contextvars.ContextVar("llmroute_judging", default=False)
+
+_JUDGE_SYSTEM = (
+    "You grade an AI assistant's answer to a user's request. Reply with one integer from 0 (wrong, "
+    "unhelpful or refused) to 10 (fully correct and helpful), and nothing else."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _JudgeItem:
+    model: str
+    source: Any
+    question: str
+    answer: str
+
+
+def _clip_text(text: str, limit: int = 6000) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + "\n[...]\n" + text[-limit // 2 :]
+
+
+def _last_user_text(messages: Any) -> str:
+    for m in reversed(list(messages or ())):
+        if isinstance(m, Mapping) and m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, str):
+                return c
+            if isinstance(c, (list, tuple)):
+                return "\n".join(p.get("text", "") for p in c if isinstance(p, Mapping) and p.get("text"))
+    return ""
+
+
+def parse_grade(text: str | None) -> float | None:
+    """The 0..1 grade in a judge's reply (its first integer 0-10, divided by 10), or None."""
+    import re
+
+    m = re.search(r"\b(10|[0-9])\b", text or "")
+    return int(m.group(1)) / 10.0 if m else None
+
+
+# ---------------------------------------------------------------------------- persistence
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Where a learned state blob lives between runs and workers (:class:`FileStore` here; a Redis
+    store plugs in the same way). Blobs are :meth:`OnlineLearner.to_bytes` output."""
+
+    async def load(self) -> bytes | None:
+        """The stored blob, or None when there is none yet."""
+        ...
+
+    async def save(self, data: bytes) -> None:
+        """Replace the stored blob."""
+        ...
+
+    async def update(self, fn: Callable[[bytes | None], bytes]) -> bytes:
+        """Atomically replace the stored blob by ``fn(stored)`` (read-modify-write under the
+        store's lock: how workers of a fleet merge what they learned); returns the new blob."""
+        ...
+
+
+class FileStore:
+    """A :class:`StateStore` in one file: atomic replace on save, an ``fcntl`` lock (POSIX) around
+    :meth:`update` so that processes on one machine can merge into the same file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"FileStore({str(self.path)!r})"
+
+    async def load(self) -> bytes | None:
+        """The file's bytes, or None when it does not exist."""
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._read)
+
+    async def save(self, data: bytes) -> None:
+        """Write *data* to a temporary file beside the target, then rename it over the target."""
+        import anyio.to_thread
+
+        await anyio.to_thread.run_sync(self._write, bytes(data))
+
+    async def update(self, fn: Callable[[bytes | None], bytes]) -> bytes:
+        """Read, transform and write the file under an exclusive lock on ``<path>.lock``."""
+        import anyio.to_thread
+
+        def locked() -> bytes:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path.with_name(self.path.name + ".lock"), "a+b") as lock:
+                try:
+                    import fcntl
+
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+                except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
+                    pass
+                out = fn(self._read())
+                self._write(out)
+                return out
+
+        return await anyio.to_thread.run_sync(locked)
+
+    def _read(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _write(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)

@@ -139,6 +139,7 @@ class Router:
         self._warm = False
         self._profiles: dict[str, Any] = {}
         self._learning = Learning(self)
+        self._background: Any = None
         self._deployments: dict[str, list[_Deployment]] = {
             name: self._resolve_model(name, model) for name, model in cfg.models.items()
         }
@@ -360,7 +361,9 @@ class Router:
             response_format=response_format,
             extra_body=extra_body,
         )
-        return await self._executor.complete(plan)
+        reply = await self._executor.complete(plan)
+        self._learning.observe(plan.request, reply)  # labels from the reply itself (learning.py)
+        return reply
 
     def stream(
         self,
@@ -511,9 +514,19 @@ class Router:
             await self._client.aclose()
 
     async def __aenter__(self) -> Router:
+        if self.config.learning.judge is not None:  # the sampled judge grades in the background
+            import anyio
+
+            self._background = anyio.create_task_group()
+            await self._background.__aenter__()
+            self._background.start_soon(self._learning.run_judge)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        background, self._background = self._background, None
+        if background is not None:
+            background.cancel_scope.cancel()
+            await background.__aexit__(None, None, None)
         await self.aclose()
 
     def __repr__(self) -> str:

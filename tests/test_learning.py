@@ -41,7 +41,7 @@ def test_the_prior_dominates_few_labels_and_the_learned_part_takes_over(pred: Pr
     assert lrn.predict(["small"], x) == ([0.0], [pytest.approx(lrn.predict(["never-seen"], x)[1][0])])
     lrn.update("small", x, -0.5)  # one label: the model did 0.5 worse than the prior said
     one = lrn.predict(["small"], x)[0][0]
-    assert -0.2 < one < 0.0  # a single label moves it a little
+    assert -0.3 < one < 0.0  # a single label moves it a little
     for prompt in MATHS[1:]:
         lrn.update("small", lrn.encode(pred.predict(prompt, PROFILES)), -0.5)
     many = lrn.predict(["small"], x)[0][0]
@@ -250,3 +250,195 @@ def test_encode_matches_the_features_of_the_prediction(pred: Predictor) -> None:
     assert np.array_equal(hashed, np.unique(p.features.buckets & 1023))
     assert np.linalg.norm(val[29:]) == pytest.approx(1.0)
     assert OnlineLearner().encode(SimpleNamespace(features=None)) is None
+
+
+# ---------------------------------------------------------------------------- label sources
+
+
+def _reply(text: str | None = None, calls: tuple[tuple[str, str], ...] = ()) -> Any:
+    from llmroute.types import ToolCall
+
+    return SimpleNamespace(text=text, tool_calls=tuple(ToolCall(f"c{i}", n, a) for i, (n, a) in enumerate(calls)))
+
+
+def test_structured_output_checks() -> None:
+    from llmroute.learning import MAX_CHECKED_CHARS, structured_output_failed
+
+    js = SimpleNamespace(response_format={"type": "json_object"}, tools=None)
+    assert structured_output_failed(js, _reply('{"a": 1}')) is None
+    assert "not valid JSON" in structured_output_failed(js, _reply('{"a": 1'))
+    assert structured_output_failed(js, _reply("x" * (MAX_CHECKED_CHARS + 1))) is None  # too big to check
+    schema = {"type": "json_schema", "json_schema": {"name": "s", "schema": {"required": ["a", "b"]}}}
+    req = SimpleNamespace(response_format=schema, tools=None)
+    assert "missing required b" in structured_output_failed(req, _reply('{"a": 1}'))
+    assert structured_output_failed(req, _reply('{"a": 1, "b": 2}')) is None
+    tool = {"type": "function", "function": {"name": "w", "parameters": {"type": "object", "required": ["city"]}}}
+    treq = SimpleNamespace(response_format=None, tools=[tool])
+    assert structured_output_failed(treq, _reply(calls=(("w", '{"city": "Oslo"}'),))) is None
+    assert "not valid JSON" in structured_output_failed(treq, _reply(calls=(("w", '{"city": '),)))
+    assert "missing required city" in structured_output_failed(treq, _reply(calls=(("w", "{}"),)))
+    assert "not a JSON object" in structured_output_failed(treq, _reply(calls=(("w", "[1]"),)))
+    plain = SimpleNamespace(response_format=None, tools=None)
+    assert structured_output_failed(plain, _reply("not json at all")) is None
+
+
+def test_parse_grade() -> None:
+    from llmroute.learning import parse_grade
+
+    assert parse_grade("8") == 0.8
+    assert parse_grade("Grade: 10/10") == 1.0
+    assert parse_grade(" 0") == 0.0
+    assert parse_grade("excellent") is None and parse_grade(None) is None
+
+
+@pytest.fixture(scope="module")
+def lfleet() -> Any:
+    """A fleet of its own: these tests script the replies."""
+    from llmroute.testing import FakeProvider
+
+    with Fleet([FakeProvider("cheap"), FakeProvider("dear"), FakeProvider("judge", reply="7")]) as f:
+        yield f
+
+
+def _lconfig(fleet: Fleet, **learning: Any) -> dict[str, Any]:
+    def prov(name: str) -> dict[str, Any]:
+        return {"api": "openai", "base_url": fleet.base_url(name), "api_key": "k"}
+
+    return {
+        "providers": {n: prov(n) for n in ("cheap", "dear", "judge")},
+        "models": {
+            "cheap": {
+                "deployments": [{"provider": "cheap", "model": "c", "price": {"input": 0.1, "output": 0.1}}],
+                "predictor": {"tier": "small"},
+            },
+            "dear": {
+                "deployments": [{"provider": "dear", "model": "d", "price": {"input": 5, "output": 5}}],
+                "predictor": {"tier": "frontier"},
+            },
+            "grader": {"deployments": [{"provider": "judge", "model": "j", "price": {"input": 1000, "output": 1000}}]},
+        },
+        "routes": {"auto": {"models": ["cheap", "dear"], "strategy": "predictive", "quality_target": 0.0}},
+        "learning": learning,
+    }
+
+
+@pytest.mark.anyio
+async def test_a_reply_that_breaks_its_json_contract_is_a_zero_label(lfleet: Fleet) -> None:
+    lfleet["cheap"].reply = '{"answer": 4'  # cut-off JSON
+    try:
+        async with llmroute.Router.from_dict(_lconfig(lfleet)) as r:
+            fmt = {"type": "json_object"}
+            for i in range(3):
+                await r.complete(f"2+2 as JSON ({i})", route="auto", response_format=fmt)
+            await r.complete("no format asked", route="auto")
+            assert r.learning.auto_labels == 3 and r.learning.learner.labels() == {"cheap": 3}
+        async with llmroute.Router.from_dict(_lconfig(lfleet, structured_output_labels=False)) as r:
+            await r.complete("2+2 as JSON", route="auto", response_format=fmt)
+            assert r.learning.auto_labels == 0 and r.learning.learner.labels() == {}
+    finally:
+        lfleet["cheap"].reply = None
+
+
+@pytest.mark.anyio
+async def test_sampled_judge_grades_off_the_callers_path_within_its_budget(lfleet: Fleet) -> None:
+    import anyio
+
+    # every reply is sampled; each judge call costs ~0.02-0.03 USD, the cap allows a few
+    cfg = _lconfig(lfleet, judge={"model": "grader", "share": 1.0, "max_cost_usd": 0.1, "max_concurrency": 2})
+    r = llmroute.Router.from_dict(cfg)
+    calls = lfleet["judge"].calls
+    try:
+        for i in range(8):
+            await r.complete(f"What is the capital of country number {i}?", route="auto")
+        # nothing was graded on the callers' path: all 8 wait for the judge
+        assert len(r.learning._judge_queue) == 8 and lfleet["judge"].calls == calls
+        graded = await r.learning.judge_pending()
+        stats = r.learning.judge_stats
+        assert graded == stats["graded"] > 0 and stats["over_budget"] == 8 - graded
+        assert 0 < r.learning.judge_spent_usd <= 0.1
+        assert r.learning.learner.labels() == {"cheap": graded}
+        assert lfleet["judge"].calls - calls == graded  # the judge's own replies were never judged
+    finally:
+        await r.aclose()
+    cfg["learning"]["judge"]["max_cost_usd"] = 100.0
+    async with llmroute.Router.from_dict(cfg) as r:  # in the background under `async with`
+        for i in range(4):
+            await r.complete(f"Name a river in country number {i}.", route="auto")
+        with anyio.fail_after(10):
+            while r.learning.judge_stats["graded"] < 4:
+                await anyio.sleep(0.01)
+        assert r.learning.learner.labels() == {"cheap": 4}
+
+
+def test_judge_config_is_checked(lfleet: Fleet) -> None:
+    for judge, path in (({"model": "nope"}, "learning.judge.model"), ({}, "learning.judge")):
+        with pytest.raises(llmroute.ConfigError) as err:
+            llmroute.Router.from_dict(_lconfig(lfleet, judge=judge))
+        assert path in [p for p, _ in err.value.errors]
+
+
+# ---------------------------------------------------------------------------- persistence
+
+
+@pytest.mark.anyio
+async def test_learned_state_survives_a_restart(lfleet: Fleet, tmp_path: Any) -> None:
+    path = tmp_path / "learned.bin"
+    async with llmroute.Router.from_dict(_lconfig(lfleet, state_file=str(path))) as r:
+        for i in range(10):
+            r.record_feedback(await r.complete(f"Hello there number {i}", route="auto"), 0.0)
+        before = (await r.complete("Hello there number 3", route="auto")).route.prediction.quality
+        await r.learning.save()
+    async with llmroute.Router.from_dict(_lconfig(lfleet, state_file=str(path))) as r2:
+        again = (await r2.complete("Hello there number 3", route="auto")).route.prediction
+        assert again.quality == before and r2.learning.learner.labels() == {"cheap": 10}
+    async with llmroute.Router.from_dict(_lconfig(lfleet)) as r3:  # no state file: the prior
+        fresh = (await r3.complete("Hello there number 3", route="auto")).route.prediction
+        assert fresh.prior_quality == {} and fresh.quality != before
+        assert await r3.learning.load(path) and r3.learning.learner.labels() == {"cheap": 10}
+
+
+@pytest.mark.anyio
+async def test_corrupt_or_mismatched_state_warns_and_keeps_the_prior(
+    lfleet: Fleet, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "learned.bin"
+    path.write_bytes(b"LLMRLS\x00\x01 definitely not a state")
+    with caplog.at_level("WARNING", logger="llmroute.learning"):
+        async with llmroute.Router.from_dict(_lconfig(lfleet, state_file=str(path))) as r:
+            reply = await r.complete("Hello", route="auto")
+            assert reply.route.prediction.prior_quality == {}  # the prior decided
+            assert r.learning.learner.labels() == {}
+    assert "ignoring the learned state" in caplog.text
+    caplog.clear()
+    other = OnlineLearner(predictor_id="0123456789ab")  # fitted against another predictor
+    p = Predictor.default().predict("Hello", PROFILES)
+    other.update("cheap", other.encode(p), -0.5)
+    path.write_bytes(other.to_bytes())
+    with caplog.at_level("WARNING", logger="llmroute.learning"):
+        async with llmroute.Router.from_dict(_lconfig(lfleet, state_file=str(path))) as r:
+            reply = await r.complete("Hello", route="auto")
+            assert r.learning.learner.labels() == {} and reply.route.prediction.prior_quality == {}
+    assert "fitted against predictor 0123456789ab" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_workers_sync_through_a_shared_file(lfleet: Fleet, tmp_path: Any) -> None:
+    from llmroute.learning import FileStore, StateStore
+
+    store = FileStore(tmp_path / "shared.bin")
+    assert isinstance(store, StateStore) and await store.load() is None
+    async with llmroute.Router.from_dict(_lconfig(lfleet)) as a, llmroute.Router.from_dict(_lconfig(lfleet)) as b:
+        for i in range(6):
+            a.record_feedback(await a.complete(f"Worker A question {i}", route="auto"), 0.0)
+            b.record_feedback(await b.complete(f"Worker B question {i}", route="auto"), 0.0)
+        await a.learning.sync(store)
+        await b.learning.sync(store)
+        assert b.learning.learner.labels() == {"cheap": 12}
+        await a.learning.sync(store)  # A picks up B's labels, and counts its own once
+        assert a.learning.learner.labels() == {"cheap": 12}
+        b.record_feedback(await b.complete("Worker B question 99", route="auto"), 1.0)
+        await b.learning.sync(store)
+        shared = OnlineLearner.from_bytes(await store.load())
+        assert shared.labels() == {"cheap": 13}
+    with pytest.raises(llmroute.InvalidRequestError, match="state_file"):
+        await a.learning.save()

@@ -71,6 +71,8 @@ POOL_PRICES = {
     "Meta-Llama-3.1-8B-Instruct": 0.04,
 }
 POOL_FILES = ("math_level5.parquet", "cruxeval.parquet")
+#: Rows whose strong-weak gap is smaller are left out of the means (their PGR is unstable).
+MIN_GAP = 0.05
 
 
 def _data_dir(arg: str | None) -> Path:
@@ -103,7 +105,8 @@ def _pair_runs(
     s, w = pair
     rows = [r for r in rows if s in r.scores and w in r.scores]
     preds = _predict_all(rows, [ModelProfile(s), ModelProfile(w)], predictor, False)
-    out: dict[str, float] = {"n": float(len(rows))}
+    gap = abs(float(np.mean([r.scores[s] - r.scores[w] for r in rows]))) if rows else 0.0
+    out: dict[str, float] = {"n": float(len(rows)), "gap": gap}
     for n in sizes:
         if n + 100 > len(rows):
             continue
@@ -233,28 +236,30 @@ def main(argv: list[str] | None = None) -> int:
     res = pair_views(data, args.work, views, sizes, seeds, st)
     print(f"settings: {st}\n")
     if res:
-        head = "| view | prompts | zero-shot | length | " + " | ".join(
-            f"N={n} both / routed (strong share)" for n in sizes
-        )
-        print(head + " |\n|" + "---|" * (4 + len(sizes)))
+        print("Each cell: zero-shot / length / learned, observe both / learned, observe routed (strong-call share")
+        print("while learning), APGR on the prompts left after learning (means over the seeds).\n")
+        head = "| view | prompts | " + " | ".join(f"N = {n}" for n in sizes)
+        print(head + " |\n|" + "---|" * (2 + len(sizes)))
         for key, r in res.items():
             cells = []
             for n in sizes:
                 if f"{n}/both" in r:
-                    cells.append(f"{r[f'{n}/both']:.3f} / {r[f'{n}/routed']:.3f} ({r.get(f'{n}/share', 0):.2f})")
+                    cells.append(
+                        f"{r[f'{n}/zero']:.3f} / {r[f'{n}/length']:.3f} / **{r[f'{n}/both']:.3f}** / "
+                        f"**{r[f'{n}/routed']:.3f}** ({r.get(f'{n}/share', 0):.2f})"
+                    )
                 else:
                     cells.append("-")
-            zero = next((r[k] for k in r if k.endswith("/zero")), None)
-            length = next((r[k] for k in r if k.endswith("/length")), None)
-            print(f"| {key} | {int(r['n'])} | {_fmt(zero)} | {_fmt(length)} | " + " | ".join(cells) + " |")
+            print(f"| {key} | {int(r['n'])} | " + " | ".join(cells) + " |")
+        print(f"\nMeans over the rows with a strong-weak gap >= {MIN_GAP} (as in the model card):")
         for kind in ("lobo", "mixed"):
-            rows = [r for k, r in res.items() if k.startswith(kind + "|")]
+            rows = [r for k, r in res.items() if k.startswith(kind + "|") and r["gap"] >= MIN_GAP]
             for n in sizes:
                 have = [r for r in rows if f"{n}/both" in r]
                 if have:
                     means = {k: np.mean([r[f"{n}/{k}"] for r in have]) for k in ("zero", "length", "both", "routed")}
                     print(
-                        f"\n{kind} mean over {len(have)} rows with N={n}: zero-shot {means['zero']:.3f}, length "
+                        f"{kind} mean over {len(have)} rows with N={n}: zero-shot {means['zero']:.3f}, length "
                         f"{means['length']:.3f}, both {means['both']:.3f}, routed {means['routed']:.3f}"
                     )
     if "pool" in views:
