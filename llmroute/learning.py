@@ -647,7 +647,7 @@ class LearnerSettings:
     #: Prior variance of the weights of the difficulty, latent and structural inputs.
     dense_var: float = 1.0 / 300.0
     #: Prior variance of the hashed-token weights (the inputs are scaled to unit norm).
-    text_var: float = 0.1
+    text_var: float = 0.03
     #: Label noise variance.
     noise_var: float = 1.0
     #: Pull of the stacking weights toward 1 (see :class:`OnlineLearner`), in squared-prediction units.
