@@ -46,7 +46,7 @@ from llmroute.eval import (
     PromptRow,
     _fmt,
     _pair_rows_profiles,
-    _parse_prices,
+    _pool_rows,
     _predict_all,
     _resolve_mode,
     _routing_scores,
@@ -209,12 +209,10 @@ def learn_pair(
 
 
 def _pool(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
-    pool = [m.strip() for m in args.pool.split(",") if m.strip()]
-    prices = _parse_prices(args.prices, pool)
-    rows = [r for r in rows if all(m in r.scores for m in pool)]
-    if not rows:
-        print("error: no prompt has scores for every model of --pool", file=sys.stderr)
+    got = _pool_rows(args, rows)
+    if got is None:
         return 2
+    pool, prices, rows = got
     if not 0.0 <= args.explore_share <= 1.0:
         print("error: --explore-share must be within [0, 1]", file=sys.stderr)
         return 2

@@ -411,15 +411,26 @@ def _parse_prices(text: str | None, pool: Sequence[str]) -> dict[str, float]:
     return prices
 
 
-def _pool_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
-
+def _pool_rows(
+    args: argparse.Namespace, rows: list[PromptRow]
+) -> tuple[list[str], dict[str, float], list[PromptRow]] | None:
+    """``(pool, prices, prompts scored for every pool model)`` of pool mode; None after an error."""
     pool = [m.strip() for m in args.pool.split(",") if m.strip()]
     prices = _parse_prices(args.prices, pool)
     rows = [r for r in rows if all(m in r.scores for m in pool)]
     if not rows:
         print("error: no prompt has scores for every model of --pool", file=sys.stderr)
-        return 2
+        return None
+    return pool, prices, rows
+
+
+def _pool_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
     from llmroute.learning import prior_profiles
+
+    got = _pool_rows(args, rows)
+    if got is None:
+        return 2
+    pool, prices, rows = got
 
     # models the predictor does not know get a family (like) or price prior, as in a router
     preds = _predict_all(rows, prior_profiles(pool, prices, predictor), predictor, not args.no_progress)
