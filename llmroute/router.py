@@ -26,6 +26,7 @@ import httpx
 
 from . import _clock
 from ._clock import Clock, Sleep
+from ._request import validate_request
 from .config import Config, DeploymentConfig, ModelConfig, RouteConfig, TimeoutConfig, load_config
 from .costs import Price, estimate_cost_usd, lookup_price
 from .errors import ContextWindowExceededError, InvalidRequestError, UnknownRouteError
@@ -41,8 +42,6 @@ from .types import Candidate, ChatRequest, Message, Reply, RouteTrace
 __all__ = ["Router"]
 
 logger = logging.getLogger("llmroute")
-
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +69,9 @@ def _timeouts(*layers: TimeoutConfig | None) -> tuple[dict[str, float | None], f
 
 
 def _as_messages(messages: Sequence[Message] | str) -> Sequence[Message]:
+    """*messages*, a plain string becoming one user message (checked by ``validate_request``)."""
     if isinstance(messages, str):
         return ({"role": "user", "content": messages},)
-    if not isinstance(messages, Sequence) or not messages:
-        raise InvalidRequestError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
-    for i, m in enumerate(messages):
-        if not isinstance(m, Mapping):
-            raise InvalidRequestError(f"messages[{i}] must be a mapping, got {type(m).__name__}")
-        role = m.get("role")
-        if role not in _ROLES:
-            raise InvalidRequestError(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {role!r}")
     return messages
 
 
@@ -231,6 +223,7 @@ class Router:
         """Decide how a call would be routed, without sending anything (also a dry run)."""
         name, rcfg = self._route(route, model)
         req = ChatRequest(messages=_as_messages(messages), **request)
+        validate_request(req)  # bad input fails here, before anything is planned or sent
         tokens_by_enc: dict[str, int] = {}
         out_tokens = req.max_tokens or rcfg.est_output_tokens
         cache_write: bool | None = None  # looked up only for a price whose cache writes cost more
@@ -387,7 +380,19 @@ class Router:
         duplicated; an error after the first token ends the stream with that error.
         """
         self._route(route, model)  # bad arguments fail here, not at the first chunk
-        _as_messages(messages)
+        validate_request(
+            ChatRequest(
+                _as_messages(messages),
+                tools,
+                tool_choice,
+                max_tokens,
+                temperature,
+                top_p,
+                stop,
+                response_format,
+                extra_body,
+            )
+        )
 
         async def make_plan() -> Plan:
             if not self._warm:
@@ -440,7 +445,10 @@ class Router:
         weak = min(rcfg.models, key=unit_price)
         profiles = [self._profile(m) for m in rcfg.models]
         predictor = self._predictor = self._predictor or Predictor.default()
-        predictions = [predictor.predict(_as_messages(p), profiles) for p in prompts]
+        requests = [ChatRequest(_as_messages(p)) for p in prompts]
+        for request in requests:
+            validate_request(request)
+        predictions = [predictor.predict(r.messages, profiles) for r in requests]
         target = min(1.0, max(0.0, quality_target_for_strong_share(predictions, weak, strong_share)))
         routes = dict(self.config.routes)
         routes[name] = rcfg.model_copy(update={"quality_target": target, "cost_weight": None})
@@ -571,8 +579,10 @@ class Router:
         await self.aclose()
 
     def __repr__(self) -> str:
-        cfg = self.config
+        cfg = getattr(self, "config", None)  # total: also for a half-built Router
+        if not isinstance(cfg, Config):
+            return "Router(<not configured>)"
         return (
             f"Router(providers={sorted(cfg.providers)}, models={sorted(cfg.models)}, "
-            f"routes={sorted(cfg.routes)}, default_route={self._default_route!r})"
+            f"routes={sorted(cfg.routes)}, default_route={getattr(self, '_default_route', None)!r})"
         )
