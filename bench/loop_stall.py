@@ -48,25 +48,16 @@ import anyio
 
 async def main():
     import llmroute
+    from llmroute.testing.loop import LoopStalls
+
     router = llmroute.Router.from_dict(json.loads(sys.argv[2]))
-    gaps, done = [], anyio.Event()
-
-    async def heartbeat():
-        last = time.perf_counter()
-        while not done.is_set():
-            await anyio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(heartbeat)
+    async with LoopStalls() as stalls:
         await anyio.sleep(0.02)
         t0 = time.perf_counter()
         await router.warmup()
         warm = time.perf_counter() - t0
         await anyio.sleep(0.02)
-        done.set()
+    gaps = stalls.gaps
     from llmroute import tokens
     from tiktoken import _tiktoken
     ranks = tokens._load_ranks(tokens._DIR / "o200k_base.tiktoken")

@@ -137,12 +137,13 @@ def _check_json(value: Any, field: str) -> None:
         node = pop()
         v = node[0]
         t = type(v)
-        depth = node[3] + 1
-        if t is dict or (t is not list and t is not tuple and isinstance(v, Mapping)):
+        is_mapping = t is dict or (t is not list and t is not tuple and isinstance(v, Mapping))
+        if is_mapping or t is list or t is tuple:
+            depth = node[3] + 1
             if depth > MAX_DEPTH:
                 raise _fail(_path(node), f"nested more than {MAX_DEPTH} levels deep")
-            for k, x in v.items():
-                if type(k) is not str or not k.isascii():
+            for k, x in v.items() if is_mapping else enumerate(v):
+                if is_mapping and (type(k) is not str or not k.isascii()):
                     if not isinstance(k, str):
                         raise _fail(_path(node), f"keys must be strings, got {_show(k)}")
                     _check_str(k, lambda node=node: _path(node))
@@ -152,16 +153,6 @@ def _check_json(value: Any, field: str) -> None:
                         push((x, node, k, depth))
                 elif x is not None and tx is not int and tx is not bool:
                     push((x, node, k, depth))
-        elif t is list or t is tuple:
-            if depth > MAX_DEPTH:
-                raise _fail(_path(node), f"nested more than {MAX_DEPTH} levels deep")
-            for i, x in enumerate(v):
-                tx = type(x)
-                if tx is str:
-                    if not x.isascii():
-                        push((x, node, i, depth))
-                elif x is not None and tx is not int and tx is not bool:
-                    push((x, node, i, depth))
         elif isinstance(v, str):
             _check_str(v, lambda node=node: _path(node))
         elif isinstance(v, float):

@@ -24,6 +24,15 @@ def errors_of(cfg: Any, **kw: Any) -> dict[str, str]:
     return dict(info.value.errors)
 
 
+def assert_names_the_field(mutate: Any, path: str, reason: str) -> None:
+    """The base config changed by *mutate* fails to load with *reason* at *path*."""
+    cfg = base()
+    mutate(cfg)
+    errs = errors_of(cfg)
+    assert path in errs, errs
+    assert reason in errs[path]
+
+
 def test_valid_config_loads_and_prices_come_from_the_table() -> None:
     cfg = load_config(base())
     assert cfg.providers["oai"].url == "https://api.openai.com/v1"
@@ -56,11 +65,7 @@ def test_valid_config_loads_and_prices_come_from_the_table() -> None:
     ],
 )
 def test_schema_errors_name_the_field(mutate: Any, path: str, reason: str) -> None:
-    cfg = base()
-    mutate(cfg)
-    errs = errors_of(cfg)
-    assert path in errs, errs
-    assert reason in errs[path]
+    assert_names_the_field(mutate, path, reason)
 
 
 @pytest.mark.parametrize(
@@ -91,11 +96,7 @@ def test_schema_errors_name_the_field(mutate: Any, path: str, reason: str) -> No
     ],
 )
 def test_cross_reference_errors_name_the_field(mutate: Any, path: str, reason: str) -> None:
-    cfg = base()
-    mutate(cfg)
-    errs = errors_of(cfg)
-    assert path in errs, errs
-    assert reason in errs[path]
+    assert_names_the_field(mutate, path, reason)
 
 
 def test_all_errors_reported_at_once_in_the_message() -> None:
@@ -160,11 +161,7 @@ def provider(**fields: Any) -> Any:
     ],
 )
 def test_what_would_crash_the_first_call_fails_at_load(mutate: Any, path: str, reason: str) -> None:
-    cfg = base()
-    mutate(cfg)
-    errs = errors_of(cfg)
-    assert path in errs, errs
-    assert reason in errs[path]
+    assert_names_the_field(mutate, path, reason)
 
 
 def test_keys_and_header_values_lose_surrounding_whitespace() -> None:

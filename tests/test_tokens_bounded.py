@@ -15,6 +15,7 @@ import pytest
 
 import llmroute
 from llmroute import tokens
+from llmroute.testing.loop import LoopStalls
 from llmroute.tokens import EXACT_CHARS, SAMPLE_CHARS, SAMPLE_WINDOWS, count_message_tokens, count_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,29 +114,29 @@ CONFIG = {
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["prose", "cjk"])
 async def test_planning_a_10mb_prompt_does_not_stall_the_loop(kind: str) -> None:
+    """A heartbeat task runs beside three plan() calls of a 10 MB prompt.
+
+    The loop's own work per plan, in thread CPU time (which other processes on a busy machine do
+    not inflate), must stay under 40 ms: the bound asked for is 20 ms, measured 7-13 ms on a quiet
+    2-core VM, and over a second before counting was bounded. The heartbeat's longest gap is wall
+    time, which a machine running 4x more work than it has cores stretches ~4x (53-73 ms seen for
+    13 ms of CPU): it must stay under 250 ms beyond the idle heartbeat's own longest gap, which
+    still catches the unbounded count (1.8-5.3 s measured here).
+    """
     text = make(kind, 10_000_000)
     router = llmroute.Router.from_dict(CONFIG)
     await router.warmup()  # the tokenizers' one-off load is not what this measures
-    gaps: list[float] = []
-    done = anyio.Event()
-
-    async def heartbeat() -> None:
-        last = time.perf_counter()
-        while not done.is_set():
-            await anyio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(heartbeat)
-        await anyio.sleep(0.01)
+    async with LoopStalls() as idle:
+        await anyio.sleep(0.05)
+    cpu: list[float] = []
+    async with LoopStalls() as busy:
+        await anyio.sleep(0.005)
         for _ in range(3):
+            c0 = time.thread_time()
             plan = router.plan([{"role": "user", "content": text}])
-            await anyio.sleep(0.005)
-        done.set()
+            cpu.append(time.thread_time() - c0)
+            await anyio.sleep(0.01)
     await router.aclose()
     assert plan.est_input_tokens > 2_000_000
-    # planning took ~1 s before; the bound asked for is 20 ms, measured at 7-13 ms on a quiet
-    # 2-core VM: 50 ms leaves room for a loaded machine
-    assert max(gaps) < 0.050, f"max loop stall {max(gaps) * 1e3:.1f} ms"
+    assert max(cpu) < 0.040, f"plan() used {max(cpu) * 1e3:.1f} ms of loop CPU"
+    assert busy.max_s < 0.250 + idle.max_s, f"max loop stall {busy.max_s * 1e3:.1f} ms (idle {idle.max_s * 1e3:.1f})"
