@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from conftest import make_config
 from hypothesis import HealthCheck, given, settings
@@ -190,31 +192,36 @@ def _args(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+@pytest.fixture(scope="module")
+def shared_router(fleet: Fleet) -> Iterator[llmroute.Router]:
+    """One router for the whole table: no call of it ever opens a connection."""
+    router = llmroute.Router.from_dict(make_config(fleet))
+    yield router
+    anyio.run(router.aclose)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("wire", list(WIRES))
 @pytest.mark.parametrize(("kwargs", "field"), [pytest.param(k, f, id=i) for i, k, f in BAD])
 async def test_bad_input_is_one_typed_error_and_nothing_is_sent(
-    fleet: Fleet, wire: str, kwargs: dict[str, Any], field: str
+    fleet: Fleet, shared_router: llmroute.Router, wire: str, kwargs: dict[str, Any], field: str
 ) -> None:
-    model, providers = WIRES[wire]
-    router = llmroute.Router.from_dict(make_config(fleet))
-    try:
-        with pytest.raises(InvalidRequestError) as info:
-            await router.complete(**_args(kwargs), model=model)
-        got = getattr(info.value, "field", None)
-        assert got == field or (field.endswith("...") and str(got).startswith(field[:-3])), got
-        assert str(info.value).startswith(f"{got}: ")
-        assert len(str(info.value)) < 600  # never echoes a huge value
-        with pytest.raises(InvalidRequestError):  # a stream refuses at call time, before iterating
-            router.stream(**_args(kwargs), model=model)
-        with pytest.raises(InvalidRequestError):
-            router.plan(**_args(kwargs), model=model)
-        # the whole route too: a bad parameter is never sent to any deployment by fallback
-        with pytest.raises(InvalidRequestError):
-            await router.complete(**_args(kwargs))
-    finally:
-        await router.aclose()
-    assert all(fleet[name].calls == 0 for name in ("oai", "oai2", "claude", "gem")), providers
+    model, _ = WIRES[wire]
+    router = shared_router
+    with pytest.raises(InvalidRequestError) as info:
+        await router.complete(**_args(kwargs), model=model)
+    got = getattr(info.value, "field", None)
+    assert got == field or (field.endswith("...") and str(got).startswith(field[:-3])), got
+    assert str(info.value).startswith(f"{got}: ")
+    assert len(str(info.value)) < 600  # never echoes a huge value
+    with pytest.raises(InvalidRequestError):  # a stream refuses at call time, before iterating
+        router.stream(**_args(kwargs), model=model)
+    with pytest.raises(InvalidRequestError):
+        router.plan(**_args(kwargs), model=model)
+    # the whole route too: a bad parameter is never sent to any deployment by fallback
+    with pytest.raises(InvalidRequestError):
+        await router.complete(**_args(kwargs))
+    assert all(fleet[name].calls == 0 for name in ("oai", "oai2", "claude", "gem"))
 
 
 def test_the_table_is_large() -> None:
