@@ -61,9 +61,9 @@ class _Releasing(httpx.AsyncByteStream):
 class PooledTransport(httpx.AsyncBaseTransport):
     """An ``httpx`` transport with per-origin pools of at most *shard_size* connections each.
 
-    At most *max_connections* connections in all (callers must keep concurrent requests at or
-    below it, as the router's admission limit does); *max_keepalive_connections* idle ones are
-    kept, spread over the pools.
+    At most *max_connections* connections per origin (callers keep concurrent requests at or below
+    it, as the router's admission limit does); about *max_keepalive_connections* idle ones are kept
+    per origin: all of the first pools', one in each pool beyond them.
     """
 
     def __init__(
@@ -80,7 +80,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         self.max_connections = max_connections
         self.shard_size = min(shard_size, max_connections)
         self._max_pools = -(-max_connections // self.shard_size)
-        self._keepalive = max(1, -(-max_keepalive_connections // self._max_pools))
+        self._keepalive = max_keepalive_connections
         self._expiry = keepalive_expiry
         self._ssl = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         self._pools: dict[tuple[bytes, bytes, int | None], list[_Pool]] = {}
@@ -94,10 +94,11 @@ class PooledTransport(httpx.AsyncBaseTransport):
             if best is None or pool.in_flight < best.in_flight:
                 best = pool
         if (best is None or best.in_flight >= self.shard_size) and len(pools) < self._max_pools:
+            # the first pools keep up to all their connections alive, later ones fewer: about
+            # max_keepalive_connections idle connections per origin in all (at least one per pool)
+            keep = max(1, min(self.shard_size, self._keepalive - len(pools) * self.shard_size))
             limits = httpx.Limits(
-                max_connections=self.shard_size,
-                max_keepalive_connections=min(self._keepalive, self.shard_size),
-                keepalive_expiry=self._expiry,
+                max_connections=self.shard_size, max_keepalive_connections=keep, keepalive_expiry=self._expiry
             )
             best = _Pool(httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits))
             pools.append(best)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,35 +99,57 @@ PlanSource = Plan | Callable[[], Awaitable[Plan]]
 
 
 class Admission:
-    """Lets at most *limit* requests into the HTTP client at once; the rest wait, cancellably.
+    """Lets at most *limit* requests into the HTTP client at once; the rest wait in line, cancellably.
 
     One per router, sized to the connection pool (``max_connections``). A streamed attempt holds
-    its place until its response is closed.
+    its place until its response is closed. Taking a free place does not yield to the event loop
+    (the request's own I/O does), so an uncontended call pays nothing here; a waiter that is
+    cancelled leaves the line, or passes on a place handed to it just before.
     """
 
-    __slots__ = ("_limiter", "limit")
+    __slots__ = ("_used", "_waiters", "limit")
 
     def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         self.limit = limit
-        self._limiter = anyio.CapacityLimiter(limit)
+        self._used = 0
+        self._waiters: OrderedDict[object, anyio.Event] = OrderedDict()
 
     async def acquire(self, holder: object) -> None:
         """Wait for a place for *holder* (any object unique to one attempt)."""
-        await self._limiter.acquire_on_behalf_of(holder)
+        if self._used < self.limit and not self._waiters:
+            self._used += 1
+            return
+        event = anyio.Event()
+        self._waiters[holder] = event
+        try:
+            await event.wait()
+        except BaseException:
+            if self._waiters.pop(holder, None) is None:  # a place was handed over: pass it on
+                self._hand_over()
+            raise
 
     def release(self, holder: object) -> None:
-        """Give *holder*'s place back."""
-        self._limiter.release_on_behalf_of(holder)
+        """Give *holder*'s place back (to the first waiter, if any)."""
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._waiters:
+            _, event = self._waiters.popitem(last=False)
+            event.set()  # the place goes to it: ``_used`` is unchanged
+        else:
+            self._used -= 1
 
     @property
     def in_flight(self) -> int:
         """Requests admitted and not yet finished."""
-        return int(self._limiter.borrowed_tokens)
+        return self._used
 
     @property
     def waiting(self) -> int:
         """Requests waiting for a place."""
-        return self._limiter.statistics().tasks_waiting
+        return len(self._waiters)
 
 
 class _Progress:

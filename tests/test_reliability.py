@@ -325,3 +325,41 @@ async def test_stream_read_to_the_end_or_closed_gives_no_warning(fleet: Fleet) -
             await s.aclose()
             del s
             gc.collect()
+
+
+# ---------------------------------------------------------------------------- the admission line
+async def test_admission_is_fifo_and_cancelled_waiters_leave_or_pass_their_place_on() -> None:
+    from llmroute.execute import Admission
+
+    adm = Admission(2)
+    order: list[int] = []
+    holders = [object() for _ in range(6)]
+    await adm.acquire(holders[0])
+    await adm.acquire(holders[1])
+    assert adm.in_flight == 2 and adm.waiting == 0
+
+    async def wait(i: int) -> None:
+        await adm.acquire(holders[i])
+        order.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in (2, 3, 4):
+            tg.start_soon(wait, i)
+        await anyio.sleep(0.01)
+        assert adm.waiting == 3
+        with anyio.CancelScope() as scope:  # a waiter cancelled in line leaves it
+            scope.cancel()
+            await adm.acquire(holders[5])
+        assert adm.waiting == 3
+        adm.release(holders[0])  # hands the place to 2
+        adm.release(holders[1])  # hands the place to 3
+        tg.cancel_scope.cancel()  # 4 is cancelled while waiting; 2 and 3 may be cancelled after the handover
+    assert adm.waiting == 0
+    # places handed to cancelled waiters were passed on, never lost or duplicated
+    assert adm.in_flight == len(order)
+    for i in order:
+        adm.release(holders[i])
+    assert adm.in_flight == 0
+    await adm.acquire(holders[0])
+    await adm.acquire(holders[1])
+    assert adm.in_flight == 2
