@@ -49,6 +49,7 @@ from .tokens import ENCODINGS
 
 __all__ = [
     "DEFAULT_BASE_URLS",
+    "DEFAULT_MAX_OUTPUT_TOKENS",
     "MAX_RETRY_ATTEMPTS",
     "Config",
     "DeploymentConfig",
@@ -62,6 +63,9 @@ __all__ = [
 ]
 
 Api = Literal["openai", "anthropic", "gemini"]
+
+#: ``max_tokens`` sent when neither the request, the route nor the deployment gives one.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 #: Base URL used when a provider gives none.
 DEFAULT_BASE_URLS: Mapping[str, str] = {
@@ -196,6 +200,9 @@ class ModelConfig(_Strict):
     #: How the predictor sees this model: ``{"like": "<pool model>"}``, ``{"tier": "large"}``
     #: or ``{"vector": [...]}`` (see docs/predictor.md).
     predictor: dict[str, Any] | None = None
+    #: Budgets reserve ``input_margin`` x the tokenizer's input count, since a provider's own
+    #: tokenizer may count more tokens than the configured one (e.g. Anthropic's vs ``o200k_base``).
+    input_margin: float = Field(1.1, ge=1.0, le=10.0)
 
     @field_validator("tokenizer")
     @classmethod
@@ -219,8 +226,12 @@ class RouteConfig(_Strict):
     retry: RetryConfig | None = None
     #: Overall deadline for the call, every attempt and wait included.
     deadline_s: PositiveFloat | None = None
-    #: Output tokens assumed for cost estimates when the request sets no max_tokens.
+    #: Output tokens assumed for expected-cost estimates (ordering) when the request sets no max_tokens.
     est_output_tokens: PositiveInt = 256
+    #: ``max_tokens`` sent when the request sets none; default: each deployment's
+    #: ``max_output_tokens`` (config or price table), else :data:`DEFAULT_MAX_OUTPUT_TOKENS`.
+    #: Budgets reserve for it, so it bounds what one attempt can cost.
+    max_output_tokens: PositiveInt | None = None
 
 
 class Config(_Strict):

@@ -17,17 +17,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
 from . import _clock
 from ._clock import Clock, Sleep
 from ._request import validate_request
-from .config import Config, DeploymentConfig, ModelConfig, RouteConfig, TimeoutConfig, load_config
+from ._transport import PooledTransport, env_proxies
+from .config import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    Config,
+    DeploymentConfig,
+    ModelConfig,
+    RouteConfig,
+    TimeoutConfig,
+    load_config,
+)
 from .costs import Price, estimate_cost_usd, lookup_price
 from .errors import ContextWindowExceededError, InvalidRequestError, UnknownRouteError
 from .execute import Executor, Plan, PlannedCandidate, ReplyStream
@@ -75,6 +86,20 @@ def _as_messages(messages: Sequence[Message] | str) -> Sequence[Message]:
     return messages
 
 
+def _check_call(messages: Sequence[Message] | str, *fields: Any) -> None:
+    """Validate a call's arguments up front (*fields* in ChatRequest's order after ``messages``)."""
+    validate_request(ChatRequest(_as_messages(messages), *fields))
+
+
+def _call_deadline(deadline_s: Any, rcfg: RouteConfig) -> float | None:
+    """The call's deadline: *deadline_s* (0 means already expired), else the route's."""
+    if deadline_s is None:
+        return rcfg.deadline_s
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)) or not 0 <= deadline_s < math.inf:
+        raise InvalidRequestError(f"deadline_s must be a finite number of seconds >= 0, got {deadline_s!r}")
+    return float(deadline_s)
+
+
 def _marks_cache_control(obj: Any) -> bool:
     """Whether *obj* (message, tool or body JSON) holds a ``cache_control`` key at any depth."""
     if isinstance(obj, Mapping):
@@ -117,6 +142,10 @@ class Router:
         self.config: Config = load_config(config, environ=environ)
         cfg = self.config
         self._owns_client = http_client is None
+        if http_client is None and transport is None and not env_proxies():
+            transport = PooledTransport(
+                max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_keepalive_connections
+            )
         self._client = http_client or httpx.AsyncClient(
             transport=transport,
             limits=httpx.Limits(
@@ -127,10 +156,16 @@ class Router:
         )
         self._clock = clock or _clock.monotonic
         self._executor = Executor(
-            self._client, clock=self._clock, sleep=sleep or _clock.sleep, hooks=hooks, budget=budget
+            self._client,
+            clock=self._clock,
+            sleep=sleep or _clock.sleep,
+            hooks=hooks,
+            budget=budget,
+            max_in_flight=cfg.max_connections,
         )
         self._predictor = predictor
         self._warm = False
+        self._warm_lock = anyio.Lock()
         self._profiles: dict[str, Any] = {}
         #: Feedback labels per model: ``(prompt latent, score)`` (see :meth:`record_feedback`).
         self._feedback: dict[str, Any] = {}
@@ -225,7 +260,7 @@ class Router:
         req = ChatRequest(messages=_as_messages(messages), **request)
         validate_request(req)  # bad input fails here, before anything is planned or sent
         tokens_by_enc: dict[str, int] = {}
-        out_tokens = req.max_tokens or rcfg.est_output_tokens
+        est_out = req.max_tokens or rcfg.est_output_tokens
         cache_write: bool | None = None  # looked up only for a price whose cache writes cost more
         deps: list[_Deployment] = []
         cands: list[Candidate] = []
@@ -235,14 +270,20 @@ class Router:
             if enc not in tokens_by_enc:
                 tokens_by_enc[enc] = count_message_tokens(req.messages, enc, tools=req.tools)
             n_in = tokens_by_enc[enc]
+            n_in_worst = math.ceil(n_in * self.config.models[mname].input_margin)
             for d in model_deps:
-                n_out = min(out_tokens, d.max_output_tokens) if d.max_output_tokens else out_tokens
+                cap = d.max_output_tokens
+                send_max = req.max_tokens or rcfg.max_output_tokens or cap or DEFAULT_MAX_OUTPUT_TOKENS
+                if cap and send_max > cap:
+                    send_max = cap
                 deps.append(d)
                 price = d.price
                 if price.cache_write is not None and price.cache_write > price.input and cache_write is None:
                     cache_write = _asks_for_cache_writes(req)
-                est = estimate_cost_usd(n_in, n_out, price, cache_write=bool(cache_write))
-                cands.append(Candidate(mname, d.name, d.target.provider, d.target.model, est))
+                writes = bool(cache_write)
+                est = estimate_cost_usd(n_in, min(est_out, send_max), price, cache_write=writes)
+                worst = estimate_cost_usd(n_in_worst, send_max, price, cache_write=writes)
+                cands.append(Candidate(mname, d.name, d.target.provider, d.target.model, est, None, send_max, worst))
         prediction = None
         if rcfg.strategy == "predictive":
             deps, cands, reason, prediction = self._predictive(req, rcfg, deps, cands)
@@ -256,6 +297,7 @@ class Router:
         planned: list[PlannedCandidate] = []
         kept: list[Candidate] = []
         retry = rcfg.retry or self.config.retry
+        sent_requests: dict[int, ChatRequest] = {}
         for d, c in zip(deps, cands):
             if d.context_window and tokens_by_enc[d.tokenizer] > d.context_window:
                 n_in = tokens_by_enc[d.tokenizer]
@@ -266,12 +308,20 @@ class Router:
                     )
                 )
                 continue
-            planned.append(PlannedCandidate(c, d.adapter, d.target, d.price, d.timeout, retry, d.attempt_s))
+            sent = req
+            if c.max_output_tokens != req.max_tokens:
+                sent = sent_requests.get(c.max_output_tokens)  # type: ignore[assignment]
+                if sent is None:
+                    sent = sent_requests[c.max_output_tokens] = dataclasses.replace(
+                        req, max_tokens=c.max_output_tokens
+                    )
+            planned.append(PlannedCandidate(c, d.adapter, d.target, d.price, d.timeout, retry, d.attempt_s, sent))
             kept.append(c)
         if skipped:
             reason += f"; {len(skipped)} skipped for context window"
         trace = RouteTrace(name, rcfg.strategy, kept, est_input_tokens=est_in, prediction=prediction, reason=reason)
-        return Plan(name, req, planned, trace, deadline_s or rcfg.deadline_s, est_in, skipped)
+        deadline = rcfg.deadline_s if deadline_s is None else deadline_s
+        return Plan(name, req, planned, trace, deadline, est_in, skipped)
 
     def _predictive(
         self, req: ChatRequest, rcfg: RouteConfig, deps: list[_Deployment], cands: list[Candidate]
@@ -340,23 +390,30 @@ class Router:
         out, and :class:`~llmroute.errors.UnknownRouteError` / ``InvalidRequestError`` for bad
         arguments.
         """
-        if not self._warm:
-            await self.warmup()
-        plan = self.plan(
-            messages,
-            route=route,
-            model=model,
-            deadline_s=deadline_s,
-            tools=tools,
-            tool_choice=tool_choice,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            response_format=response_format,
-            extra_body=extra_body,
-        )
-        return await self._executor.complete(plan)
+        t0 = self._clock()
+        name, rcfg = self._route(route, model)
+        _check_call(messages, tools, tool_choice, max_tokens, temperature, top_p, stop, response_format, extra_body)
+        deadline = _call_deadline(deadline_s, rcfg)
+
+        async def make_plan() -> Plan:
+            if not self._warm:
+                await self.warmup()
+            return self.plan(
+                messages,
+                route=route,
+                model=model,
+                deadline_s=deadline,
+                tools=tools,
+                tool_choice=tool_choice,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop,
+                response_format=response_format,
+                extra_body=extra_body,
+            )
+
+        return await self._executor.complete(make_plan, deadline_s=deadline, route=name, t0=t0)
 
     def stream(
         self,
@@ -377,22 +434,12 @@ class Router:
         """Stream a reply: ``async for chunk in router.stream(...)``; then ``stream.reply``.
 
         Falls back to the next candidate only before the first token, so text is never
-        duplicated; an error after the first token ends the stream with that error.
+        duplicated; an error after the first token ends the stream with that error. The deadline
+        counts from the first ``__anext__`` (when the stream starts working).
         """
-        self._route(route, model)  # bad arguments fail here, not at the first chunk
-        validate_request(
-            ChatRequest(
-                _as_messages(messages),
-                tools,
-                tool_choice,
-                max_tokens,
-                temperature,
-                top_p,
-                stop,
-                response_format,
-                extra_body,
-            )
-        )
+        name, rcfg = self._route(route, model)  # bad arguments fail here, not at the first chunk
+        _check_call(messages, tools, tool_choice, max_tokens, temperature, top_p, stop, response_format, extra_body)
+        deadline = _call_deadline(deadline_s, rcfg)
 
         async def make_plan() -> Plan:
             if not self._warm:
@@ -401,7 +448,7 @@ class Router:
                 messages,
                 route=route,
                 model=model,
-                deadline_s=deadline_s,
+                deadline_s=deadline,
                 tools=tools,
                 tool_choice=tool_choice,
                 max_tokens=max_tokens,
@@ -412,7 +459,7 @@ class Router:
                 extra_body=extra_body,
             )
 
-        return self._executor.stream(make_plan)
+        return self._executor.stream(make_plan, deadline_s=deadline, route=name)
 
     # ------------------------------------------------------------------ calibration
     def calibrate(
@@ -544,11 +591,15 @@ class Router:
         """Load the tokenizers (and the predictor, if a route is predictive) in a worker thread.
 
         The first call does this by itself; call it at start-up to keep that one-off cost
-        (about half a second per tokenizer) off the first request. The loading runs in a worker
-        thread, but tiktoken builds each encoder holding the GIL (about 70 ms for ``o200k_base``
-        on an idle machine, more on a busy one), so the event loop stalls that long once: warm up
-        before serving traffic.
+        (about half a second per tokenizer) off the first request. Concurrent callers share one
+        load. It runs inside the calling call's deadline: a caller whose deadline passes stops
+        waiting (the load goes on in its thread and the next caller finds it done). The loading
+        runs in a worker thread, but tiktoken builds each encoder holding the GIL (about 70 ms for
+        ``o200k_base`` on an idle machine, more on a busy one), so the event loop stalls that long
+        once: warm up before serving traffic.
         """
+        if self._warm:
+            return
         import anyio.to_thread
 
         encodings = {m.tokenizer for m in self.config.models.values()}
@@ -566,8 +617,10 @@ class Router:
                     self._predictor = Predictor.default()
                 self._predictor.try_predict("warm up", [])
 
-        await anyio.to_thread.run_sync(load)
-        self._warm = True
+        async with self._warm_lock:
+            if not self._warm:
+                await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
+                self._warm = True
 
     # ------------------------------------------------------------------ lifecycle
     async def aclose(self) -> None:

@@ -14,7 +14,7 @@ from llmroute.errors import (
     RateLimitError,
     ServerError,
 )
-from llmroute.policy.budget import MemoryBudget
+from llmroute.policy.budget import MemoryBudget, Spend
 from llmroute.policy.fallback import (
     retry_if_retryable,
     should_fall_back,
@@ -129,18 +129,34 @@ def test_should_fall_back() -> None:
     assert not should_fall_back(ValueError("x"))
 
 
-def test_memory_budget_never_overspends_and_settles() -> None:
+@pytest.mark.anyio
+async def test_memory_budget_never_overspends_and_settles() -> None:
     b = MemoryBudget(1.0, name="daily")
-    r1 = b.reserve(0.6)
+    spend = Spend("default", "small")
+    r1 = await b.reserve(0.6, spend)
     with pytest.raises(BudgetExceededError) as info:
-        b.reserve(0.5)
+        await b.reserve(0.5, spend)
     msg = str(info.value)
     assert "budget 'daily' would be exceeded by $0.100000" in msg
     assert info.value.limit_usd == 1.0 and info.value.needed_usd == 0.5
-    b.settle(r1, 0.2)
-    b.settle(r1, 0.2)  # settling twice is a no-op
-    assert b.spent_usd == pytest.approx(0.2) and b.reserved_usd == 0
+    assert b.open_reservations == 1
+    await b.settle(r1, 0.2)
+    await b.settle(r1, 0.2)  # settling twice is a no-op
+    assert b.spent_usd == pytest.approx(0.2) and b.reserved_usd == 0 and b.open_reservations == 0
     assert b.remaining_usd == pytest.approx(0.8)
-    r2 = b.reserve(0.8)
-    b.settle(r2, 0.0)
+    r2 = await b.reserve(0.8, spend)
+    await b.settle(r2, 0.0)
     assert b.remaining_usd == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("amount", [float("nan"), float("inf"), -1e-9, -(10**7)])
+def test_memory_budget_refuses_amounts_that_would_poison_it(amount: float) -> None:
+    b = MemoryBudget(1.0)
+    with pytest.raises(ValueError, match="finite amount"):
+        b.reserve_now(amount)
+    r = b.reserve_now(0.5)
+    with pytest.raises(ValueError, match="finite amount"):
+        b.settle_now(r, amount)
+    assert b.spent_usd == 0 and b.reserved_usd == 0.5
+    with pytest.raises(ValueError, match="finite amount"):
+        MemoryBudget(amount)

@@ -121,6 +121,11 @@ class FakeProvider:
         self.fault_counts: Counter[str] = Counter()
         #: Every request received, in order (when *record_requests*).
         self.requests: list[RecordedRequest] = []
+        #: What this provider would bill, as a real one does: the input and output tokens of every
+        #: reply it generated (a non-streamed reply in full once generated, even if the client left
+        #: before reading it; a stream up to the last token written before the client left).
+        self.billed_input_tokens = 0
+        self.billed_output_tokens = 0
 
     def __repr__(self) -> str:
         return f"FakeProvider({self.name!r}, api={self.api!r})"
@@ -146,6 +151,7 @@ class FakeProvider:
         """Clear the fault queue, the counters and the recorded requests; re-seed the RNG."""
         self._queue.clear()
         self.calls = self.served = 0
+        self.billed_input_tokens = self.billed_output_tokens = 0
         self.fault_counts.clear()
         self.requests.clear()
         self._rng = random.Random(self.seed)
@@ -454,6 +460,8 @@ class FakeProvider:
         delay = ttft + (turn.output_tokens / tps if tps else 0.0)
         if delay > 0:
             await asyncio.sleep(delay)
+        self.billed_input_tokens += turn.input_tokens  # generated: billed whether or not it is read
+        self.billed_output_tokens += turn.output_tokens
         kind = fault.kind if fault is not None else None
         if kind == "malformed":
             await resp.send(200, self._json_headers(), _wire.malformed_body(self.api))
@@ -507,6 +515,7 @@ class FakeProvider:
         kind = fault.kind if fault is not None else None
         cut = fault.after_tokens if fault is not None and kind in ("drop_stream", "stream_error", "malformed") else None
         resp.start(200, self._stream_headers(sse))
+        self.billed_input_tokens += turn.input_tokens
         loop = asyncio.get_running_loop()
         emitted = 0
         t0 = 0.0
@@ -544,6 +553,7 @@ class FakeProvider:
                 if resp.closed:
                     return False
                 emitted += ntok
+                self.billed_output_tokens += ntok
             resp.write(data)
         self.served += 1  # counted before the last bytes leave, so a client sees settled counters
         await resp.end()
