@@ -308,23 +308,9 @@ class _AttemptStream:
         return self._pending.pop(0) if self._pending else None
 
     def _feed(self, data: bytes) -> None:
-        """Feed one read event by event, so chunks decoded before an error event are kept."""
+        """Feed one read: the parser keeps chunks decoded before an error event (see StreamParser)."""
         assert self._parser is not None
-        if data.count(b"\n\n") < 2:  # at most one complete event: nothing can be lost
-            pieces = [data]
-        else:
-            parts = data.split(b"\n\n")
-            pieces = [part + b"\n\n" for part in parts[:-1]]
-            if parts[-1]:
-                pieces.append(parts[-1])
-        for piece in pieces:
-            try:
-                self._pending.extend(self._parser.feed(piece))
-            except ProviderError as exc:
-                if not self._pending:
-                    raise
-                self._deferred = exc
-                return
+        self._pending.extend(self._parser.feed(data))
 
     async def aclose(self) -> None:
         """Close the response and give the admission place back, even inside a cancelled scope."""

@@ -67,6 +67,13 @@ class FakeProvider:
     ``thoughtSignature``, and a request whose current-turn function calls lack one gets Gemini 3's
     400 ``INVALID_ARGUMENT``; ``None`` (the default) does so for model ids that look like Gemini 3
     or later (``gemini-3-pro-preview``, ``gemini-3.1-flash``, ...).
+    *thinking* makes it a reasoning model that thinks this text before each reply, billed as output
+    tokens: Anthropic shows it as a ``thinking`` block (``thinking_delta`` and ``signature_delta``
+    events) when the request turns extended thinking on, or as a ``redacted_thinking`` block with
+    *redacted_thinking*; Gemini counts it in ``thoughtsTokenCount`` and sends ``thought: true``
+    parts when the request sets ``includeThoughts``; OpenAI counts it in ``reasoning_tokens``.
+    *citations* (Anthropic) gives the text block a ``char_location`` citation (a ``citations_delta``
+    event when streamed).
     """
 
     def __init__(
@@ -88,6 +95,9 @@ class FakeProvider:
         faults: Iterable[Fault] = (),
         record_requests: bool = True,
         thought_signatures: bool | None = None,
+        thinking: str | None = None,
+        redacted_thinking: bool = False,
+        citations: bool = False,
     ) -> None:
         if not name or "/" in name or "?" in name:
             raise ValueError(f"invalid provider name {name!r}")
@@ -108,6 +118,9 @@ class FakeProvider:
         self.seed = seed
         self.record_requests = record_requests
         self.thought_signatures = thought_signatures
+        self.thinking = thinking
+        self.redacted_thinking = redacted_thinking
+        self.citations = citations
         self._rng = random.Random(seed)
         self._queue: deque[Fault] = deque(faults)
         self._ids = itertools.count(1)
@@ -227,6 +240,7 @@ class FakeProvider:
         status: int | None = None,
         message: str | None = None,
         retry_after: float | None = None,
+        retry_after_header: bool = True,
         headers: Iterable[tuple[str, str]] = (),
         tokens: int = 0,
         limit: int = 0,
@@ -245,10 +259,12 @@ class FakeProvider:
             model=model,
             request_id=rid,
         )
-        if retry_after is not None:
+        if retry_after is not None and retry_after_header:
             hdrs.append(("retry-after", f"{retry_after:g}"))
             if self.api == "openai":
                 hdrs.append(("retry-after-ms", str(round(retry_after * 1000))))
+        if self.api == "openai" and kind == "rate_limit":
+            hdrs.extend(_wire.openai_rate_limit_headers(retry_after))
         if self.api == "anthropic" and kind == "overloaded":
             hdrs.append(("x-should-retry", "true"))
         hdrs.extend(headers)
@@ -315,6 +331,8 @@ class FakeProvider:
             return "bad_request", 400, "* GenerateContentRequest.contents: contents is not specified\n"
         if self.models is not None and model not in self.models:
             return "model_not_found", 404, None
+        if api == "gemini" and (problems := _wire.schema_problems(body)):
+            return "bad_request", 400, "\n".join(problems)
         if self._signs(model):
             unsigned = _wire.unsigned_function_call(body["contents"])
             if unsigned is not None:
@@ -356,6 +374,9 @@ class FakeProvider:
                 elif fault.kind == "reset":
                     resp.reset()
                     return
+                elif fault.kind == "recorded":
+                    await self._send_recorded(resp, fault, stream)
+                    return
                 elif fault.kind == "status" or (fault.kind == "stream_error" and not stream):
                     assert fault.error is not None
                     prompt = summarize(self.api, body) if isinstance(body, dict) else Prompt()
@@ -366,6 +387,7 @@ class FakeProvider:
                         status=fault.code,
                         message=fault.message,
                         retry_after=fault.retry_after,
+                        retry_after_header=fault.retry_after_header,
                         headers=fault.headers,
                         tokens=max(prompt.input_tokens, limit + 1),
                         limit=limit,
@@ -399,6 +421,13 @@ class FakeProvider:
         finally:
             resp.finalize()
 
+    async def _send_recorded(self, resp: Responder, fault: Fault, stream: bool) -> None:
+        status = fault.code or 200
+        headers = self._stream_headers(True) if stream and status < 300 else self._json_headers()
+        if status < 300:
+            self.served += 1
+        await resp.send(status, [*headers, *fault.headers], fault.body)
+
     def _request_done(self) -> None:
         self.in_flight -= 1
 
@@ -417,6 +446,10 @@ class FakeProvider:
         )
         if self._signs(model):
             turn.thought_signature = _wire.thought_signature(model, tid)
+        thinks, turn.show_thinking = _wire.thinking_mode(api, body)
+        if self.thinking and thinks:
+            turn.thinking = _tokens(self.thinking)
+        turn.redacted_thinking, turn.citations = self.redacted_thinking, self.citations
         if fault is not None and fault.kind == "content_filter":
             turn.finish = "content_filter"
             return turn
