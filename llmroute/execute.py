@@ -239,7 +239,7 @@ async def send(
 class _AttemptStream:
     """One streamed attempt: the open response, its parser, and its admission place."""
 
-    __slots__ = ("_admission", "_bytes", "_deferred", "_parser", "_pc", "_pending", "_progress", "_response")
+    __slots__ = ("_admission", "_bytes", "_parser", "_pc", "_pending", "_progress", "_response")
 
     def __init__(self, pc: PlannedCandidate, progress: _Progress) -> None:
         self._pc = pc
@@ -249,8 +249,6 @@ class _AttemptStream:
         self._bytes: AsyncIterator[bytes] | None = None
         self._parser = pc.adapter.stream_parser(pc.target)
         self._pending: list[Chunk] = []
-        #: An error decoded after some chunks of the same read: raised once those are consumed.
-        self._deferred: BaseException | None = None
 
     async def open(
         self,
@@ -288,8 +286,6 @@ class _AttemptStream:
         """The next chunk, or ``None`` at the end of the stream."""
         while not self._pending:
             assert self._bytes is not None
-            if self._deferred is not None:
-                raise self._deferred
             if self._parser is None:
                 return None
             try:

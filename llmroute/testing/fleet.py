@@ -494,7 +494,7 @@ class FakeProvider:
         if delay > 0:
             await asyncio.sleep(delay)
         self.billed_input_tokens += turn.input_tokens  # generated: billed whether or not it is read
-        self.billed_output_tokens += turn.output_tokens
+        self.billed_output_tokens += turn.output_tokens + turn.thinking_tokens
         kind = fault.kind if fault is not None else None
         if kind == "malformed":
             await resp.send(200, self._json_headers(), _wire.malformed_body(self.api))
@@ -572,6 +572,8 @@ class FakeProvider:
                     await resp.end()
                     return False
                 if i == first:
+                    if not turn.show_thinking:  # thoughts no event carries were generated before it
+                        self.billed_output_tokens += turn.thinking_tokens
                     if ttft > 0:
                         if not await resp.flush():
                             return False
