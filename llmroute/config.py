@@ -15,11 +15,20 @@ to, in what order, with what strategy, retries and deadline.
 
 Unknown keys are errors. :func:`load_config` raises :class:`~llmroute.errors.ConfigError` naming
 every bad field by its path (``models.small.deployments.0.price.input``) and the reason.
+
+Everything that ends up in an HTTP request is checked here, so a config that loads cannot crash
+on its first call: ``base_url`` must parse as an http(s) URL with a host; API keys (``api_key``,
+or the variable ``api_key_env`` names) lose surrounding whitespace (a key read from a file or a
+Kubernetes secret often ends in a newline) and must then be non-empty printable ASCII; header
+names must be HTTP tokens and header values printable ASCII (also stripped). Errors about keys
+and header values never show the value, and a :class:`ConfigError` keeps no exception context
+(pydantic's ``ValidationError`` holds the input).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -41,6 +50,7 @@ from .tokens import ENCODINGS
 __all__ = [
     "DEFAULT_BASE_URLS",
     "DEFAULT_MAX_OUTPUT_TOKENS",
+    "MAX_RETRY_ATTEMPTS",
     "Config",
     "DeploymentConfig",
     "ModelConfig",
@@ -65,8 +75,17 @@ DEFAULT_BASE_URLS: Mapping[str, str] = {
 }
 
 
+#: Most attempts per deployment a retry config may ask for.
+MAX_RETRY_ATTEMPTS = 100
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")  # RFC 9110 field-value, ASCII only
+#: Headers that frame the message: set by the HTTP client, never by the config.
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection"})
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TimeoutConfig(_Strict):
@@ -82,8 +101,8 @@ class TimeoutConfig(_Strict):
 class RetryConfig(_Strict):
     """How often to retry one deployment before falling back to the next."""
 
-    #: Attempts per deployment, the first included (1 = no retry).
-    attempts: PositiveInt = 2
+    #: Attempts per deployment, the first included (1 = no retry); at most 100.
+    attempts: int = Field(2, ge=1, le=MAX_RETRY_ATTEMPTS)
     initial_backoff_s: float = Field(0.25, ge=0)
     max_backoff_s: float = Field(8.0, ge=0)
     #: Random extra delay up to this many seconds, so clients do not retry in lockstep.
@@ -113,12 +132,16 @@ class ProviderConfig(_Strict):
     #: Wire format: ``openai`` (Chat Completions, also vLLM, Together, Groq, ...),
     #: ``anthropic`` (Messages) or ``gemini`` (generateContent).
     api: Api
+    #: ``http://`` or ``https://`` URL with a host, no query or fragment (paths are appended to it).
     base_url: str | None = None
-    #: The key itself (kept as a secret, never shown); prefer ``api_key_env``.
+    #: The key itself (kept as a secret, never shown); prefer ``api_key_env``. Surrounding
+    #: whitespace is removed; what is left must be printable ASCII.
     api_key: SecretStr | None = None
-    #: Name of an environment variable holding the key, read when the config loads.
+    #: Name of an environment variable holding the key, read when the config loads (its value is
+    #: stripped and checked like ``api_key``).
     api_key_env: str | None = None
-    #: Extra HTTP headers sent on every request (values are treated as secrets in reprs).
+    #: Extra HTTP headers sent on every request (values are treated as secrets in reprs, stripped
+    #: of surrounding whitespace, and must be printable ASCII; names must be HTTP tokens).
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     timeout: TimeoutConfig | None = None
     #: Anthropic's ``anthropic-version`` header.
@@ -127,9 +150,21 @@ class ProviderConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
+        if v is None:
+            return v
+        if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
-        return v.rstrip("/") if v else v
+        problem = _url_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v.rstrip("/")
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        if v is not None and not _HEADER_VALUE.fullmatch(v):
+            raise ValueError("is sent as a header value: it must be non-empty printable ASCII")
+        return v
 
     @property
     def url(self) -> str:
@@ -214,6 +249,75 @@ class Config(_Strict):
     max_keepalive_connections: PositiveInt = 20
 
 
+def _url_problem(url: str) -> str | None:
+    """Why *url* cannot be a base URL (without quoting it: it may hold credentials), or ``None``."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return "is not a valid URL"
+    if not parsed.host:
+        return "has no host"
+    if parsed.query or parsed.fragment or "?" in url or "#" in url:
+        return "must not have a query or a fragment (request paths are appended to it)"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "must not contain whitespace or control characters"
+    return None
+
+
+def _secret_problem(value: str) -> str | None:
+    """Why *value* (already stripped) cannot be sent as a header value, never quoting it."""
+    if not value:
+        return "is empty"
+    if not value.isascii():
+        return "holds a non-ASCII character (not allowed in an HTTP header; the value is not shown)"
+    if not _HEADER_VALUE.fullmatch(value):
+        return "holds a control character (not allowed in an HTTP header; the value is not shown)"
+    return None
+
+
+def _check_credentials(cfg: Config) -> tuple[Config, list[tuple[str, str]]]:
+    """Strip API keys and header values of surrounding whitespace and refuse what HTTP cannot send.
+
+    Runs after ``api_key_env`` is resolved, so a key from the environment is checked too (its
+    errors name ``api_key_env``). Messages never hold a key or a header value.
+    """
+    errors: list[tuple[str, str]] = []
+    providers = dict(cfg.providers)
+    for pname, prov in cfg.providers.items():
+        update: dict[str, Any] = {}
+        if prov.api_key is not None:
+            raw = prov.api_key.get_secret_value()
+            key = raw.strip()
+            field = "api_key_env" if prov.api_key_env is not None else "api_key"
+            problem = _secret_problem(key)
+            if problem:
+                errors.append((f"providers.{pname}.{field}", f"the API key {problem}"))
+            elif key != raw:
+                update["api_key"] = SecretStr(key)
+        headers: dict[str, SecretStr] = {}
+        for hname, hvalue in prov.headers.items():
+            path = f"providers.{pname}.headers.{hname[:40]}"
+            if not _HEADER_NAME.fullmatch(hname):
+                errors.append((path, "is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)"))
+                continue
+            if hname.lower() in _FRAMING_HEADERS:
+                errors.append((path, "is set by the HTTP client and cannot be configured"))
+                continue
+            raw = hvalue.get_secret_value()
+            value = raw.strip()
+            problem = _secret_problem(value)
+            if problem:
+                errors.append((path, f"the header value {problem}"))
+            headers[hname] = hvalue if value == raw else SecretStr(value)
+        if any(headers[h] is not prov.headers[h] for h in headers):
+            update["headers"] = headers
+        if update:
+            providers[pname] = prov.model_copy(update=update)
+    return cfg.model_copy(update={"providers": providers}), errors
+
+
 def _path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "<root>"
 
@@ -277,7 +381,7 @@ def _resolve_env(cfg: Config, environ: Mapping[str, str]) -> tuple[Config, list[
         if prov.api_key_env is None:
             continue
         value = environ.get(prov.api_key_env)
-        if not value:
+        if not value or not value.strip():
             errors.append(
                 (f"providers.{pname}.api_key_env", f"environment variable {prov.api_key_env!r} is not set or empty")
             )
@@ -297,14 +401,19 @@ def load_config(data: Mapping[str, Any] | Config, *, environ: Mapping[str, str] 
     else:
         if not isinstance(data, Mapping):
             raise ConfigError(f"config must be a mapping, got {type(data).__name__}", [("<root>", "not a mapping")])
+        schema_errors: list[tuple[str, str]] = []
         try:
             cfg = Config.model_validate(dict(data))
         except ValidationError as exc:
-            errors = [(_path(e["loc"]), e["msg"]) for e in exc.errors(include_input=False, include_url=False)]
-            raise _config_error(errors) from None
+            schema_errors = [(_path(e["loc"]), e["msg"]) for e in exc.errors(include_input=False, include_url=False)]
+        if schema_errors:
+            # raised here, not in the except block: the ValidationError holds the input (keys
+            # included) and would otherwise stay reachable as the ConfigError's __context__
+            raise _config_error(schema_errors)
     errors = _cross_check(cfg)
     cfg, env_errors = _resolve_env(cfg, os.environ if environ is None else environ)
-    errors += env_errors
+    cfg, credential_errors = _check_credentials(cfg)
+    errors += env_errors + credential_errors
     if errors:
         raise _config_error(errors)
     return cfg

@@ -10,7 +10,7 @@ Every error llmroute raises derives from :class:`LLMRouteError`::
      │    ├── RateLimitError              HTTP 429; ``retry_after`` when the provider said
      │    ├── ProviderTimeoutError        connect/read timeout, or the attempt's own deadline
      │    ├── ProviderConnectionError     could not connect, connection reset
-     │    ├── ServerError                 HTTP 5xx (and 529 "overloaded")
+     │    ├── ServerError                 HTTP 5xx (and 529 "overloaded"); ``retry_after`` when the provider said
      │    ├── ResponseError               malformed body, or a stream that broke off
      │    ├── BadRequestError             HTTP 400/404/422: the request itself is wrong (never retried)
      │    │    └── ContextWindowExceededError  the prompt does not fit the model's context window
@@ -76,7 +76,16 @@ class UnknownRouteError(LLMRouteError, KeyError):
 
 
 class InvalidRequestError(LLMRouteError, ValueError):
-    """The request cannot be sent as given (e.g. a message without a role)."""
+    """The request cannot be sent as given (e.g. a message without a role).
+
+    ``field`` names the offending argument by its path (``max_tokens``, ``messages[2].content``)
+    when one is to blame, else ``None``. Nothing was sent to any provider.
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        #: Path of the offending argument, e.g. ``messages[2].content``; ``None`` when not one field.
+        self.field = field
 
 
 class ProviderError(LLMRouteError):
@@ -153,9 +162,14 @@ class ProviderConnectionError(ProviderError):
 
 
 class ServerError(ProviderError):
-    """HTTP 5xx from the provider (including 529 overloaded)."""
+    """HTTP 5xx from the provider (including 529 overloaded); ``retry_after`` is the provider's
+    Retry-After hint in seconds when it sent one (e.g. with a 503)."""
 
     retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
 
 
 class ResponseError(ProviderError):

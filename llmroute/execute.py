@@ -166,8 +166,26 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 
 
 def _map_transport_error(exc: httpx.HTTPError, target: Target, *, reading: bool) -> ProviderError:
-    """An httpx exception as a ProviderError, keeping the cause."""
+    """An httpx exception as a ProviderError, keeping the cause.
+
+    A ``LocalProtocolError`` is the HTTP stack refusing to *send* the request (e.g. h11's
+    "Illegal header value"): its text, and that of the httpcore/h11 errors it chains, may quote a
+    request header, API key included. That text is blanked along the whole chain and the error
+    says only what kind of failure it was; it is not retried (the same request fails the same way).
+    """
     fields = target.error_fields()
+    if isinstance(exc, httpx.LocalProtocolError):
+        link: BaseException | None = exc
+        for _ in range(8):  # the chain is httpx -> httpcore -> h11; bounded against cycles
+            if link is None:
+                break
+            link.args = ("(details withheld: they may quote request headers)",)
+            link = link.__cause__ or link.__context__
+        return ProviderError(
+            f"the HTTP client refused to send the request ({type(exc).__name__}; an invalid header or URL, "
+            "details withheld: they may quote request headers)",
+            **fields,
+        )
     if isinstance(exc, httpx.TimeoutException):
         return ProviderTimeoutError(f"timed out ({type(exc).__name__})", **fields)
     if isinstance(exc, httpx.RemoteProtocolError) and reading:

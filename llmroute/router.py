@@ -28,6 +28,7 @@ import httpx
 
 from . import _clock
 from ._clock import Clock, Sleep
+from ._request import validate_request
 from ._transport import PooledTransport, env_proxies
 from .config import (
     DEFAULT_MAX_OUTPUT_TOKENS,
@@ -52,8 +53,6 @@ from .types import Candidate, ChatRequest, Message, Reply, RouteTrace
 __all__ = ["Router"]
 
 logger = logging.getLogger("llmroute")
-
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +80,15 @@ def _timeouts(*layers: TimeoutConfig | None) -> tuple[dict[str, float | None], f
 
 
 def _as_messages(messages: Sequence[Message] | str) -> Sequence[Message]:
+    """*messages*, a plain string becoming one user message (checked by ``validate_request``)."""
     if isinstance(messages, str):
         return ({"role": "user", "content": messages},)
-    if not isinstance(messages, Sequence) or not messages:
-        raise InvalidRequestError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
-    for i, m in enumerate(messages):
-        if not isinstance(m, Mapping):
-            raise InvalidRequestError(f"messages[{i}] must be a mapping, got {type(m).__name__}")
-        role = m.get("role")
-        if role not in _ROLES:
-            raise InvalidRequestError(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {role!r}")
     return messages
+
+
+def _check_call(messages: Sequence[Message] | str, *fields: Any) -> None:
+    """Validate a call's arguments up front (*fields* in ChatRequest's order after ``messages``)."""
+    validate_request(ChatRequest(_as_messages(messages), *fields))
 
 
 def _call_deadline(deadline_s: Any, rcfg: RouteConfig) -> float | None:
@@ -261,6 +258,7 @@ class Router:
         """Decide how a call would be routed, without sending anything (also a dry run)."""
         name, rcfg = self._route(route, model)
         req = ChatRequest(messages=_as_messages(messages), **request)
+        validate_request(req)  # bad input fails here, before anything is planned or sent
         tokens_by_enc: dict[str, int] = {}
         est_out = req.max_tokens or rcfg.est_output_tokens
         cache_write: bool | None = None  # looked up only for a price whose cache writes cost more
@@ -394,7 +392,7 @@ class Router:
         """
         t0 = self._clock()
         name, rcfg = self._route(route, model)
-        _as_messages(messages)
+        _check_call(messages, tools, tool_choice, max_tokens, temperature, top_p, stop, response_format, extra_body)
         deadline = _call_deadline(deadline_s, rcfg)
 
         async def make_plan() -> Plan:
@@ -440,7 +438,7 @@ class Router:
         counts from the first ``__anext__`` (when the stream starts working).
         """
         name, rcfg = self._route(route, model)  # bad arguments fail here, not at the first chunk
-        _as_messages(messages)
+        _check_call(messages, tools, tool_choice, max_tokens, temperature, top_p, stop, response_format, extra_body)
         deadline = _call_deadline(deadline_s, rcfg)
 
         async def make_plan() -> Plan:
@@ -494,7 +492,10 @@ class Router:
         weak = min(rcfg.models, key=unit_price)
         profiles = [self._profile(m) for m in rcfg.models]
         predictor = self._predictor = self._predictor or Predictor.default()
-        predictions = [predictor.predict(_as_messages(p), profiles) for p in prompts]
+        requests = [ChatRequest(_as_messages(p)) for p in prompts]
+        for request in requests:
+            validate_request(request)
+        predictions = [predictor.predict(r.messages, profiles) for r in requests]
         target = min(1.0, max(0.0, quality_target_for_strong_share(predictions, weak, strong_share)))
         routes = dict(self.config.routes)
         routes[name] = rcfg.model_copy(update={"quality_target": target, "cost_weight": None})
@@ -592,7 +593,10 @@ class Router:
         The first call does this by itself; call it at start-up to keep that one-off cost
         (about half a second per tokenizer) off the first request. Concurrent callers share one
         load. It runs inside the calling call's deadline: a caller whose deadline passes stops
-        waiting (the load goes on in its thread and the next caller finds it done).
+        waiting (the load goes on in its thread and the next caller finds it done). The loading
+        runs in a worker thread, but tiktoken builds each encoder holding the GIL (about 70 ms for
+        ``o200k_base`` on an idle machine, more on a busy one), so the event loop stalls that long
+        once: warm up before serving traffic.
         """
         if self._warm:
             return
@@ -631,8 +635,10 @@ class Router:
         await self.aclose()
 
     def __repr__(self) -> str:
-        cfg = self.config
+        cfg = getattr(self, "config", None)  # total: also for a half-built Router
+        if not isinstance(cfg, Config):
+            return "Router(<not configured>)"
         return (
             f"Router(providers={sorted(cfg.providers)}, models={sorted(cfg.models)}, "
-            f"routes={sorted(cfg.routes)}, default_route={self._default_route!r})"
+            f"routes={sorted(cfg.routes)}, default_route={getattr(self, '_default_route', None)!r})"
         )
