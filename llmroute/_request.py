@@ -280,7 +280,7 @@ def _messages(messages: Any) -> None:
             _name(m.get("name"), f"messages[{i}].name")
         if len(m) > 2 or "content" not in m:
             for key, value in m.items():
-                if key in _MESSAGE_KEYS_CHECKED:
+                if key in _MESSAGE_KEYS_CHECKED and (key != "tool_call_id" or role == "tool"):
                     if key == "name" and value is not None:
                         _name(value, f"messages[{i}].name")
                     continue
@@ -367,6 +367,37 @@ def _response_format(fmt: Any) -> None:
     _check_json(fmt, "response_format")
 
 
+#: Fields llmroute sets itself, which ``extra_body`` may not override: the output cap (every attempt
+#: carries one, so budgets can reserve its worst case), the number of answers generated (each is
+#: billed) and streaming (llmroute reads the body as it asked for it).
+_CONTROLLED = {
+    "max_tokens": "use max_tokens=",
+    "max_completion_tokens": "use max_tokens=",
+    "max_output_tokens": "use max_tokens=",
+    "n": "llmroute asks for one answer",
+    "best_of": "llmroute asks for one answer",
+    "stream": "use router.stream() or router.complete()",
+}
+_CONTROLLED_GEMINI = {
+    "maxOutputTokens": "use max_tokens=",
+    "max_output_tokens": "use max_tokens=",
+    "candidateCount": "llmroute asks for one answer",
+    "candidate_count": "llmroute asks for one answer",
+}
+
+
+def _no_controlled_fields(extra: Mapping[str, Any]) -> None:
+    for key, why in _CONTROLLED.items():
+        if key in extra and not (key in ("n", "best_of") and extra[key] == 1):
+            raise _fail(f"extra_body.{key}", f"is set by llmroute and cannot be overridden ({why})")
+    for name in ("generationConfig", "generation_config"):
+        gen = extra.get(name)
+        if isinstance(gen, Mapping):
+            for key, why in _CONTROLLED_GEMINI.items():
+                if key in gen and not (why.startswith("llmroute asks") and gen[key] == 1):
+                    raise _fail(f"extra_body.{name}.{key}", f"is set by llmroute and cannot be overridden ({why})")
+
+
 def validate_request(request: ChatRequest) -> None:
     """Check *request* before it is planned; raise :class:`InvalidRequestError` naming the first
     bad field (its ``field`` attribute holds the path). Returns ``None`` when the request is fine."""
@@ -397,3 +428,4 @@ def validate_request(request: ChatRequest) -> None:
         if not isinstance(extra, Mapping):
             raise _fail("extra_body", f"must be a mapping of extra top-level fields, got {_show(extra)}")
         _check_json(extra, "extra_body")
+        _no_controlled_fields(extra)

@@ -180,6 +180,26 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("extra-body-int-key", {"extra_body": {1: "a"}}, "extra_body"),
     ("extra-body-surrogate", {"extra_body": {"user": "\udfff"}}, "extra_body.user"),
     ("extra-body-deep", {"extra_body": {"x": nested(5000)}}, "extra_body.x[0][0]..."),
+    (
+        "tool-call-id-on-a-user-message-not-json",
+        {"messages": [user("x")[0] | {"tool_call_id": [NAN]}]},
+        "messages[0].tool_call_id[0]",
+    ),
+    # fields llmroute controls: an output cap a budget could not see, extra billed answers, streaming
+    ("extra-body-max-tokens", {"extra_body": {"max_tokens": 100_000}}, "extra_body.max_tokens"),
+    ("extra-body-max-completion", {"extra_body": {"max_completion_tokens": 9}}, "extra_body.max_completion_tokens"),
+    ("extra-body-n", {"extra_body": {"n": 8}}, "extra_body.n"),
+    ("extra-body-stream", {"extra_body": {"stream": False}}, "extra_body.stream"),
+    (
+        "extra-body-gemini-max-output",
+        {"extra_body": {"generationConfig": {"maxOutputTokens": 65536}}},
+        "extra_body.generationConfig.maxOutputTokens",
+    ),
+    (
+        "extra-body-gemini-candidates",
+        {"extra_body": {"generationConfig": {"candidateCount": 4}}},
+        "extra_body.generationConfig.candidateCount",
+    ),
 ]
 
 #: The model of each wire format in conftest.make_config, and its fleet providers.
