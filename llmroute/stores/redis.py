@@ -258,8 +258,11 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         if self._aio is None or self._aio[0] is not loop:
             import redis.asyncio
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
 
-            pool = redis.asyncio.BlockingConnectionPool.from_url(self.url, **self._pool_options())
+            options = {**self._pool_options(), "retry": Retry(NoBackoff(), 0)}  # bounded by timeout_s, no retries
+            pool = redis.asyncio.BlockingConnectionPool.from_url(self.url, **options)
             client = redis.asyncio.Redis(connection_pool=pool)
             self._aio = (loop, client, {name: client.register_script(src) for name, src in _SCRIPTS.items()})
         return self._aio[1], self._aio[2]
@@ -267,8 +270,11 @@ class RedisStore:
     def _sync_client(self) -> tuple[Any, dict[str, Any]]:
         if self._sync is None:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
-            pool = redis.BlockingConnectionPool.from_url(self.url, **self._pool_options())
+            options = {**self._pool_options(), "retry": Retry(NoBackoff(), 0)}
+            pool = redis.BlockingConnectionPool.from_url(self.url, **options)
             client = redis.Redis(connection_pool=pool)
             self._sync = (client, {name: client.register_script(src) for name, src in _SCRIPTS.items()})
         return self._sync
