@@ -34,6 +34,8 @@ _KNOBS = {
     "seed",
     "record_requests",
     "thought_signatures",
+    "response_headers",
+    "output_tokens_max",
 }
 
 

@@ -66,7 +66,9 @@ class FakeProvider:
     *thought_signatures* (Gemini only) makes the model act like Gemini 3: replies carry a
     ``thoughtSignature``, and a request whose current-turn function calls lack one gets Gemini 3's
     400 ``INVALID_ARGUMENT``; ``None`` (the default) does so for model ids that look like Gemini 3
-    or later (``gemini-3-pro-preview``, ``gemini-3.1-flash``, ...).
+    or later (``gemini-3-pro-preview``, ``gemini-3.1-flash``, ...). *response_headers* are added
+    to every response (e.g. ``{"x-ratelimit-remaining-requests": "0"}``); with
+    *output_tokens_max*, default replies have a random length between *output_tokens* and it.
     """
 
     def __init__(
@@ -88,6 +90,8 @@ class FakeProvider:
         faults: Iterable[Fault] = (),
         record_requests: bool = True,
         thought_signatures: bool | None = None,
+        response_headers: Mapping[str, str] | None = None,
+        output_tokens_max: int | None = None,
     ) -> None:
         if not name or "/" in name or "?" in name:
             raise ValueError(f"invalid provider name {name!r}")
@@ -100,6 +104,9 @@ class FakeProvider:
         self.tokens_per_s = tokens_per_s
         self.reply = reply
         self.output_tokens = output_tokens
+        #: When set, each default reply's length is drawn uniformly from
+        #: ``[output_tokens, output_tokens_max]`` words (RNG seeded with *seed*).
+        self.output_tokens_max = output_tokens_max
         self.context_window = context_window
         self.cached_input_tokens = cached_input_tokens
         self.cache_write_input_tokens = cache_write_input_tokens
@@ -108,6 +115,8 @@ class FakeProvider:
         self.seed = seed
         self.record_requests = record_requests
         self.thought_signatures = thought_signatures
+        #: Extra headers on every response (e.g. a provider's ``x-ratelimit-*`` headers).
+        self.response_headers: dict[str, str] = dict(response_headers or {})
         self._rng = random.Random(seed)
         self._queue: deque[Fault] = deque(faults)
         self._ids = itertools.count(1)
@@ -191,10 +200,12 @@ class FakeProvider:
         await resp.send(status, self._json_headers(), body)
 
     def _json_headers(self) -> list[tuple[str, str]]:
+        extra = list(self.response_headers.items())
         if self.api == "gemini":
-            return [("content-type", "application/json; charset=UTF-8")]
+            return [("content-type", "application/json; charset=UTF-8"), *extra]
         rid = f"req_{next(self._ids):024x}"
-        return [("content-type", "application/json"), ("x-request-id" if self.api == "openai" else "request-id", rid)]
+        rid_header = "x-request-id" if self.api == "openai" else "request-id"
+        return [("content-type", "application/json"), (rid_header, rid), *extra]
 
     async def _list_models(self, resp: Responder) -> None:
         ids = sorted(self.models) if self.models else [_DEFAULT_MODEL[self.api]]
@@ -450,7 +461,10 @@ class FakeProvider:
             return FakeReply(text=json.dumps({"reply": f"Echo: {snippet}", "ok": True}, ensure_ascii=False))
         words = ["Echo:", *snippet.split()]
         filler = itertools.cycle(_FILLER)
-        while len(words) < self.output_tokens:
+        n = self.output_tokens
+        if self.output_tokens_max is not None and self.output_tokens_max > n:
+            n = self._rng.randint(n, self.output_tokens_max)
+        while len(words) < n:
             words.append(next(filler))
         return FakeReply(text=" ".join(words))
 
@@ -493,7 +507,7 @@ class FakeProvider:
     def _stream_headers(self, sse: bool) -> list[tuple[str, str]]:
         if self.api == "gemini":
             ctype = "text/event-stream" if sse else "application/json; charset=UTF-8"
-            return [("content-type", ctype), ("cache-control", "no-cache")]
+            return [("content-type", ctype), ("cache-control", "no-cache"), *self.response_headers.items()]
         hdrs = self._json_headers()
         hdrs[0] = ("content-type", "text/event-stream; charset=utf-8")
         hdrs.append(("cache-control", "no-cache"))
