@@ -221,8 +221,8 @@ class BudgetExceededError(LLMRouteError):
     ``BudgetExceededError(scope, limit, spent, requested)``: *scope* names the budget that refused
     (e.g. ``"user/day[alice]"``), *spent* is what it had spent or held, *requested* what this
     attempt needed, all in USD. ``retry_after_s`` is how long until its window frees (``None`` for
-    budgets without a window). The older names ``budget``, ``limit_usd``, ``spent_usd`` and
-    ``needed_usd`` are kept as aliases.
+    budgets without a window); ``held`` is the part of *spent* held by attempts in flight, if known.
+    The older names ``budget``, ``limit_usd``, ``spent_usd`` and ``needed_usd`` are kept as aliases.
     """
 
     def __init__(
@@ -236,6 +236,7 @@ class BudgetExceededError(LLMRouteError):
         spent_usd: float | None = None,
         needed_usd: float | None = None,
         retry_after_s: float | None = None,
+        held: float | None = None,
         reason: str | None = None,
     ) -> None:
         self.scope = scope
@@ -243,6 +244,8 @@ class BudgetExceededError(LLMRouteError):
         self.spent = float(spent if spent is not None else spent_usd or 0.0)
         self.requested = float(requested if requested is not None else needed_usd or 0.0)
         self.retry_after_s = retry_after_s
+        #: The part of *spent* still held by attempts in flight (it may be freed), if known.
+        self.held = held
         if reason is not None:
             message = f"budget {scope!r} refused the call: {reason}"
         else:

@@ -131,6 +131,9 @@ def test_budget_wait_policy() -> None:
     assert budget_wait(exc, 0.0, 10, 0.5) is None  # past the deadline
     assert budget_wait(exc, 59.5, 10, None) is None  # past the longest wait
     assert budget_wait(llmroute.BudgetExceededError("x", 1.0, 0.0, 2.0), 0.0, 0, None) is None  # never fits
+    spent_for_good = llmroute.BudgetExceededError("x", 1.0, 0.9, 0.2, held=0.05)
+    assert budget_wait(spent_for_good, 0.0, 0, None) is None  # settling 0.05 cannot free 0.1
+    assert budget_wait(llmroute.BudgetExceededError("x", 1.0, 0.9, 0.2, held=0.5), 0.0, 0, None) == 0.05
 
 
 def test_error_keeps_old_and_new_attributes() -> None:

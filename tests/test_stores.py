@@ -42,13 +42,13 @@ async def test_reserve_is_all_or_nothing_and_names_the_tightest_counter(store: S
     cs = counters(100, 50, 1000)
     assert await store.reserve("h1", 40, cs, now=NOW, hold_ttl_s=60) is None
     assert [await store.counter(c.key) for c in cs] == [(0, 40)] * 3
-    assert await store.reserve("h2", 20, cs, now=NOW, hold_ttl_s=60) == Refusal(1, 40)
+    assert await store.reserve("h2", 20, cs, now=NOW, hold_ttl_s=60) == Refusal(1, 40, 40)
     assert [await store.counter(c.key) for c in cs] == [(0, 40)] * 3  # nothing held by the refusal
     assert await store.settle("h1", 7, now=NOW) is True
     assert await store.settle("h1", 7, now=NOW) is False  # once
     assert [await store.counter(c.key) for c in cs] == [(7, 0)] * 3
     assert await store.reserve("h3", 43, cs, now=NOW, hold_ttl_s=60) is None  # exactly at the limit
-    assert await store.reserve("h4", 1, cs, now=NOW, hold_ttl_s=60) == Refusal(1, 50)
+    assert await store.reserve("h4", 1, cs, now=NOW, hold_ttl_s=60) == Refusal(1, 50, 43)
     assert await store.open_holds() == 1
 
 
@@ -58,7 +58,7 @@ async def test_big_amounts_stay_exact(store: Store) -> None:
     assert await store.reserve("h", big - 1, cs, now=NOW, hold_ttl_s=60) is None
     await store.settle("h", big - 3, now=NOW)
     assert await store.counter(cs[0].key) == (big - 3, 0)
-    assert await store.reserve("h2", 4, cs, now=NOW, hold_ttl_s=60) == Refusal(0, big - 3)
+    assert await store.reserve("h2", 4, cs, now=NOW, hold_ttl_s=60) == Refusal(0, big - 3, 0)
 
 
 async def test_expired_holds_are_charged_in_full(store: Store) -> None:

@@ -270,9 +270,13 @@ def budget_wait(exc: BudgetExceededError, waited_s: float, tries: int, left_s: f
 
     Polls with backoff (50 ms doubling to 1 s: settled holds free room early), never past the end
     of the refusing window, the call's deadline (*left_s*), or :data:`MAX_BUDGET_WAIT_S` in all.
+    Does not wait when nothing can free enough room: the request exceeds the limit, or the budget
+    has no window and what is already spent (holds aside) leaves too little.
     """
     if exc.requested > exc.limit:
         return None  # can never fit
+    if exc.retry_after_s is None and exc.held is not None and exc.spent - exc.held + exc.requested > exc.limit:
+        return None  # spent for good: settling the holds cannot free enough
     delay = min(0.05 * 2**tries, 1.0)
     if exc.retry_after_s is not None:
         delay = min(delay, max(exc.retry_after_s, 0.001))
@@ -332,7 +336,7 @@ class Ledger:
         amount = _amount(amount_usd, "amount_usd")
         for b in self._calls:
             if spend.call_spent_usd + amount > b.limit_usd + 1e-12:
-                raise BudgetExceededError(b.label, b.limit_usd, spend.call_spent_usd, amount)
+                raise BudgetExceededError(b.label, b.limit_usd, spend.call_spent_usd, amount, held=0.0)
         hold_id = uuid.uuid4().hex
         now = self.clock()
         scopes = applicable(self._shared, spend, now, self.hold_ttl_s) if self._shared else []
@@ -352,8 +356,8 @@ class Ledger:
         if refusal is not None:
             a = scopes[refusal.index]
             retry = None if a.window_end is None else max(0.0, a.window_end - now)
-            spent = refusal.committed * UNIT
-            raise BudgetExceededError(a.scope, a.budget.limit_usd, spent, amount, retry_after_s=retry)
+            spent, held = refusal.committed * UNIT, refusal.held * UNIT
+            raise BudgetExceededError(a.scope, a.budget.limit_usd, spent, amount, retry_after_s=retry, held=held)
         self._open[hold_id] = None
         return Reservation(hold_id, scopes[0].scope, amount)
 

@@ -66,6 +66,8 @@ class Refusal:
     index: int
     #: Spent plus held at that counter (:data:`UNIT`).
     committed: int
+    #: The held part of it: what settling the holds now open may free.
+    held: int = 0
 
 
 @dataclass(frozen=True, slots=True)

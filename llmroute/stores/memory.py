@@ -120,7 +120,7 @@ class MemoryStore:
                 committed = 0 if c is None else c.spent + c.held
                 if committed + amount > spec.limit and spec.limit - committed < room:
                     room = spec.limit - committed
-                    refusal = Refusal(i, committed)
+                    refusal = Refusal(i, committed, 0 if c is None else c.held)
             if refusal is not None:
                 return refusal
             for spec in counters:

@@ -61,17 +61,17 @@ if redis.call('EXISTS', tomb) == 1 or redis.call('EXISTS', hold) == 1 then
   return -1
 end
 local amount = tonumber(ARGV[2])
-local best, committed, room = -1, 0, nil
+local best, committed, held, room = -1, 0, 0, nil
 for i = 4, #KEYS do
   local v = redis.call('HMGET', KEYS[i], 'spent', 'held')
   local c = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
   local limit = tonumber(ARGV[6 + 2 * (i - 4)])
   if c + amount > limit and (room == nil or limit - c < room) then
-    best, committed, room = i - 4, c, limit - c
+    best, committed, held, room = i - 4, c, tonumber(v[2]) or 0, limit - c
   end
 end
 if best >= 0 then
-  return {best, committed}
+  return {best, committed, held}
 end
 local keys = {}
 for i = 4, #KEYS do
@@ -307,7 +307,7 @@ class RedisStore:
             args += [str(int(c.limit)), str(_ms(c.ttl_s))]
         result = await self._script("reserve", keys, args)
         if isinstance(result, list):
-            return Refusal(int(result[0]), int(result[1]))
+            return Refusal(int(result[0]), int(result[1]), int(result[2]))
         return None
 
     async def settle(self, hold_id: str, actual: int, *, now: float, cancelled: bool = False) -> bool:
