@@ -254,8 +254,9 @@ class StoreConfig(_Strict):
     url: str = "memory://"
     #: Prefix of every key, so several applications can share one Redis.
     prefix: str = Field("llmroute", min_length=1, max_length=100)
-    #: Upper bound on one store operation, seconds; past it the store counts as unavailable.
-    timeout_s: PositiveFloat = 0.5
+    #: Upper bound on one store operation, seconds (queueing on a busy event loop included); past it
+    #: the store counts as unavailable.
+    timeout_s: PositiveFloat = 2.0
     #: A hold not settled after this long (its process died) is charged in full and released.
     hold_ttl_s: PositiveFloat = 600.0
 

@@ -132,7 +132,7 @@ class RateLimiter:
         store: Store,
         *,
         clock: Callable[[], float] = time.time,
-        timeout_s: float = 0.5,
+        timeout_s: float = 2.0,
     ) -> None:
         self.limits = dict(limits)
         self.store = store

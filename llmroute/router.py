@@ -124,7 +124,8 @@ class Router:
 
     Inject the parts tests and integrations need: ``http_client`` (or just ``transport``, an
     ``httpx.AsyncBaseTransport``), ``clock`` and ``sleep`` (virtual time), ``hooks`` (attempt
-    observers), ``budget`` (reserve/settle spending) and ``predictor`` (predictive routes).
+    observers), ``budget`` (reserve/settle spending), ``store`` (where the config's budgets and rate
+    limits live; default: the one ``config.store`` names) and ``predictor`` (predictive routes).
     Close it with ``await router.aclose()`` or use ``async with``.
     """
 
@@ -356,7 +357,18 @@ class Router:
             reason += f"; {len(skipped)} skipped for context window"
         trace = RouteTrace(name, rcfg.strategy, kept, est_input_tokens=est_in, prediction=prediction, reason=reason)
         deadline = rcfg.deadline_s if deadline_s is None else deadline_s
-        return Plan(name, req, planned, trace, deadline, est_in, skipped, who, labels, rcfg.on_budget_exceeded)
+        return Plan(
+            name,
+            req,
+            planned,
+            trace,
+            deadline,
+            est_in,
+            skipped,
+            user=who,
+            tags=labels,
+            on_budget_exceeded=rcfg.on_budget_exceeded,
+        )
 
     def _predictive(
         self, req: ChatRequest, rcfg: RouteConfig, deps: list[_Deployment], cands: list[Candidate]

@@ -5,17 +5,21 @@ overspends nor stops the fleet, and each budget's fail mode is honoured."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import random
 import time
 import uuid
-import warnings
 from typing import Any
 
 import anyio
 import pytest
-from test_reliability import MSG, provider_spend, spend_config, spend_fleet  # noqa: F401 (fixture)
+from test_reliability import (  # noqa: F401 (spend_fleet is a fixture)
+    MSG,
+    provider_spend,
+    race_random_calls,
+    spend_config,
+    spend_fleet,
+)
 
 import llmroute
 from llmroute.policy.budget import Ledger
@@ -63,52 +67,18 @@ async def test_shared_budget_is_never_overspent_and_every_hold_settles(
         max_output_tokens=800,
         on_budget_exceeded=rng.choice(["downgrade", "wait"]),
     )
-    outcomes: list[str] = []
     router = llmroute.Router.from_dict(cfg)
 
-    async def caller() -> None:
-        kind_ = rng.choice(["complete", "stream", "abandon"])
-        cancel_after = rng.choice([None, rng.uniform(0.0, 0.08)])
-        deadline = rng.choice([None, rng.uniform(0.005, 0.1)])
-        who = {"user": rng.choice(USERS), "tags": rng.sample(["a", "b", "c"], rng.randint(0, 2))}
-        with anyio.CancelScope() as scope:
-            if cancel_after is not None:
-                scope.deadline = anyio.current_time() + cancel_after
-            try:
-                if kind_ == "complete":
-                    await router.complete(MSG, deadline_s=deadline, **who)
-                elif kind_ == "stream":
-                    async with router.stream(MSG, deadline_s=deadline, **who) as s:
-                        async for _ in s:
-                            pass
-                else:
-                    s = router.stream(MSG, deadline_s=deadline, **who)
-                    async for _ in s:
-                        break
-                    del s  # dropped without aclose: closed by the loop
-                outcomes.append("ok")
-            except llmroute.LLMRouteError as exc:
-                outcomes.append(type(exc).__name__)
-        if scope.cancelled_caught:
-            outcomes.append("cancelled")
+    def who() -> dict[str, Any]:
+        return {"user": rng.choice(USERS), "tags": rng.sample(["a", "b", "c"], rng.randint(0, 2))}
 
-    gc.disable()  # nothing may rely on the cycle collector
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            async with router:
-                for _wave in range(4):
-                    async with anyio.create_task_group() as tg:
-                        for _ in range(60):
-                            tg.start_soon(caller)
-                await anyio.sleep(0.3)  # let the loop finish closing abandoned streams
-                ledger = router.budget
-                assert isinstance(ledger, Ledger) and router.store is not None
-                assert ledger.open_reservations == 0 and await router.store.open_holds() == 0
-                spent, held = await ledger.usage("global/total")
-                users = [await ledger.usage("user/day", u) for u in USERS]
-    finally:
-        gc.enable()
+    async with router:
+        outcomes = await race_random_calls(router, rng, who)
+        ledger = router.budget
+        assert isinstance(ledger, Ledger) and router.store is not None
+        assert ledger.open_reservations == 0 and await router.store.open_holds() == 0
+        spent, held = await ledger.usage("global/total")
+        users = [await ledger.usage("user/day", u) for u in USERS]
     served = provider_spend(spend_fleet)
     assert held == 0 and all(h == 0 for _, h in users)
     assert served <= limit, f"providers served ${served:.6f} against a limit of ${limit}"

@@ -311,7 +311,7 @@ class Ledger:
         store: Store,
         *,
         clock: Callable[[], float] = time.time,
-        timeout_s: float = 0.5,
+        timeout_s: float = 2.0,
         hold_ttl_s: float = 600.0,
     ) -> None:
         self.budgets = tuple(budgets)

@@ -226,7 +226,7 @@ class RedisStore:
         url: str = "redis://127.0.0.1:6379/0",
         *,
         prefix: str = "llmroute",
-        timeout_s: float = 0.5,
+        timeout_s: float = 2.0,
         max_connections: int = 64,
     ) -> None:
         try:
