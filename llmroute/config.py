@@ -251,7 +251,8 @@ class StoreConfig(_Strict):
     """Where shared state (budgets, rate limits) lives."""
 
     #: ``memory://`` (this process) or ``redis://host:port/db`` (a fleet; ``pip install llmroute[redis]``).
-    url: str = "memory://"
+    #: Kept as a secret (it may hold a password), never shown.
+    url: SecretStr = Field(default_factory=lambda: SecretStr("memory://"))
     #: Prefix of every key, so several applications can share one Redis.
     prefix: str = Field("llmroute", min_length=1, max_length=100)
     #: Upper bound on one store operation, seconds (queueing on a busy event loop included); past it
@@ -269,8 +270,8 @@ class StoreConfig(_Strict):
 
     @field_validator("url")
     @classmethod
-    def _store_url(cls, v: str) -> str:
-        if not v.startswith(("memory:", "redis://", "rediss://", "unix://")):
+    def _store_url(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().startswith(("memory:", "redis://", "rediss://", "unix://")):
             raise ValueError("must start with memory://, redis://, rediss:// or unix://")
         return v
 

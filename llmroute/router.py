@@ -201,7 +201,8 @@ class Router:
         if self._owns_store:
             from .stores import from_url
 
-            store = from_url(cfg.store.url, prefix=cfg.store.prefix, timeout_s=cfg.store.timeout_s)
+            url = cfg.store.url.get_secret_value()
+            store = from_url(url, prefix=cfg.store.prefix, timeout_s=cfg.store.timeout_s)
         #: The shared store of budgets and rate limits (``None`` when neither is configured nor given).
         self.store: Store | None = store
         sc = cfg.store

@@ -426,3 +426,13 @@ async def test_cancelled_calls_leave_no_holds_through_the_router(fleet: Fleet) -
             assert held == 0 and spent > 0  # sent, then cancelled: charged at the worst case
     finally:
         fleet["oai"].ttft_s = 0.0
+
+
+def test_store_url_is_a_secret(fleet: Fleet) -> None:
+    cfg = make_config(fleet, budgets=[{"scope": "global", "limit_usd": 1}], store={"url": "redis://:hunter2@h:1/0"})
+    router = llmroute.Router.from_dict(cfg)
+    assert "hunter2" not in repr(router.config) + repr(router) + repr(router.store) + str(router.config.model_dump())
+    for bad in ("postgres://:hunter2@h", "memcached://x"):
+        with pytest.raises(llmroute.ConfigError) as info:
+            llmroute.load_config(make_config(fleet, store={"url": bad}))
+        assert "hunter2" not in str(info.value) and info.value.errors[0][0] == "store.url"
