@@ -51,13 +51,16 @@ __all__ = [
     "DEFAULT_BASE_URLS",
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "MAX_RETRY_ATTEMPTS",
+    "BudgetConfig",
     "Config",
     "DeploymentConfig",
     "ModelConfig",
     "PriceConfig",
     "ProviderConfig",
+    "RateLimitConfig",
     "RetryConfig",
     "RouteConfig",
+    "StoreConfig",
     "TimeoutConfig",
     "load_config",
 ]
@@ -172,6 +175,19 @@ class ProviderConfig(_Strict):
         return self.base_url or DEFAULT_BASE_URLS[self.api]
 
 
+class RateLimitConfig(_Strict):
+    """Client-side rate limits of one deployment, as token buckets shared through the store."""
+
+    #: Requests per minute (a bucket of this many requests, refilled evenly over a minute).
+    requests_per_minute: PositiveInt | None = None
+    #: Tokens per minute, counted as a provider's limiter does at admission: the input tokens
+    #: estimated plus the ``max_tokens`` sent.
+    tokens_per_minute: PositiveInt | None = None
+    #: Longest wait for the bucket before the deployment is skipped for the next candidate
+    #: (never past the call's deadline).
+    max_wait_s: float = Field(1.0, ge=0, allow_inf_nan=False)
+
+
 class DeploymentConfig(_Strict):
     """One logical model served by one provider."""
 
@@ -189,6 +205,8 @@ class DeploymentConfig(_Strict):
     timeout: TimeoutConfig | None = None
     #: Free-form labels (region, data policy, ...), for selection rules.
     tags: dict[str, str] = Field(default_factory=dict)
+    #: Client-side rate limits (see docs/budgets.md); also lowered by the provider's rate-limit headers.
+    rate_limit: RateLimitConfig | None = None
 
 
 class ModelConfig(_Strict):
@@ -232,6 +250,65 @@ class RouteConfig(_Strict):
     #: ``max_output_tokens`` (config or price table), else :data:`DEFAULT_MAX_OUTPUT_TOKENS`.
     #: Budgets reserve for it, so it bounds what one attempt can cost.
     max_output_tokens: PositiveInt | None = None
+    #: When a budget refuses a candidate: ``downgrade`` tries the next candidate that fits,
+    #: ``refuse`` fails the call at once, ``wait`` waits for the budget to free (within the deadline).
+    on_budget_exceeded: Literal["refuse", "downgrade", "wait"] = "downgrade"
+
+
+BudgetScope = Literal["call", "global", "key", "tag", "user", "route", "model"]
+
+
+class BudgetConfig(_Strict):
+    """A spending limit: a scope (each user, each tag, ...) over a window (see docs/budgets.md)."""
+
+    #: ``call``: one routed call, every attempt included; ``global``: everything; ``key``: each
+    #: provider entry (one credential); ``tag`` / ``user``: each tag / user given to the call;
+    #: ``route`` / ``model``: each route / logical model.
+    scope: BudgetScope
+    limit_usd: float = Field(gt=0, allow_inf_nan=False)
+    #: ``minute`` / ``hour`` / ``day`` / ``month`` (UTC calendar windows) or ``total`` (never resets).
+    window: Literal["minute", "hour", "day", "month", "total"] = "total"
+    #: Only these values of the scope get this limit (e.g. ``["team-a"]``); default: each value its own.
+    match: list[str] | None = Field(None, min_length=1)
+    #: Unique name, shown in errors; default ``<scope>/<window>``.
+    name: str | None = Field(None, min_length=1, max_length=200)
+    #: When the store (Redis) cannot be reached: ``fail_closed`` refuses the call,
+    #: ``fail_open`` lets it through unmetered and logs a warning.
+    on_store_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+
+    @property
+    def label(self) -> str:
+        """The budget's name: ``name``, else ``<scope>/<window>``."""
+        return self.name or f"{self.scope}/{self.window}"
+
+
+class StoreConfig(_Strict):
+    """Where shared state (budgets, rate limits) lives."""
+
+    #: ``memory://`` (this process) or ``redis://host:port/db`` (a fleet; ``pip install llmroute[redis]``).
+    #: Kept as a secret (it may hold a password), never shown.
+    url: SecretStr = Field(default_factory=lambda: SecretStr("memory://"))
+    #: Prefix of every key, so several applications can share one Redis.
+    prefix: str = Field("llmroute", min_length=1, max_length=100)
+    #: Upper bound on one store operation, seconds (queueing on a busy event loop included); past it
+    #: the store counts as unavailable.
+    timeout_s: PositiveFloat = 2.0
+    #: A hold not settled after this long (its process died) is charged in full and released.
+    hold_ttl_s: PositiveFloat = 600.0
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not all(ch.isascii() and (ch.isalnum() or ch in "_.-:") for ch in v):
+            raise ValueError("may only hold ASCII letters, digits and _ . - :")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _store_url(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().startswith(("memory:", "redis://", "rediss://", "unix://")):
+            raise ValueError("must start with memory://, redis://, rediss:// or unix://")
+        return v
 
 
 class Config(_Strict):
@@ -247,6 +324,10 @@ class Config(_Strict):
     #: Connection pool limits of the shared HTTP client.
     max_connections: PositiveInt = 100
     max_keepalive_connections: PositiveInt = 20
+    #: Spending limits (see docs/budgets.md); several may apply to one call.
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+    #: Where budgets and rate limits are kept (default: this process's memory).
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
 
 def _url_problem(url: str) -> str | None:
@@ -368,9 +449,34 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
                 f"unknown route {cfg.default_route!r}; defined: {', '.join(sorted(cfg.routes)) or 'none'}",
             )
         )
+    errors += _check_budgets(cfg)
     for pname, prov in cfg.providers.items():
         if prov.api_key is not None and prov.api_key_env is not None:
             errors.append((f"providers.{pname}.api_key_env", "give api_key or api_key_env, not both"))
+    return errors
+
+
+def _check_budgets(cfg: Config) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    labels: dict[str, int] = {}
+    known = {"route": cfg.routes, "model": cfg.models, "key": cfg.providers}
+    for i, b in enumerate(cfg.budgets):
+        path = f"budgets.{i}"
+        if b.label in labels:
+            errors.append((f"{path}.name", f"budget name {b.label!r} is already used by budgets.{labels[b.label]}"))
+        labels.setdefault(b.label, i)
+        if b.scope in ("call", "global") and b.match is not None:
+            errors.append((f"{path}.match", f"scope {b.scope!r} has no values to match"))
+        if b.scope == "call" and b.window != "total":
+            errors.append((f"{path}.window", "a call budget has no window (it bounds one call)"))
+        if b.scope == "call" and b.on_store_error != "fail_closed":
+            errors.append((f"{path}.on_store_error", "a call budget is kept in-process and needs no store"))
+        defined = known.get(b.scope)
+        for j, value in enumerate(b.match or ()):
+            if defined is not None and value not in defined:
+                errors.append(
+                    (f"{path}.match.{j}", f"unknown {b.scope} {value!r}; defined: {', '.join(sorted(defined))}")
+                )
     return errors
 
 

@@ -40,13 +40,15 @@ from .config import (
     load_config,
 )
 from .costs import Price, estimate_cost_usd, lookup_price
-from .errors import ContextWindowExceededError, InvalidRequestError, UnknownRouteError
+from .errors import ConfigError, ContextWindowExceededError, InvalidRequestError, UnknownRouteError
 from .execute import Executor, Plan, PlannedCandidate, ReplyStream
 from .hooks import Hooks
-from .policy.budget import Budget
+from .policy.budget import Budget, Ledger, call_scope
 from .policy.ordering import order_candidates
 from .providers import get_adapter
 from .providers.base import Adapter, Target
+from .ratelimit import RateLimiter
+from .stores import Store
 from .tokens import count_message_tokens
 from .types import Candidate, ChatRequest, Message, Reply, RouteTrace
 
@@ -119,7 +121,8 @@ class Router:
 
     Inject the parts tests and integrations need: ``http_client`` (or just ``transport``, an
     ``httpx.AsyncBaseTransport``), ``clock`` and ``sleep`` (virtual time), ``hooks`` (attempt
-    observers), ``budget`` (reserve/settle spending) and ``predictor`` (predictive routes).
+    observers), ``budget`` (reserve/settle spending), ``store`` (where the config's budgets and rate
+    limits live; default: the one ``config.store`` names) and ``predictor`` (predictive routes).
     Close it with ``await router.aclose()`` or use ``async with``.
     """
 
@@ -138,9 +141,13 @@ class Router:
         budget: Budget | None = None,
         predictor: Any = None,
         environ: Mapping[str, str] | None = None,
+        store: Store | None = None,
     ) -> None:
         self.config: Config = load_config(config, environ=environ)
         cfg = self.config
+        if budget is not None and cfg.budgets:
+            raise ConfigError("give budget= or the config's budgets, not both", [("budgets", "budget= also given")])
+        budget, limiter = self._open_budgets(store, budget)
         self._owns_client = http_client is None
         if http_client is None and transport is None and not env_proxies():
             transport = PooledTransport(
@@ -162,6 +169,7 @@ class Router:
             hooks=hooks,
             budget=budget,
             max_in_flight=cfg.max_connections,
+            rate_limiter=limiter,
         )
         self._predictor = predictor
         self._warm = False
@@ -177,6 +185,32 @@ class Router:
         )
 
     # ------------------------------------------------------------------ construction
+    def _open_budgets(self, store: Store | None, budget: Budget | None) -> tuple[Budget | None, RateLimiter | None]:
+        """The config's budgets and rate limits over *store* (else one from ``config.store``)."""
+        cfg = self.config
+        limits = {
+            dep.name or f"{dep.provider}/{dep.model}": dep.rate_limit
+            for model in cfg.models.values()
+            for dep in model.deployments
+            if dep.rate_limit is not None and (dep.rate_limit.requests_per_minute or dep.rate_limit.tokens_per_minute)
+        }
+        self._owns_store = store is None and bool(cfg.budgets or limits)
+        if self._owns_store:
+            from .stores import from_url
+
+            url = cfg.store.url.get_secret_value()
+            store = from_url(url, prefix=cfg.store.prefix, timeout_s=cfg.store.timeout_s)
+        #: The shared store of budgets and rate limits (``None`` when neither is configured nor given).
+        self.store: Store | None = store
+        sc = cfg.store
+        if cfg.budgets:
+            assert store is not None
+            budget = Ledger(cfg.budgets, store, timeout_s=sc.timeout_s, hold_ttl_s=sc.hold_ttl_s)
+        #: What reserves and settles spending: ``budget=``, the config's budgets (a Ledger), or ``None``.
+        self.budget: Budget | None = budget
+        limiter = RateLimiter(limits, store, timeout_s=sc.timeout_s) if limits and store is not None else None
+        return budget, limiter
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> Router:
         """Build a router from a plain dict (validated; raises ConfigError naming bad fields)."""
@@ -253,10 +287,13 @@ class Router:
         route: str | None = None,
         model: str | None = None,
         deadline_s: float | None = None,
+        user: str | None = None,
+        tags: Sequence[str] | None = None,
         **request: Any,
     ) -> Plan:
         """Decide how a call would be routed, without sending anything (also a dry run)."""
         name, rcfg = self._route(route, model)
+        who, labels = call_scope(user, tags)
         req = ChatRequest(messages=_as_messages(messages), **request)
         validate_request(req)  # bad input fails here, before anything is planned or sent
         tokens_by_enc: dict[str, int] = {}
@@ -312,16 +349,25 @@ class Router:
             if c.max_output_tokens != req.max_tokens:
                 sent = sent_requests.get(c.max_output_tokens)  # type: ignore[assignment]
                 if sent is None:
-                    sent = sent_requests[c.max_output_tokens] = dataclasses.replace(
-                        req, max_tokens=c.max_output_tokens
-                    )
+                    sent = sent_requests[c.max_output_tokens] = dataclasses.replace(req, max_tokens=c.max_output_tokens)
             planned.append(PlannedCandidate(c, d.adapter, d.target, d.price, d.timeout, retry, d.attempt_s, sent))
             kept.append(c)
         if skipped:
             reason += f"; {len(skipped)} skipped for context window"
         trace = RouteTrace(name, rcfg.strategy, kept, est_input_tokens=est_in, prediction=prediction, reason=reason)
         deadline = rcfg.deadline_s if deadline_s is None else deadline_s
-        return Plan(name, req, planned, trace, deadline, est_in, skipped)
+        return Plan(
+            name,
+            req,
+            planned,
+            trace,
+            deadline,
+            est_in,
+            skipped,
+            user=who,
+            tags=labels,
+            on_budget_exceeded=rcfg.on_budget_exceeded,
+        )
 
     def _predictive(
         self, req: ChatRequest, rcfg: RouteConfig, deps: list[_Deployment], cands: list[Candidate]
@@ -382,17 +428,21 @@ class Router:
         response_format: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         deadline_s: float | None = None,
+        user: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> Reply:
         """Send a chat request along a route (or to one model) and return the reply.
 
         Raises :class:`~llmroute.errors.AllAttemptsFailedError` when every candidate failed,
         :class:`~llmroute.errors.DeadlineExceededError` when *deadline_s* (or the route's) ran
         out, and :class:`~llmroute.errors.UnknownRouteError` / ``InvalidRequestError`` for bad
-        arguments.
+        arguments. *user* and *tags* name who the call is for and label it, for the config's
+        budgets (``BudgetExceededError`` when one refuses; see docs/budgets.md).
         """
         t0 = self._clock()
         name, rcfg = self._route(route, model)
         _check_call(messages, tools, tool_choice, max_tokens, temperature, top_p, stop, response_format, extra_body)
+        call_scope(user, tags)
         deadline = _call_deadline(deadline_s, rcfg)
 
         async def make_plan() -> Plan:
@@ -411,6 +461,8 @@ class Router:
                 stop=stop,
                 response_format=response_format,
                 extra_body=extra_body,
+                user=user,
+                tags=tags,
             )
 
         return await self._executor.complete(make_plan, deadline_s=deadline, route=name, t0=t0)
@@ -430,6 +482,8 @@ class Router:
         response_format: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         deadline_s: float | None = None,
+        user: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> ReplyStream:
         """Stream a reply: ``async for chunk in router.stream(...)``; then ``stream.reply``.
 
@@ -439,6 +493,7 @@ class Router:
         """
         name, rcfg = self._route(route, model)  # bad arguments fail here, not at the first chunk
         _check_call(messages, tools, tool_choice, max_tokens, temperature, top_p, stop, response_format, extra_body)
+        call_scope(user, tags)
         deadline = _call_deadline(deadline_s, rcfg)
 
         async def make_plan() -> Plan:
@@ -457,6 +512,8 @@ class Router:
                 stop=stop,
                 response_format=response_format,
                 extra_body=extra_body,
+                user=user,
+                tags=tags,
             )
 
         return self._executor.stream(make_plan, deadline_s=deadline, route=name)
@@ -624,9 +681,11 @@ class Router:
 
     # ------------------------------------------------------------------ lifecycle
     async def aclose(self) -> None:
-        """Close the HTTP client (if the router created it)."""
+        """Close the HTTP client and the store (those the router created)."""
         if self._owns_client:
             await self._client.aclose()
+        if self._owns_store and self.store is not None:
+            await self.store.aclose()
 
     async def __aenter__(self) -> Router:
         return self
