@@ -88,9 +88,19 @@ def _as_messages(messages: Sequence[Message] | str) -> Sequence[Message]:
     return messages
 
 
-def _check_call(messages: Sequence[Message] | str, *fields: Any) -> None:
-    """Validate a call's arguments up front (*fields* in ChatRequest's order after ``messages``)."""
-    validate_request(ChatRequest(_as_messages(messages), *fields))
+def _with_max_tokens(req: ChatRequest, max_tokens: int) -> ChatRequest:
+    """*req* with another ``max_tokens`` (a plain constructor call: ``dataclasses.replace`` costs more)."""
+    return ChatRequest(
+        req.messages,
+        req.tools,
+        req.tool_choice,
+        max_tokens,
+        req.temperature,
+        req.top_p,
+        req.stop,
+        req.response_format,
+        req.extra_body,
+    )
 
 
 def _call_deadline(deadline_s: Any, rcfg: RouteConfig) -> float | None:
@@ -296,6 +306,18 @@ class Router:
         who, labels = call_scope(user, tags)
         req = ChatRequest(messages=_as_messages(messages), **request)
         validate_request(req)  # bad input fails here, before anything is planned or sent
+        return self._plan(name, rcfg, req, _call_deadline(deadline_s, rcfg), who, labels)
+
+    def _plan(
+        self,
+        name: str,
+        rcfg: RouteConfig,
+        req: ChatRequest,
+        deadline: float | None,
+        who: str | None,
+        labels: tuple[str, ...],
+    ) -> Plan:
+        """:meth:`plan` for a request already checked (by :meth:`plan`, :meth:`complete` or :meth:`stream`)."""
         tokens_by_enc: dict[str, int] = {}
         est_out = req.max_tokens or rcfg.est_output_tokens
         cache_write: bool | None = None  # looked up only for a price whose cache writes cost more
@@ -349,13 +371,12 @@ class Router:
             if c.max_output_tokens != req.max_tokens:
                 sent = sent_requests.get(c.max_output_tokens)  # type: ignore[assignment]
                 if sent is None:
-                    sent = sent_requests[c.max_output_tokens] = dataclasses.replace(req, max_tokens=c.max_output_tokens)
+                    sent = sent_requests[c.max_output_tokens] = _with_max_tokens(req, c.max_output_tokens)
             planned.append(PlannedCandidate(c, d.adapter, d.target, d.price, d.timeout, retry, d.attempt_s, sent))
             kept.append(c)
         if skipped:
             reason += f"; {len(skipped)} skipped for context window"
         trace = RouteTrace(name, rcfg.strategy, kept, est_input_tokens=est_in, prediction=prediction, reason=reason)
-        deadline = rcfg.deadline_s if deadline_s is None else deadline_s
         return Plan(
             name,
             req,
@@ -441,29 +462,25 @@ class Router:
         """
         t0 = self._clock()
         name, rcfg = self._route(route, model)
-        _check_call(messages, tools, tool_choice, max_tokens, temperature, top_p, stop, response_format, extra_body)
-        call_scope(user, tags)
+        req = ChatRequest(
+            _as_messages(messages),
+            tools,
+            tool_choice,
+            max_tokens,
+            temperature,
+            top_p,
+            stop,
+            response_format,
+            extra_body,
+        )
+        validate_request(req)
+        who, labels = call_scope(user, tags)
         deadline = _call_deadline(deadline_s, rcfg)
 
         async def make_plan() -> Plan:
             if not self._warm:
                 await self.warmup()
-            return self.plan(
-                messages,
-                route=route,
-                model=model,
-                deadline_s=deadline,
-                tools=tools,
-                tool_choice=tool_choice,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                response_format=response_format,
-                extra_body=extra_body,
-                user=user,
-                tags=tags,
-            )
+            return self._plan(name, rcfg, req, deadline, who, labels)
 
         return await self._executor.complete(make_plan, deadline_s=deadline, route=name, t0=t0)
 
@@ -492,29 +509,25 @@ class Router:
         counts from the first ``__anext__`` (when the stream starts working).
         """
         name, rcfg = self._route(route, model)  # bad arguments fail here, not at the first chunk
-        _check_call(messages, tools, tool_choice, max_tokens, temperature, top_p, stop, response_format, extra_body)
-        call_scope(user, tags)
+        req = ChatRequest(
+            _as_messages(messages),
+            tools,
+            tool_choice,
+            max_tokens,
+            temperature,
+            top_p,
+            stop,
+            response_format,
+            extra_body,
+        )
+        validate_request(req)
+        who, labels = call_scope(user, tags)
         deadline = _call_deadline(deadline_s, rcfg)
 
         async def make_plan() -> Plan:
             if not self._warm:
                 await self.warmup()
-            return self.plan(
-                messages,
-                route=route,
-                model=model,
-                deadline_s=deadline,
-                tools=tools,
-                tool_choice=tool_choice,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                response_format=response_format,
-                extra_body=extra_body,
-                user=user,
-                tags=tags,
-            )
+            return self._plan(name, rcfg, req, deadline, who, labels)
 
         return self._executor.stream(make_plan, deadline_s=deadline, route=name)
 
