@@ -448,8 +448,10 @@ class Learning:
     ) -> float:
         """Set a predictive route's ``quality_target`` so that about *strong_share* of *prompts*
         go past the route's cheapest model; returns the target (see :meth:`Router.calibrate`)."""
+        from ._request import validate_request
         from .calibration import quality_target_for_strong_share
         from .router import _as_messages
+        from .types import ChatRequest
 
         router = self._router
         name, rcfg = router._route(route, None)
@@ -466,7 +468,10 @@ class Learning:
         weak = min(rcfg.models, key=unit_price)
         profiles = self.route_profiles(rcfg.models)
         predictor = router._get_predictor()
-        predictions = [predictor.predict(_as_messages(p), profiles) for p in prompts]
+        requests = [ChatRequest(_as_messages(p)) for p in prompts]
+        for request in requests:
+            validate_request(request)
+        predictions = [predictor.predict(r.messages, profiles) for r in requests]
         target = min(1.0, max(0.0, quality_target_for_strong_share(predictions, weak, strong_share)))
         routes = dict(router.config.routes)
         routes[name] = rcfg.model_copy(update={"quality_target": target, "cost_weight": None})

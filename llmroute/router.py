@@ -17,33 +17,45 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
 from . import _clock
 from ._clock import Clock, Sleep
-from .config import Config, DeploymentConfig, ModelConfig, RouteConfig, TimeoutConfig, load_config
+from ._request import validate_request
+from ._transport import PooledTransport, env_proxies
+from .config import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    Config,
+    DeploymentConfig,
+    ModelConfig,
+    RouteConfig,
+    TimeoutConfig,
+    load_config,
+)
 from .costs import Price, estimate_cost_usd, lookup_price
-from .errors import ContextWindowExceededError, InvalidRequestError, UnknownRouteError
+from .errors import ConfigError, ContextWindowExceededError, InvalidRequestError, UnknownRouteError
 from .execute import Executor, Plan, PlannedCandidate, ReplyStream
 from .hooks import Hooks
 from .learning import Learning
-from .policy.budget import Budget
+from .policy.budget import Budget, Ledger, call_scope
 from .policy.ordering import order_candidates
 from .providers import get_adapter
 from .providers.base import Adapter, Target
+from .ratelimit import RateLimiter
+from .stores import Store
 from .tokens import count_message_tokens
 from .types import Candidate, ChatRequest, Message, Reply, RouteTrace
 
 __all__ = ["Router"]
 
 logger = logging.getLogger("llmroute")
-
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +83,34 @@ def _timeouts(*layers: TimeoutConfig | None) -> tuple[dict[str, float | None], f
 
 
 def _as_messages(messages: Sequence[Message] | str) -> Sequence[Message]:
+    """*messages*, a plain string becoming one user message (checked by ``validate_request``)."""
     if isinstance(messages, str):
         return ({"role": "user", "content": messages},)
-    if not isinstance(messages, Sequence) or not messages:
-        raise InvalidRequestError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
-    for i, m in enumerate(messages):
-        if not isinstance(m, Mapping):
-            raise InvalidRequestError(f"messages[{i}] must be a mapping, got {type(m).__name__}")
-        role = m.get("role")
-        if role not in _ROLES:
-            raise InvalidRequestError(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {role!r}")
     return messages
+
+
+def _with_max_tokens(req: ChatRequest, max_tokens: int) -> ChatRequest:
+    """*req* with another ``max_tokens`` (a plain constructor call: ``dataclasses.replace`` costs more)."""
+    return ChatRequest(
+        req.messages,
+        req.tools,
+        req.tool_choice,
+        max_tokens,
+        req.temperature,
+        req.top_p,
+        req.stop,
+        req.response_format,
+        req.extra_body,
+    )
+
+
+def _call_deadline(deadline_s: Any, rcfg: RouteConfig) -> float | None:
+    """The call's deadline: *deadline_s* (0 means already expired), else the route's."""
+    if deadline_s is None:
+        return rcfg.deadline_s
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)) or not 0 <= deadline_s < math.inf:
+        raise InvalidRequestError(f"deadline_s must be a finite number of seconds >= 0, got {deadline_s!r}")
+    return float(deadline_s)
 
 
 def _marks_cache_control(obj: Any) -> bool:
@@ -103,7 +132,8 @@ class Router:
 
     Inject the parts tests and integrations need: ``http_client`` (or just ``transport``, an
     ``httpx.AsyncBaseTransport``), ``clock`` and ``sleep`` (virtual time), ``hooks`` (attempt
-    observers), ``budget`` (reserve/settle spending) and ``predictor`` (predictive routes).
+    observers), ``budget`` (reserve/settle spending), ``store`` (where the config's budgets and rate
+    limits live; default: the one ``config.store`` names) and ``predictor`` (predictive routes).
     Close it with ``await router.aclose()`` or use ``async with``.
     """
 
@@ -119,10 +149,18 @@ class Router:
         budget: Budget | None = None,
         predictor: Any = None,
         environ: Mapping[str, str] | None = None,
+        store: Store | None = None,
     ) -> None:
         self.config: Config = load_config(config, environ=environ)
         cfg = self.config
+        if budget is not None and cfg.budgets:
+            raise ConfigError("give budget= or the config's budgets, not both", [("budgets", "budget= also given")])
+        budget, limiter = self._open_budgets(store, budget)
         self._owns_client = http_client is None
+        if http_client is None and transport is None and not env_proxies():
+            transport = PooledTransport(
+                max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_keepalive_connections
+            )
         self._client = http_client or httpx.AsyncClient(
             transport=transport,
             limits=httpx.Limits(
@@ -133,10 +171,17 @@ class Router:
         )
         self._clock = clock or _clock.monotonic
         self._executor = Executor(
-            self._client, clock=self._clock, sleep=sleep or _clock.sleep, hooks=hooks, budget=budget
+            self._client,
+            clock=self._clock,
+            sleep=sleep or _clock.sleep,
+            hooks=hooks,
+            budget=budget,
+            max_in_flight=cfg.max_connections,
+            rate_limiter=limiter,
         )
         self._predictor = predictor
         self._warm = False
+        self._warm_lock = anyio.Lock()
         self._profiles: dict[str, Any] = {}
         self._learning = Learning(self)
         self._background: Any = None
@@ -148,6 +193,32 @@ class Router:
         )
 
     # ------------------------------------------------------------------ construction
+    def _open_budgets(self, store: Store | None, budget: Budget | None) -> tuple[Budget | None, RateLimiter | None]:
+        """The config's budgets and rate limits over *store* (else one from ``config.store``)."""
+        cfg = self.config
+        limits = {
+            dep.name or f"{dep.provider}/{dep.model}": dep.rate_limit
+            for model in cfg.models.values()
+            for dep in model.deployments
+            if dep.rate_limit is not None and (dep.rate_limit.requests_per_minute or dep.rate_limit.tokens_per_minute)
+        }
+        self._owns_store = store is None and bool(cfg.budgets or limits)
+        if self._owns_store:
+            from .stores import from_url
+
+            url = cfg.store.url.get_secret_value()
+            store = from_url(url, prefix=cfg.store.prefix, timeout_s=cfg.store.timeout_s)
+        #: The shared store of budgets and rate limits (``None`` when neither is configured nor given).
+        self.store: Store | None = store
+        sc = cfg.store
+        if cfg.budgets:
+            assert store is not None
+            budget = Ledger(cfg.budgets, store, timeout_s=sc.timeout_s, hold_ttl_s=sc.hold_ttl_s)
+        #: What reserves and settles spending: ``budget=``, the config's budgets (a Ledger), or ``None``.
+        self.budget: Budget | None = budget
+        limiter = RateLimiter(limits, store, timeout_s=sc.timeout_s) if limits and store is not None else None
+        return budget, limiter
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> Router:
         """Build a router from a plain dict (validated; raises ConfigError naming bad fields)."""
@@ -224,13 +295,29 @@ class Router:
         route: str | None = None,
         model: str | None = None,
         deadline_s: float | None = None,
+        user: str | None = None,
+        tags: Sequence[str] | None = None,
         **request: Any,
     ) -> Plan:
         """Decide how a call would be routed, without sending anything (also a dry run)."""
         name, rcfg = self._route(route, model)
+        who, labels = call_scope(user, tags)
         req = ChatRequest(messages=_as_messages(messages), **request)
+        validate_request(req)  # bad input fails here, before anything is planned or sent
+        return self._plan(name, rcfg, req, _call_deadline(deadline_s, rcfg), who, labels)
+
+    def _plan(
+        self,
+        name: str,
+        rcfg: RouteConfig,
+        req: ChatRequest,
+        deadline: float | None,
+        who: str | None,
+        labels: tuple[str, ...],
+    ) -> Plan:
+        """:meth:`plan` for a request already checked (by :meth:`plan`, :meth:`complete` or :meth:`stream`)."""
         tokens_by_enc: dict[str, int] = {}
-        out_tokens = req.max_tokens or rcfg.est_output_tokens
+        est_out = req.max_tokens or rcfg.est_output_tokens
         cache_write: bool | None = None  # looked up only for a price whose cache writes cost more
         deps: list[_Deployment] = []
         cands: list[Candidate] = []
@@ -240,14 +327,20 @@ class Router:
             if enc not in tokens_by_enc:
                 tokens_by_enc[enc] = count_message_tokens(req.messages, enc, tools=req.tools)
             n_in = tokens_by_enc[enc]
+            n_in_worst = math.ceil(n_in * self.config.models[mname].input_margin)
             for d in model_deps:
-                n_out = min(out_tokens, d.max_output_tokens) if d.max_output_tokens else out_tokens
+                cap = d.max_output_tokens
+                send_max = req.max_tokens or rcfg.max_output_tokens or cap or DEFAULT_MAX_OUTPUT_TOKENS
+                if cap and send_max > cap:
+                    send_max = cap
                 deps.append(d)
                 price = d.price
                 if price.cache_write is not None and price.cache_write > price.input and cache_write is None:
                     cache_write = _asks_for_cache_writes(req)
-                est = estimate_cost_usd(n_in, n_out, price, cache_write=bool(cache_write))
-                cands.append(Candidate(mname, d.name, d.target.provider, d.target.model, est))
+                writes = bool(cache_write)
+                est = estimate_cost_usd(n_in, min(est_out, send_max), price, cache_write=writes)
+                worst = estimate_cost_usd(n_in_worst, send_max, price, cache_write=writes)
+                cands.append(Candidate(mname, d.name, d.target.provider, d.target.model, est, None, send_max, worst))
         prediction = None
         if rcfg.strategy == "predictive":
             deps, cands, reason, prediction = self._predictive(req, rcfg, deps, cands)
@@ -261,6 +354,7 @@ class Router:
         planned: list[PlannedCandidate] = []
         kept: list[Candidate] = []
         retry = rcfg.retry or self.config.retry
+        sent_requests: dict[int, ChatRequest] = {}
         for d, c in zip(deps, cands):
             if d.context_window and tokens_by_enc[d.tokenizer] > d.context_window:
                 n_in = tokens_by_enc[d.tokenizer]
@@ -271,12 +365,28 @@ class Router:
                     )
                 )
                 continue
-            planned.append(PlannedCandidate(c, d.adapter, d.target, d.price, d.timeout, retry, d.attempt_s))
+            sent = req
+            if c.max_output_tokens != req.max_tokens:
+                sent = sent_requests.get(c.max_output_tokens)  # type: ignore[assignment]
+                if sent is None:
+                    sent = sent_requests[c.max_output_tokens] = _with_max_tokens(req, c.max_output_tokens)
+            planned.append(PlannedCandidate(c, d.adapter, d.target, d.price, d.timeout, retry, d.attempt_s, sent))
             kept.append(c)
         if skipped:
             reason += f"; {len(skipped)} skipped for context window"
         trace = RouteTrace(name, rcfg.strategy, kept, est_input_tokens=est_in, prediction=prediction, reason=reason)
-        return Plan(name, req, planned, trace, deadline_s or rcfg.deadline_s, est_in, skipped)
+        return Plan(
+            name,
+            req,
+            planned,
+            trace,
+            deadline,
+            est_in,
+            skipped,
+            user=who,
+            tags=labels,
+            on_budget_exceeded=rcfg.on_budget_exceeded,
+        )
 
     def _predictive(
         self, req: ChatRequest, rcfg: RouteConfig, deps: list[_Deployment], cands: list[Candidate]
@@ -337,32 +447,41 @@ class Router:
         response_format: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         deadline_s: float | None = None,
+        user: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> Reply:
         """Send a chat request along a route (or to one model) and return the reply.
 
         Raises :class:`~llmroute.errors.AllAttemptsFailedError` when every candidate failed,
         :class:`~llmroute.errors.DeadlineExceededError` when *deadline_s* (or the route's) ran
         out, and :class:`~llmroute.errors.UnknownRouteError` / ``InvalidRequestError`` for bad
-        arguments.
+        arguments. *user* and *tags* name who the call is for and label it, for the config's
+        budgets (``BudgetExceededError`` when one refuses; see docs/budgets.md).
         """
-        if not self._warm:
-            await self.warmup()
-        plan = self.plan(
-            messages,
-            route=route,
-            model=model,
-            deadline_s=deadline_s,
-            tools=tools,
-            tool_choice=tool_choice,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            response_format=response_format,
-            extra_body=extra_body,
+        t0 = self._clock()
+        name, rcfg = self._route(route, model)
+        req = ChatRequest(
+            _as_messages(messages),
+            tools,
+            tool_choice,
+            max_tokens,
+            temperature,
+            top_p,
+            stop,
+            response_format,
+            extra_body,
         )
-        reply = await self._executor.complete(plan)
-        self._learning.observe(plan.request, reply)  # labels from the reply itself (learning.py)
+        validate_request(req)
+        who, labels = call_scope(user, tags)
+        deadline = _call_deadline(deadline_s, rcfg)
+
+        async def make_plan() -> Plan:
+            if not self._warm:
+                await self.warmup()
+            return self._plan(name, rcfg, req, deadline, who, labels)
+
+        reply = await self._executor.complete(make_plan, deadline_s=deadline, route=name, t0=t0)
+        self._learning.observe(req, reply)  # labels from the reply itself (learning.py)
         return reply
 
     def stream(
@@ -380,34 +499,37 @@ class Router:
         response_format: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         deadline_s: float | None = None,
+        user: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> ReplyStream:
         """Stream a reply: ``async for chunk in router.stream(...)``; then ``stream.reply``.
 
         Falls back to the next candidate only before the first token, so text is never
-        duplicated; an error after the first token ends the stream with that error.
+        duplicated; an error after the first token ends the stream with that error. The deadline
+        counts from the first ``__anext__`` (when the stream starts working).
         """
-        self._route(route, model)  # bad arguments fail here, not at the first chunk
-        _as_messages(messages)
+        name, rcfg = self._route(route, model)  # bad arguments fail here, not at the first chunk
+        req = ChatRequest(
+            _as_messages(messages),
+            tools,
+            tool_choice,
+            max_tokens,
+            temperature,
+            top_p,
+            stop,
+            response_format,
+            extra_body,
+        )
+        validate_request(req)
+        who, labels = call_scope(user, tags)
+        deadline = _call_deadline(deadline_s, rcfg)
 
         async def make_plan() -> Plan:
             if not self._warm:
                 await self.warmup()
-            return self.plan(
-                messages,
-                route=route,
-                model=model,
-                deadline_s=deadline_s,
-                tools=tools,
-                tool_choice=tool_choice,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                response_format=response_format,
-                extra_body=extra_body,
-            )
+            return self._plan(name, rcfg, req, deadline, who, labels)
 
-        return self._executor.stream(make_plan)
+        return self._executor.stream(make_plan, deadline_s=deadline, route=name)
 
     # ------------------------------------------------------------------ learning (llmroute/learning.py)
     @property
@@ -485,8 +607,15 @@ class Router:
         """Load the tokenizers (and the predictor, if a route is predictive) in a worker thread.
 
         The first call does this by itself; call it at start-up to keep that one-off cost
-        (about half a second per tokenizer) off the first request. Never blocks the event loop.
+        (about half a second per tokenizer) off the first request. Concurrent callers share one
+        load. It runs inside the calling call's deadline: a caller whose deadline passes stops
+        waiting (the load goes on in its thread and the next caller finds it done). The loading
+        runs in a worker thread, but tiktoken builds each encoder holding the GIL (about 70 ms for
+        ``o200k_base`` on an idle machine, more on a busy one), so the event loop stalls that long
+        once: warm up before serving traffic.
         """
+        if self._warm:
+            return
         import anyio.to_thread
 
         encodings = {m.tokenizer for m in self.config.models.values()}
@@ -504,14 +633,18 @@ class Router:
                     self._predictor = Predictor.default()
                 self._predictor.try_predict("warm up", [])
 
-        await anyio.to_thread.run_sync(load)
-        self._warm = True
+        async with self._warm_lock:
+            if not self._warm:
+                await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
+                self._warm = True
 
     # ------------------------------------------------------------------ lifecycle
     async def aclose(self) -> None:
-        """Close the HTTP client (if the router created it)."""
+        """Close the HTTP client and the store (those the router created)."""
         if self._owns_client:
             await self._client.aclose()
+        if self._owns_store and self.store is not None:
+            await self.store.aclose()
 
     async def __aenter__(self) -> Router:
         if self.config.learning.judge is not None:  # the sampled judge grades in the background
@@ -530,8 +663,10 @@ class Router:
         await self.aclose()
 
     def __repr__(self) -> str:
-        cfg = self.config
+        cfg = getattr(self, "config", None)  # total: also for a half-built Router
+        if not isinstance(cfg, Config):
+            return "Router(<not configured>)"
         return (
             f"Router(providers={sorted(cfg.providers)}, models={sorted(cfg.models)}, "
-            f"routes={sorted(cfg.routes)}, default_route={self._default_route!r})"
+            f"routes={sorted(cfg.routes)}, default_route={getattr(self, '_default_route', None)!r})"
         )
