@@ -341,7 +341,7 @@ class LearningConfig(_Strict):
     #: A reply that fails its own ``response_format`` JSON or whose tool arguments are not JSON
     #: becomes a 0 label for the model that answered.
     structured_output_labels: bool = True
-    #: Load the learned state from this file at start-up; ``await router.save_learning()`` writes it.
+    #: Load the learned state from this file at start-up; ``await router.learning.save()`` writes it.
     state_file: str | None = None
     judge: JudgeConfig | None = None
 

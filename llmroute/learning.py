@@ -56,6 +56,7 @@ __all__ = [
     "LearnerSettings",
     "Learning",
     "OnlineLearner",
+    "SharedStoreState",
     "StateStore",
     "parse_grade",
     "prior_profiles",
@@ -140,8 +141,11 @@ class Learning:
 
     async def save(self, store: StateStore | str | os.PathLike[str] | None = None) -> None:
         """Write the learned state to *store* (a :class:`StateStore` or a file path; default the
-        config's ``learning.state_file``). The blob is taken at once; the write runs in a thread."""
-        await self._store(store).save(self.learner.to_bytes())
+        config's ``learning.state_file``). The blob is taken at once; the write runs in a thread.
+        What was saved is the base of the next :meth:`sync` (use one store for both)."""
+        blob = self.learner.to_bytes()
+        await self._store(store).save(blob)
+        self._base = OnlineLearner.from_bytes(blob)
 
     async def load(self, store: StateStore | str | os.PathLike[str] | None = None) -> bool:
         """Replace the learned state by the one in *store* (default ``learning.state_file``).
@@ -1213,3 +1217,54 @@ class FileStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+
+
+class SharedStoreState:
+    """A :class:`StateStore` over the router's shared :class:`llmroute.stores.Store` (in memory, or
+    Redis for a fleet): the blob lives base64-encoded under ``learning/<key>``, and :meth:`update`
+    holds a lock made of the store's atomic ``add`` (with a TTL, so a worker that dies while holding
+    it does not block the others for longer than *lock_ttl_s*)."""
+
+    namespace = "learning"
+
+    def __init__(self, store: Any, key: str = "state", *, lock_ttl_s: float = 30.0, lock_wait_s: float = 10.0) -> None:
+        self.store = store
+        self.key = key
+        self.lock_ttl_s = lock_ttl_s
+        self.lock_wait_s = lock_wait_s
+
+    def __repr__(self) -> str:
+        return f"SharedStoreState({self.store!r}, key={self.key!r})"
+
+    async def load(self) -> bytes | None:
+        """The stored blob, or None."""
+        import base64
+
+        text = await self.store.get(self.namespace, self.key)
+        return base64.b64decode(text) if text else None
+
+    async def save(self, data: bytes) -> None:
+        """Replace the stored blob."""
+        import base64
+
+        await self.store.put(self.namespace, self.key, base64.b64encode(data).decode("ascii"))
+
+    async def update(self, fn: Callable[[bytes | None], bytes]) -> bytes:
+        """``fn(stored)`` written back while holding the lock; *fn* runs in a worker thread."""
+        import anyio
+        import anyio.to_thread
+
+        lock = self.key + ":lock"
+        with anyio.fail_after(self.lock_wait_s):
+            delay = 0.005
+            while await self.store.add(self.namespace, lock, 1.0, ttl_s=self.lock_ttl_s) > 1.0:
+                await self.store.add(self.namespace, lock, -1.0, ttl_s=self.lock_ttl_s)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        try:
+            out = await anyio.to_thread.run_sync(fn, await self.load())
+            await self.save(out)
+            return out
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.store.add(self.namespace, lock, -1.0, ttl_s=self.lock_ttl_s)
