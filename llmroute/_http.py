@@ -42,6 +42,7 @@ class Wire:
     TimeoutException: Any
     RemoteProtocolError: Any
     TransportError: Any
+    LocalProtocolError: Any
 
     @classmethod
     def of(cls, module: Any) -> Wire:
@@ -59,10 +60,29 @@ class Wire:
             TimeoutException=module.TimeoutException,
             RemoteProtocolError=module.RemoteProtocolError,
             TransportError=module.TransportError,
+            LocalProtocolError=module.LocalProtocolError,
         )
 
     def map_error(self, exc: BaseException, fields: dict[str, Any], *, reading: bool) -> ProviderError:
-        """This package's exception as a ProviderError (the caller raises it ``from exc``)."""
+        """This package's exception as a ProviderError (the caller raises it ``from exc``).
+
+        A ``LocalProtocolError`` is the HTTP stack refusing to *send* the request (e.g. h11's
+        "Illegal header value"): its text, and that of the httpcore/h11 errors it chains, may quote a
+        request header, API key included. That text is blanked along the whole chain and the error
+        says only what kind of failure it was; it is not retried (the same request fails the same way).
+        """
+        if isinstance(exc, self.LocalProtocolError):
+            link: BaseException | None = exc
+            for _ in range(8):  # the chain is httpx -> httpcore -> h11; bounded against cycles
+                if link is None:
+                    break
+                link.args = ("(details withheld: they may quote request headers)",)
+                link = link.__cause__ or link.__context__
+            return ProviderError(
+                f"the HTTP client refused to send the request ({type(exc).__name__}; an invalid header or URL, "
+                "details withheld: they may quote request headers)",
+                **fields,
+            )
         if isinstance(exc, self.TimeoutException):
             return ProviderTimeoutError(f"timed out ({type(exc).__name__})", **fields)
         if isinstance(exc, self.RemoteProtocolError) and reading:

@@ -41,12 +41,14 @@ from .errors import (
     LLMRouteError,
     ProviderError,
     ProviderTimeoutError,
+    RateLimitError,
     ResponseError,
 )
 from .hooks import Hooks, dispatch_attempt_finished, dispatch_attempt_started, dispatch_call_finished
-from .policy.budget import Budget, Reservation, Spend
+from .policy.budget import Budget, Reservation, Spend, budget_wait
 from .policy.fallback import retry_if_retryable, should_fall_back, stop_for, wait_retry_after_or_backoff
 from .providers.base import Adapter, Target
+from .ratelimit import RateLimiter, parse_rate_limit_headers
 from .types import Attempt, Candidate, ChatRequest, Chunk, Completion, Reply, RouteTrace, ToolCall, Usage
 
 __all__ = ["Admission", "Executor", "Plan", "PlannedCandidate", "ReplyStream", "send"]
@@ -87,11 +89,14 @@ class Plan:
     #: Who the call is for and its tags (budget scopes).
     user: str | None = None
     tags: tuple[str, ...] = ()
+    #: What to do when a budget refuses a candidate: ``downgrade``, ``refuse`` or ``wait``.
+    on_budget_exceeded: str = "downgrade"
 
     def spend(self, pc: PlannedCandidate) -> Spend:
-        """What an attempt on *pc* spends on, for the budget."""
+        """What an attempt on *pc* spends on, for the budget (with what the call has spent so far)."""
         c = pc.candidate
-        return Spend(self.route, c.model, c.deployment, c.provider, self.user, self.tags)
+        spent = sum(a.cost_usd for a in self.trace.attempts)
+        return Spend(self.route, c.model, c.deployment, c.provider, self.user, self.tags, spent)
 
 
 #: A plan, or an async factory that makes one (planning then runs inside the call's deadline).
@@ -155,10 +160,12 @@ class Admission:
 class _Progress:
     """Whether an attempt's request may have reached the provider (so it may be billed)."""
 
-    __slots__ = ("sent",)
+    __slots__ = ("headers", "sent")
 
     def __init__(self) -> None:
         self.sent = False
+        #: The response's headers, once it arrived (read for the provider's rate-limit state).
+        self.headers: httpx.Headers | None = None
 
 
 def _http_request(
@@ -200,6 +207,8 @@ async def send(
         if progress is not None and isinstance(exc, wire.not_sent):
             progress.sent = False
         raise wire.map_error(exc, pc.target.error_fields(), reading=True) from exc
+    if progress is not None:
+        progress.headers = response.headers
     if response.status_code >= 300:
         raise pc.adapter.parse_error(response.status_code, response.headers, response.content, pc.target)
     return pc.adapter.parse_response(response.content, pc.target)
@@ -243,6 +252,7 @@ class _AttemptStream:
             if isinstance(exc, wire.not_sent):
                 self._progress.sent = False
             raise wire.map_error(exc, self._pc.target.error_fields(), reading=False) from exc
+        self._progress.headers = self._response.headers
         if self._response.status_code >= 300:
             try:
                 body = await self._response.aread()
@@ -318,6 +328,7 @@ class Executor:
         rng: Callable[[], float] | None = None,
         max_in_flight: int | None = None,
         wire: Wire = HTTPX,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.client = client
         #: The HTTP package of *client* (``httpx`` or ``httpx2``): its request and exception classes.
@@ -326,6 +337,8 @@ class Executor:
         self.sleep = sleep
         self.hooks = tuple(hooks)
         self.budget = budget
+        #: Client-side rate limits per deployment (``None``: none configured).
+        self.rate_limiter = rate_limiter
         #: Requests let into the HTTP client at once (``None``: no limit here).
         self.admission = Admission(max_in_flight) if max_in_flight else None
         self._rng = rng
@@ -333,6 +346,48 @@ class Executor:
         self._urls: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- bookkeeping
+    async def _start(
+        self,
+        plan: Plan,
+        pc: PlannedCandidate,
+        number: int,
+        t0: float,
+        deadline_at: float | None,
+        errors: list[BaseException],
+    ) -> tuple[Attempt, Reservation | None] | None:
+        """Begin an attempt once *pc*'s rate limit and budgets allow it; ``None``: skip to the next
+        candidate (the reason is appended to *errors*). A budget refusal is raised at once on a
+        ``refuse`` route, waited out on a ``wait`` route (within the deadline), else skips."""
+        limiter = self.rate_limiter
+        if limiter is not None and pc.candidate.deployment in limiter:
+            try:
+                await limiter.acquire(
+                    pc.candidate.deployment,
+                    plan.est_input_tokens + pc.candidate.max_output_tokens,
+                    sleep=self.sleep,
+                    left_s=None if deadline_at is None else deadline_at - self.clock(),
+                    error_fields=pc.target.error_fields(),
+                )
+            except RateLimitError as exc:  # client-side: no request was sent
+                errors.append(exc)
+                return None
+        waited, tries = 0.0, 0
+        while True:
+            try:
+                return await self._begin(plan, pc, number, t0)
+            except BudgetExceededError as exc:
+                if plan.on_budget_exceeded == "refuse":
+                    raise
+                if plan.on_budget_exceeded == "wait":
+                    left = None if deadline_at is None else deadline_at - self.clock()
+                    delay = budget_wait(exc, waited, tries, left)
+                    if delay is not None:
+                        await self.sleep(delay)
+                        waited, tries = waited + delay, tries + 1
+                        continue
+                errors.append(exc)
+                return None
+
     async def _begin(
         self, plan: Plan, pc: PlannedCandidate, number: int, t0: float
     ) -> tuple[Attempt, Reservation | None]:
@@ -357,6 +412,7 @@ class Executor:
         *,
         unbilled: bool = False,
         estimated: bool = False,
+        progress: _Progress | None = None,
     ) -> None:
         """Close an attempt: timings, outcome, what it may have cost; settle its reservation."""
         attempt.duration_s = self.clock() - t0 - attempt.started_s
@@ -380,6 +436,13 @@ class Executor:
         if reservation is not None and self.budget is not None:
             with anyio.CancelScope(shield=True):
                 await self.budget.settle(reservation, attempt.cost_usd)
+        limiter = self.rate_limiter
+        if limiter is not None and pc.candidate.deployment in limiter:
+            info = None if progress is None or progress.headers is None else parse_rate_limit_headers(progress.headers)
+            retry_after = error.retry_after if isinstance(error, RateLimitError) and error.status else None
+            if info is not None or retry_after is not None:
+                with anyio.CancelScope(shield=True):
+                    await limiter.observe(pc.candidate.deployment, info, retry_after)
         if self.hooks:
             dispatch_attempt_finished(self.hooks, attempt, error)
 
@@ -480,16 +543,16 @@ class Executor:
             number = 0
             while True:
                 number += 1
-                try:
-                    attempt, reservation = await self._begin(plan, pc, number, t0)
-                except BudgetExceededError as exc:
-                    errors.append(exc)
+                begun = await self._start(plan, pc, number, t0, deadline_at, errors)
+                if begun is None:
                     break
+                attempt, reservation = begun
                 progress = _Progress()
                 try:
                     completion = await self._send(pc, plan.request, attempt, progress)
                 except BaseException as exc:
-                    await self._end(attempt, pc, t0, reservation, exc, unbilled=_unbilled(exc, progress))
+                    unbilled = _unbilled(exc, progress)
+                    await self._end(attempt, pc, t0, reservation, exc, unbilled=unbilled, progress=progress)
                     if not isinstance(exc, ProviderError):
                         raise
                     errors.append(exc)
@@ -499,7 +562,7 @@ class Executor:
                             raise
                         break
                     continue
-                await self._end(attempt, pc, t0, reservation, None, completion.usage)
+                await self._end(attempt, pc, t0, reservation, None, completion.usage, progress=progress)
                 return self._reply(plan, pc, completion, attempt)
         raise self._failed(plan, errors)
 
@@ -652,11 +715,10 @@ class _StreamRun:
                 number = 0
                 while True:
                     number += 1
-                    try:
-                        attempt, reservation = await ex._begin(plan, pc, number, t0)
-                    except BudgetExceededError as exc:
-                        errors.append(exc)
+                    begun = await ex._start(plan, pc, number, t0, deadline_at, errors)
+                    if begun is None:
                         break
+                    attempt, reservation = begun
                     progress = _Progress()
                     try:
                         stream, first, early = await self._open_first(pc, attempt, progress, deadline_at)
@@ -665,7 +727,8 @@ class _StreamRun:
                         timed_out = isinstance(exc, TimeoutError) and not isinstance(exc, LLMRouteError)
                         if timed_out and deadline_at is not None and ex.clock() >= deadline_at:
                             err = self._deadline_error(errors)
-                        await ex._end(attempt, pc, t0, reservation, err, unbilled=_unbilled(err, progress))
+                        unbilled = _unbilled(err, progress)
+                        await ex._end(attempt, pc, t0, reservation, err, unbilled=unbilled, progress=progress)
                         if err is not exc:
                             raise err from exc
                         if not isinstance(exc, ProviderError):
@@ -705,10 +768,13 @@ class _StreamRun:
                         completion = acc.completion()
                         if failure is None:
                             usage = acc.usage or _estimate_usage(plan, completion)
-                            await ex._end(attempt, pc, t0, reservation, None, usage, estimated=acc.usage is None)
+                            estimated = acc.usage is None
+                            await ex._end(
+                                attempt, pc, t0, reservation, None, usage, estimated=estimated, progress=progress
+                            )
                             self.reply = ex._reply(plan, pc, completion, attempt)
                         else:  # cut off, cancelled or abandoned: billed as reported, else its worst case
-                            await ex._end(attempt, pc, t0, reservation, failure, acc.usage)
+                            await ex._end(attempt, pc, t0, reservation, failure, acc.usage, progress=progress)
                     return
             raise ex._failed(plan, errors)
         except BaseException as exc:
@@ -803,4 +869,3 @@ def _estimate_usage(plan: Plan, completion: Completion) -> Usage:
     text = completion.text or ""
     out = count_tokens(text) + sum(count_tokens(c.arguments) for c in completion.tool_calls)
     return Usage(plan.est_input_tokens, out, 0)
-

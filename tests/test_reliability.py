@@ -8,7 +8,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -62,6 +62,59 @@ def provider_spend(fleet: Fleet) -> float:
     )
 
 
+async def race_random_calls(
+    router: llmroute.Router,
+    rng: random.Random,
+    who: Callable[[], dict[str, Any]] = dict,
+    *,
+    waves: int = 4,
+    per_wave: int = 60,
+) -> list[str]:
+    """Waves of concurrent callers (complete, stream, abandoned stream), each with a random
+    cancellation and deadline (and ``who()``'s call arguments), with the cycle collector off:
+    nothing may rely on it. Returns each call's outcome."""
+    outcomes: list[str] = []
+
+    async def caller() -> None:
+        kind = rng.choice(["complete", "stream", "abandon"])
+        cancel_after = rng.choice([None, rng.uniform(0.0, 0.08)])
+        deadline = rng.choice([None, rng.uniform(0.005, 0.1)])
+        kw = who()
+        with anyio.CancelScope() as scope:
+            if cancel_after is not None:
+                scope.deadline = anyio.current_time() + cancel_after
+            try:
+                if kind == "complete":
+                    await router.complete(MSG, deadline_s=deadline, **kw)
+                elif kind == "stream":
+                    async with router.stream(MSG, deadline_s=deadline, **kw) as s:
+                        async for _ in s:
+                            pass
+                else:
+                    s = router.stream(MSG, deadline_s=deadline, **kw)
+                    async for _ in s:
+                        break
+                    del s  # dropped without aclose: freed at once, closed by the loop
+                outcomes.append("ok")
+            except llmroute.LLMRouteError as exc:
+                outcomes.append(type(exc).__name__)
+        if scope.cancelled_caught:
+            outcomes.append("cancelled")
+
+    gc.disable()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            for _wave in range(waves):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(per_wave):
+                        tg.start_soon(caller)
+            await anyio.sleep(0.3)  # let the loop finish closing abandoned streams
+    finally:
+        gc.enable()
+    return outcomes
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_budget_is_never_overspent_by_concurrent_cancelled_and_abandoned_calls(
     spend_fleet: Fleet, seed: int
@@ -73,46 +126,10 @@ async def test_budget_is_never_overspent_by_concurrent_cancelled_and_abandoned_c
     rng = random.Random(seed)
     limit = 0.02
     budget = llmroute.MemoryBudget(limit)
-    outcomes: list[str] = []
     router = llmroute.Router.from_dict(spend_config(spend_fleet, max_output_tokens=800), budget=budget)
 
-    async def caller(i: int) -> None:
-        kind = rng.choice(["complete", "stream", "abandon"])
-        cancel_after = rng.choice([None, rng.uniform(0.0, 0.08)])
-        deadline = rng.choice([None, rng.uniform(0.005, 0.1)])
-        with anyio.CancelScope() as scope:
-            if cancel_after is not None:
-                scope.deadline = anyio.current_time() + cancel_after
-            try:
-                if kind == "complete":
-                    await router.complete(MSG, deadline_s=deadline)
-                elif kind == "stream":
-                    async with router.stream(MSG, deadline_s=deadline) as s:
-                        async for _ in s:
-                            pass
-                else:
-                    s = router.stream(MSG, deadline_s=deadline)
-                    async for _ in s:
-                        break
-                    del s  # dropped without aclose: freed at once, closed by the loop
-                outcomes.append("ok")
-            except llmroute.LLMRouteError as exc:
-                outcomes.append(type(exc).__name__)
-        if scope.cancelled_caught:
-            outcomes.append("cancelled")
-
-    gc.disable()  # nothing may rely on the cycle collector
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            async with router:
-                for _wave in range(4):
-                    async with anyio.create_task_group() as tg:
-                        for i in range(60):
-                            tg.start_soon(caller, i)
-                await anyio.sleep(0.2)  # let the loop finish closing abandoned streams
-    finally:
-        gc.enable()
+    async with router:
+        outcomes = await race_random_calls(router, rng)
     served = provider_spend(spend_fleet)
     assert budget.open_reservations == 0 and budget.reserved_usd == 0
     assert served <= limit, f"providers served ${served:.6f} against a limit of ${limit}"

@@ -181,29 +181,43 @@ def json_loads(body: bytes | str, target: Target) -> Any:
         raise ResponseError(f"malformed JSON from provider: {exc}", body=snippet, **target.error_fields()) from None
 
 
+#: Longest wait :func:`parse_retry_after` reports (a day): anything longer, or infinite, is capped
+#: to it, so a caller's "too long to wait" check still sees it as too long.
+_MAX_RETRY_AFTER_S = 86_400.0
+
+
+def _seconds(text: str, scale: float = 1.0) -> float | None:
+    """*text* times *scale* as seconds, within [0, a day]; ``None`` if *text* is not a number."""
+    try:
+        value = float(text) * scale
+    except (ValueError, OverflowError):
+        return None
+    if value != value:  # NaN
+        return None
+    return min(max(0.0, value), _MAX_RETRY_AFTER_S)
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait as the provider asked: ``retry-after-ms``, ``retry-after`` in seconds or
-    as an HTTP date. ``None`` when absent or unparseable; never negative."""
+    as an HTTP date. ``None`` when absent or unparseable; never negative, never above
+    a day (absurd values such as ``inf`` or the year 9999 are capped); never raises."""
     ms = headers.get("retry-after-ms")
     if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
+        seconds = _seconds(ms, 0.001)
+        if seconds is not None:
+            return seconds
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        delta = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
         return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(max(0.0, delta), _MAX_RETRY_AFTER_S)
 
 
 _CONTEXT_MARKERS = (
@@ -248,8 +262,9 @@ def error_from_status(
         return ContentFilteredError(message or "content filtered", **kw)
     if 400 <= status < 500:
         return BadRequestError(message or f"request rejected with HTTP {status}", **kw)
-    if status >= 500:
-        return ServerError(message or f"provider error HTTP {status}", **kw)
+    if status >= 500:  # 503 and 529 often carry Retry-After
+        retry_after = parse_retry_after(headers) if headers is not None else None
+        return ServerError(message or f"provider error HTTP {status}", retry_after=retry_after, **kw)
     return ProviderError(message or f"unexpected HTTP {status}", **kw)
 
 

@@ -233,10 +233,14 @@ def _result_value(content: Any) -> Any:
         return ""
     if not isinstance(content, str):
         return content
-    try:
-        return json.loads(content)
+    try:  # NaN / Infinity are not JSON: such a result is sent as text, not as a non-JSON number
+        return json.loads(content, parse_constant=_not_json)
     except ValueError:
         return content
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

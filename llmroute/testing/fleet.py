@@ -73,7 +73,9 @@ class FakeProvider:
     *redacted_thinking*; Gemini counts it in ``thoughtsTokenCount`` and sends ``thought: true``
     parts when the request sets ``includeThoughts``; OpenAI counts it in ``reasoning_tokens``.
     *citations* (Anthropic) gives the text block a ``char_location`` citation (a ``citations_delta``
-    event when streamed).
+    event when streamed). *response_headers* are added
+    to every response (e.g. ``{"x-ratelimit-remaining-requests": "0"}``); with
+    *output_tokens_max*, default replies have a random length between *output_tokens* and it.
     """
 
     def __init__(
@@ -98,6 +100,8 @@ class FakeProvider:
         thinking: str | None = None,
         redacted_thinking: bool = False,
         citations: bool = False,
+        response_headers: Mapping[str, str] | None = None,
+        output_tokens_max: int | None = None,
     ) -> None:
         if not name or "/" in name or "?" in name:
             raise ValueError(f"invalid provider name {name!r}")
@@ -110,6 +114,9 @@ class FakeProvider:
         self.tokens_per_s = tokens_per_s
         self.reply = reply
         self.output_tokens = output_tokens
+        #: When set, each default reply's length is drawn uniformly from
+        #: ``[output_tokens, output_tokens_max]`` words (RNG seeded with *seed*).
+        self.output_tokens_max = output_tokens_max
         self.context_window = context_window
         self.cached_input_tokens = cached_input_tokens
         self.cache_write_input_tokens = cache_write_input_tokens
@@ -121,6 +128,8 @@ class FakeProvider:
         self.thinking = thinking
         self.redacted_thinking = redacted_thinking
         self.citations = citations
+        #: Extra headers on every response (e.g. a provider's ``x-ratelimit-*`` headers).
+        self.response_headers: dict[str, str] = dict(response_headers or {})
         self._rng = random.Random(seed)
         self._queue: deque[Fault] = deque(faults)
         self._ids = itertools.count(1)
@@ -204,10 +213,12 @@ class FakeProvider:
         await resp.send(status, self._json_headers(), body)
 
     def _json_headers(self) -> list[tuple[str, str]]:
+        extra = list(self.response_headers.items())
         if self.api == "gemini":
-            return [("content-type", "application/json; charset=UTF-8")]
+            return [("content-type", "application/json; charset=UTF-8"), *extra]
         rid = f"req_{next(self._ids):024x}"
-        return [("content-type", "application/json"), ("x-request-id" if self.api == "openai" else "request-id", rid)]
+        rid_header = "x-request-id" if self.api == "openai" else "request-id"
+        return [("content-type", "application/json"), (rid_header, rid), *extra]
 
     async def _list_models(self, resp: Responder) -> None:
         ids = sorted(self.models) if self.models else [_DEFAULT_MODEL[self.api]]
@@ -483,7 +494,10 @@ class FakeProvider:
             return FakeReply(text=json.dumps({"reply": f"Echo: {snippet}", "ok": True}, ensure_ascii=False))
         words = ["Echo:", *snippet.split()]
         filler = itertools.cycle(_FILLER)
-        while len(words) < self.output_tokens:
+        n = self.output_tokens
+        if self.output_tokens_max is not None and self.output_tokens_max > n:
+            n = self._rng.randint(n, self.output_tokens_max)
+        while len(words) < n:
             words.append(next(filler))
         return FakeReply(text=" ".join(words))
 
@@ -526,7 +540,7 @@ class FakeProvider:
     def _stream_headers(self, sse: bool) -> list[tuple[str, str]]:
         if self.api == "gemini":
             ctype = "text/event-stream" if sse else "application/json; charset=UTF-8"
-            return [("content-type", ctype), ("cache-control", "no-cache")]
+            return [("content-type", ctype), ("cache-control", "no-cache"), *self.response_headers.items()]
         hdrs = self._json_headers()
         hdrs[0] = ("content-type", "text/event-stream; charset=utf-8")
         hdrs.append(("cache-control", "no-cache"))

@@ -1033,7 +1033,9 @@ def test_clean_shutdown_even_mid_stall() -> None:
 
 def test_cli_prints_ready_line_and_stops_on_sigterm(tmp_path: Any) -> None:
     spec = tmp_path / "fl.json"
-    spec.write_text(json.dumps([{"name": "fast", "api": "anthropic", "reply": "hi there"}]))
+    spec.write_text(
+        json.dumps([{"name": "fast", "api": "anthropic", "reply": "hi there", "response_headers": {"x-test": "1"}}])
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmroute.testing", "--spec", str(spec)], stdout=subprocess.PIPE, text=True
     )
@@ -1046,12 +1048,27 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(tmp_path: Any) -> None:
             json={"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "x"}]},
             headers={"anthropic-version": "2023-06-01"},
         )
-        assert r.json()["content"][0]["text"] == "hi there"
+        assert r.json()["content"][0]["text"] == "hi there" and r.headers["x-test"] == "1"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
+        report = json.loads(proc.stdout.readline())["providers"]["fast"]  # what it served and would bill
+        assert report["calls"] == report["served"] == 1 and report["billed_output_tokens"] == 2
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_random_reply_lengths() -> None:
+    prov = FakeProvider("rnd", output_tokens=3, output_tokens_max=40, seed=5)
+    with Fleet([prov]) as fl:
+        lengths = set()
+        for _ in range(20):
+            r = httpx.post(
+                fl.base_url("rnd") + "/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+            )
+            lengths.add(r.json()["usage"]["completion_tokens"])
+    assert len(lengths) > 5 and min(lengths) >= 3 and max(lengths) <= 40
