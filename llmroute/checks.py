@@ -49,10 +49,11 @@ hard check from a pydantic model or a JSON schema.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import _answer
@@ -70,6 +71,7 @@ __all__ = [
     "combine",
     "confidence",
     "judge",
+    "judge_async",
     "parses_as",
     "resolve_checks",
     "result_of",
@@ -502,32 +504,69 @@ def combine(results: Sequence[CheckResult]) -> Verdict:
     return Verdict(score, tuple(results))
 
 
-@dataclass(slots=True)
-class _Run:
-    results: list[CheckResult] = field(default_factory=list)
-    dead: bool = False
+class _Judging:
+    """Collects check results in order; after a hard failure the rest are skipped."""
+
+    __slots__ = ("dead", "results")
+
+    def __init__(self) -> None:
+        self.results: list[CheckResult] = []
+        self.dead = False
+
+    def skipped(self, fn: Any) -> bool:
+        if self.dead:
+            self.results.append(CheckResult(_name(fn), None, 1.0, "skipped: a hard check already failed"))
+        return self.dead
+
+    def add(self, fn: Any, value: Any) -> None:
+        res = result_of(fn, value)
+        self.results.append(res)
+        if res.passed is False and res.score <= 0.0:
+            self.dead = True
+
+    def raised(self, fn: Any, exc: BaseException) -> None:
+        self.add(fn, _fail_hard(_name(fn), f"check raised {type(exc).__name__}: {exc}"[:200]))
 
 
 def judge(answer: Answer, checks: Sequence[str | Check] | None = None) -> Verdict:
     """Run *checks* (names or callables; default :data:`DEFAULT_CHECKS`) on *answer*, synchronously.
 
     A check that raises counts as a hard failure naming the exception; an async check raises
-    ``TypeError`` here (a cascade awaits them: ``llmroute.cascade``).
+    ``TypeError`` here (use :func:`judge_async`, as a cascade does).
     """
-    run = _Run()
+    run = _Judging()
     for fn in resolve_checks(checks):
-        if run.dead:
-            run.results.append(CheckResult(_name(fn), None, 1.0, "skipped: a hard check already failed"))
+        if run.skipped(fn):
             continue
         try:
             value = fn(answer)
         except Exception as exc:
-            value = _fail_hard(_name(fn), f"check raised {type(exc).__name__}: {exc}"[:200])
-        if hasattr(value, "__await__"):
-            value.close()  # type: ignore[union-attr]
-            raise TypeError(f"check {_name(fn)!r} is async: run it in a cascade (llmroute.cascade), not judge()")
-        res = result_of(fn, value)
-        run.results.append(res)
-        if res.passed is False and res.score <= 0.0:
-            run.dead = True
+            run.raised(fn, exc)
+            continue
+        if inspect.isawaitable(value):
+            if hasattr(value, "close"):
+                value.close()
+            raise TypeError(f"check {_name(fn)!r} is async: use judge_async() (as a cascade does), not judge()")
+        run.add(fn, value)
+    return combine(run.results)
+
+
+async def judge_async(answer: Answer, checks: Sequence[str | Check] | None = None) -> Verdict:
+    """Like :func:`judge`, awaiting the checks that are async (a cascade's user validators).
+
+    Built-in checks run inline (microseconds); an async check runs in the caller's task, so bound
+    it yourself if it may wait on I/O (a cascade's deadline covers it).
+    """
+    run = _Judging()
+    for fn in resolve_checks(checks):
+        if run.skipped(fn):
+            continue
+        try:
+            value = fn(answer)
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as exc:
+            run.raised(fn, exc)
+            continue
+        run.add(fn, value)
     return combine(run.results)

@@ -138,6 +138,7 @@ class Router:
             self._client, clock=self._clock, sleep=sleep or _clock.sleep, hooks=hooks, budget=budget
         )
         self._predictor = predictor
+        self._cascade_runner: Any = None
         self._warm = False
         self._profiles: dict[str, Any] = {}
         #: Feedback labels per model: ``(prompt latent, score)`` (see :meth:`record_feedback`).
@@ -228,8 +229,25 @@ class Router:
         deadline_s: float | None = None,
         **request: Any,
     ) -> Plan:
-        """Decide how a call would be routed, without sending anything (also a dry run)."""
+        """Decide how a call would be routed, without sending anything (also a dry run).
+
+        For a cascade route the plan lists every tier's candidates in tier order (the cascade
+        itself runs each tier as its own plan and judges its answer: ``llmroute.cascade``).
+        """
         name, rcfg = self._route(route, model)
+        if rcfg.strategy == "cascade":
+            return self._cascade_dry_run(name, rcfg, messages, deadline_s, request)
+        return self._plan(name, rcfg, messages, deadline_s, request)
+
+    def _plan(
+        self,
+        name: str,
+        rcfg: RouteConfig,
+        messages: Sequence[Message] | str,
+        deadline_s: float | None,
+        request: Mapping[str, Any],
+    ) -> Plan:
+        """The plan of route *rcfg* (any strategy but cascade) for one request."""
         req = ChatRequest(messages=_as_messages(messages), **request)
         tokens_by_enc: dict[str, int] = {}
         out_tokens = req.max_tokens or rcfg.est_output_tokens
@@ -279,6 +297,69 @@ class Router:
             reason += f"; {len(skipped)} skipped for context window"
         trace = RouteTrace(name, rcfg.strategy, kept, est_input_tokens=est_in, prediction=prediction, reason=reason)
         return Plan(name, req, planned, trace, deadline_s or rcfg.deadline_s, est_in, skipped)
+
+    def _cascade_dry_run(
+        self,
+        name: str,
+        rcfg: RouteConfig,
+        messages: Sequence[Message] | str,
+        deadline_s: float | None,
+        request: Mapping[str, Any],
+    ) -> Plan:
+        from .policy.cascade import tiers_of
+
+        plans = [self._plan(name, t.route, messages, deadline_s, request) for t in tiers_of(rcfg)]
+        first = plans[0]
+        cands = [c for p in plans for c in p.trace.candidates]
+        tiers = " then ".join(f"tier {i + 1} ({p.trace.reason})" for i, p in enumerate(plans))
+        trace = RouteTrace(name, "cascade", cands, est_input_tokens=first.est_input_tokens, reason=f"cascade: {tiers}")
+        return Plan(
+            name,
+            first.request,
+            [pc for p in plans for pc in p.candidates],
+            trace,
+            deadline_s or rcfg.deadline_s,
+            first.est_input_tokens,
+            [e for p in plans for e in p.skipped],
+        )
+
+    def _cascade(self) -> Any:
+        """The cascade runner (built once): tiers planned by this router, judged, labelled."""
+        runner = self._cascade_runner
+        if runner is None:
+            from .cascade import Cascade
+
+            def plan_tier(name: str, tier: Any, request: Mapping[str, Any], deadline_s: float | None) -> Plan:
+                fields = {k: v for k, v in request.items() if k != "messages"}
+                return self._plan(name, tier.route, request["messages"], deadline_s, fields)
+
+            runner = self._cascade_runner = Cascade(
+                self._executor,
+                plan=plan_tier,
+                clock=self._clock,
+                predict=self._predict_quality,
+                feedback=self.record_feedback,
+                prepare=self._ensure_warm,
+            )
+        return runner
+
+    def _predict_quality(
+        self, request: Mapping[str, Any], models: Sequence[str]
+    ) -> tuple[Mapping[str, float], Any] | None:
+        """The predictor's quality per model for a request (``None`` when it is unavailable)."""
+        from .predictor import Predictor
+
+        if self._predictor is None:
+            self._predictor = Predictor.default()
+        messages = _as_messages(request["messages"])
+        prediction = self._predictor.try_predict(
+            messages, [self._profile(m) for m in models], tools=request.get("tools")
+        )
+        return None if prediction is None else (dict(prediction.quality), prediction)
+
+    async def _ensure_warm(self) -> None:
+        if not self._warm:
+            await self.warmup()
 
     def _predictive(
         self, req: ChatRequest, rcfg: RouteConfig, deps: list[_Deployment], cands: list[Candidate]
@@ -349,6 +430,20 @@ class Router:
         """
         if not self._warm:
             await self.warmup()
+        name, rcfg = self._route(route, model)
+        if rcfg.strategy == "cascade":
+            fields = dict(
+                messages=messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop,
+                response_format=response_format,
+                extra_body=extra_body,
+            )
+            return await self._cascade().complete(name, rcfg, fields, deadline_s)
         plan = self.plan(
             messages,
             route=route,
@@ -386,8 +481,21 @@ class Router:
         Falls back to the next candidate only before the first token, so text is never
         duplicated; an error after the first token ends the stream with that error.
         """
-        self._route(route, model)  # bad arguments fail here, not at the first chunk
+        name, rcfg = self._route(route, model)  # bad arguments fail here, not at the first chunk
         _as_messages(messages)
+        if rcfg.strategy == "cascade":
+            fields = dict(
+                messages=messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop,
+                response_format=response_format,
+                extra_body=extra_body,
+            )
+            return self._cascade().stream(name, rcfg, fields, deadline_s)  # type: ignore[return-value]
 
         async def make_plan() -> Plan:
             if not self._warm:
@@ -541,13 +649,24 @@ class Router:
         import anyio.to_thread
 
         encodings = {m.tokenizer for m in self.config.models.values()}
-        predictive = any(r.strategy == "predictive" for r in self.config.routes.values())
+        routes = self.config.routes.values()
+        cascade = any(r.strategy == "cascade" for r in routes)
+        predictive = any(r.strategy == "predictive" for r in routes) or any(
+            r.strategy == "cascade"
+            and (r.skip_below is not None or any(t.strategy == "predictive" for t in r.tiers or ()))
+            for r in routes
+        )
 
         def load() -> None:
             from .tokens import get_encoding
 
             for name in sorted(encodings):
                 get_encoding(name)
+            if cascade:  # the confidence check's model: loaded here, not on the event loop
+                from ._answer import FEATURE_NAMES
+                from .quality import AnswerQuality
+
+                AnswerQuality.default().try_score([0.0] * len(FEATURE_NAMES))
             if predictive:
                 from .predictor import Predictor
 
