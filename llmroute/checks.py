@@ -73,6 +73,7 @@ __all__ = [
     "judge",
     "judge_async",
     "parses_as",
+    "prompt_of",
     "resolve_checks",
     "result_of",
 ]
@@ -102,6 +103,14 @@ def _text_of(content: Any) -> str:
             str(p.get("text") or "") for p in content if isinstance(p, Mapping) and p.get("type", "text") == "text"
         )
     return ""
+
+
+def prompt_of(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The question a conversation asks: the text of its last user message."""
+    return next(
+        (_text_of(m.get("content")) for m in reversed(messages) if isinstance(m, Mapping) and m.get("role") == "user"),
+        "",
+    )
 
 
 class Answer:
@@ -152,8 +161,7 @@ class Answer:
     @classmethod
     def of(cls, reply: Reply | Completion, request: Any = None, *, question: _answer.Question | None = None) -> Answer:
         """The answer in *reply* to *request* (a :class:`~llmroute.types.ChatRequest`, or ``None``)."""
-        messages = getattr(request, "messages", None) or ()
-        prompt = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        prompt = prompt_of(getattr(request, "messages", None) or ())
         return cls(
             reply.text,
             prompt=prompt,

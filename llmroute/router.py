@@ -524,17 +524,24 @@ class Router:
         *,
         route: str,
         strong_share: float,
+        answers: Sequence[str | Reply] | None = None,
     ) -> float:
         """Fit a predictive route to your own traffic: set its ``quality_target`` so that about
         *strong_share* of *prompts* (unlabelled; a sample of real requests) go past the route's
         cheapest model. Returns the target; ``router.config`` holds it from now on (save it with
         ``router.config.model_dump(mode="json")``). For labelled data and new model vectors, see
         ``llmroute calibrate``. Runs the predictor inline: call it at start-up, not per request.
+
+        A cascade route needs *answers*: the first tier's recorded answers to *prompts* (texts or
+        replies, in order). Its ``accept`` threshold is set so that about *strong_share* of them
+        escalate, judged by the first tier's checks (sync checks only).
         """
         from .calibration import quality_target_for_strong_share
         from .predictor import Predictor
 
         name, rcfg = self._route(route, None)
+        if rcfg.strategy == "cascade":
+            return self._calibrate_cascade(name, rcfg, prompts, strong_share, answers)
         if rcfg.strategy != "predictive":
             raise InvalidRequestError(f"route {name!r} has strategy {rcfg.strategy!r}; calibrate needs 'predictive'")
         if not 0.0 <= strong_share <= 1.0:
@@ -554,6 +561,40 @@ class Router:
         routes[name] = rcfg.model_copy(update={"quality_target": target, "cost_weight": None})
         self.config = self.config.model_copy(update={"routes": routes})
         return target
+
+    def _calibrate_cascade(
+        self,
+        name: str,
+        rcfg: RouteConfig,
+        prompts: Sequence[Sequence[Message] | str],
+        strong_share: float,
+        answers: Sequence[str | Reply] | None,
+    ) -> float:
+        """``calibrate`` for a cascade route: its ``accept`` from the first tier's recorded answers."""
+        from .calibration import accept_for_escalation_share
+        from .checks import Answer, judge, prompt_of
+        from .policy.cascade import tiers_of
+
+        if not 0.0 <= strong_share <= 1.0:
+            raise InvalidRequestError(f"strong_share must be within [0, 1], got {strong_share}")
+        if not prompts or answers is None or len(answers) != len(prompts):
+            raise InvalidRequestError(
+                "calibrating a cascade needs prompts and answers=, the first tier's answers to them, in order"
+            )
+        tier = tiers_of(rcfg)[0]
+        verdicts = []
+        for p, a in zip(prompts, answers):
+            request = ChatRequest(messages=_as_messages(p))
+            answer = Answer(a, prompt=prompt_of(request.messages)) if isinstance(a, str) else Answer.of(a, request)
+            try:
+                verdicts.append(judge(answer, tier.checks))
+            except TypeError as exc:
+                raise InvalidRequestError(f"calibrate runs the checks synchronously: {exc}") from None
+        accept = accept_for_escalation_share(verdicts, strong_share)
+        routes = dict(self.config.routes)
+        routes[name] = rcfg.model_copy(update={"accept": accept})
+        self.config = self.config.model_copy(update={"routes": routes})
+        return accept
 
     # ------------------------------------------------------------------ learning from your traffic
     def record_feedback(self, reply: Reply, score: float) -> None:

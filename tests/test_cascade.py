@@ -12,6 +12,7 @@ import pytest
 from conftest import SECRET, provider_cfg
 
 import llmroute
+import llmroute.checks
 from llmroute.checks import Answer, CheckResult
 from llmroute.testing import FakeProvider, FakeReply, Fault, Fleet
 
@@ -304,3 +305,29 @@ async def test_an_abandoned_cascade_stream_releases_its_connection(cfleet: Fleet
     finally:
         cfleet["strong"].tokens_per_s = None
     assert stream.reply is None
+
+
+# --------------------------------------------------------------------------------- calibration
+
+
+def test_calibrate_sets_accept_for_an_escalation_share(cfleet: Fleet) -> None:
+    from llmroute.calibration import accept_for_escalation_share
+
+    prompts = [f"Tom has {i} apples and buys {i + 5} more. How many apples does he have?" for i in range(40)]
+    answers = [
+        f"He has {i} + {i + 5} = {2 * i + 5 + (3 if i % 4 == 0 else 0)} apples.\n#### {2 * i + 5}"
+        + (" Wait, maybe I made a mistake." * (i % 5))
+        for i in range(40)
+    ]
+    r = llmroute.Router.from_dict(config(cfleet))
+    accept = r.calibrate(prompts, route="smart", strong_share=0.3, answers=answers)
+    assert r.config.routes["smart"].accept == accept
+    scores = [llmroute.checks.judge(Answer(a, prompt=p)).score for p, a in zip(prompts, answers)]
+    escalated = sum(s < accept for s in scores) / len(scores)
+    assert abs(escalated - 0.3) <= 0.1
+    assert accept_for_escalation_share([0.2, 0.4, 0.6, 0.8], 0.5) == pytest.approx(0.5)
+    assert accept_for_escalation_share([0.2, 0.4, 0.6, 0.8], 0.0) <= 0.2
+    with pytest.raises(llmroute.InvalidRequestError, match="answers="):
+        r.calibrate(prompts, route="smart", strong_share=0.3)
+    with pytest.raises(ValueError, match="finite"):
+        accept_for_escalation_share([float("nan")], 0.5)
