@@ -23,6 +23,7 @@ costs the same as a 24 kB one, and no pattern can backtrack badly (no nested qua
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -42,9 +43,12 @@ __all__ = [
 _MAX_ANSWER = 24_000
 _MAX_PROMPT = 8_000
 #: Lines holding "=" whose arithmetic is checked (the first ones and the last ones).
-_MAX_EQ_LINES = 48
-#: Characters of those lines checked (head and tail).
-_MAX_EQ_CHARS = 2_000
+_MAX_EQ_LINES = 20
+#: Characters of those lines checked (head and tail), and equations judged at most.
+_MAX_EQ_CHARS = 900
+_MAX_EQUATIONS = 10
+#: Characters at the end of an answer searched for its final answer.
+_FINAL_TAIL = 1_500
 
 # ---------------------------------------------------------------------------------------- maths
 
@@ -75,7 +79,7 @@ _PLAIN = (
     ("{,}", ""),
     ("<<", " "),
     (">>", " "),
-    ("**", "^"),
+    ("**", " "),  # markdown bold (Python's power is left out: "2 3" is not arithmetic)
 )
 _FRAC = re.compile(r"\\[dt]?frac\{([^{}]{1,40})\}\{([^{}]{1,40})\}")
 #: Thousands separators ("1,200") and "3 x 4" products, in one pass that only stops at digits.
@@ -97,11 +101,15 @@ def _normalise_maths(text: str) -> str:
         if old in text:
             text = text.replace(old, new)
     if "frac" in text:
-        text = _FRAC.sub(r"(\1)/(\2)", text)
+        text = _FRAC.sub(_frac, text)
     text = _DIGIT_GLUE.sub(_glue, text)
     if "{" in text:
         text = text.translate(_BRACES)
     return text
+
+
+def _frac(m: re.Match[str]) -> str:
+    return f"({m.group(1)})/({m.group(2)})"
 
 
 def _glue(m: re.Match[str]) -> str:
@@ -237,6 +245,16 @@ def _side(tokens: list[str]) -> tuple[float, int | None, bool] | None:
         if not tok[:1].isdigit() and tok[:1] != ".":
             return None
         return float(tok), (len(tok) - tok.index(".") - 1 if "." in tok else 0), False
+    if len(tokens) == 3 and tokens[1] in _OPS and tokens[0][:1].isdigit() and tokens[2][:1].isdigit():
+        a, op, b = float(tokens[0]), tokens[1], float(tokens[2])  # "84 * 2.50": most sides
+        if op == "+":
+            return a + b, None, True
+        if op == "-":
+            return a - b, None, True
+        if op == "*":
+            return a * b, None, True
+        if op == "/" and b:
+            return a / b, None, True
     try:
         value = _evaluate(tokens)
     except (ValueError, OverflowError, IndexError, ZeroDivisionError, RecursionError, TypeError):
@@ -260,6 +278,8 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
     n = len(norm)
     for m in _CHAIN.finditer(norm):
         chain = m.group()
+        if not any(op in chain for op in "+*/^") and "-" not in chain[1:]:
+            continue  # "a = b": nothing computed, nothing to check
         sides = chain.split("=")
         start = m.start()
         end = start + len(chain.rstrip())
@@ -282,7 +302,7 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
                     wrong += 1
                 last = cur[0]
             prev = cur
-        if checked >= 24 or (m.start() > 1800 and checked >= 12):
+        if checked >= _MAX_EQUATIONS:
             break
     return checked, wrong, last
 
@@ -469,7 +489,6 @@ _TELL_WORDS: dict[str, str] = {
     "estimate": "approx",
     "≈": "approx",
 }
-_TELL_SET = frozenset(_TELL_WORDS)
 #: Phrases checked when one of their words is present.
 _TELL_PHRASES: tuple[tuple[str, str, str], ...] = (
     ("sure", "not sure", "uncertain"),
@@ -484,6 +503,11 @@ _TELL_PHRASES: tuple[tuple[str, str, str], ...] = (
     ("match", "not match any", "impossible"),
     ("listed", "not listed", "impossible"),
 )
+_PHRASES_BY_KEY: dict[str, list[tuple[str, str]]] = {}
+for _key, _phrase, _cat in _TELL_PHRASES:
+    _PHRASES_BY_KEY.setdefault(_key, []).append((_phrase, _cat))
+#: Words whose presence is worth a look: tells, and the key words of the phrases.
+_TELL_KEYS = frozenset(_TELL_WORDS) | frozenset(_PHRASES_BY_KEY)
 _REFUSALS = (
     "i'm sorry",
     "i am sorry",
@@ -520,9 +544,13 @@ _CHOICE_STATEMENT = re.compile(
 
 # ------------------------------------------------------------------------------------------ code
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _PY_LINE = re.compile(r"^(?:def |class |import |from \w+ import |for .* in .*:|if .*:|while .*:|return\b)", re.M)
 _PY_LANGS = frozenset({"python", "py", "python3", "py3"})
+_PY_STARTS = ("def ", "import", "from ", "class ")
+_PY_BARE = re.compile(r"\n(?:def|import|from|class) ")
+#: Strings and comments of Python source, removed before brackets are counted.
+_PY_SKIP = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*')
+_PY_OPEN_END = (":", ",", "\\", "(", "[", "{", "=", "+", "-", "*", "/", ".")
 _PY_FENCES = ("```py", "```\n", "```Py", "``` py", "```\r")
 
 
@@ -555,9 +583,22 @@ def _window(text: str, cap: int) -> str:
 
 
 def question(prompt: str) -> Question:
-    """Analyse the question *prompt* once (its numbers and options), for every answer to it."""
+    """Analyse the question *prompt* once (its numbers and options), for every answer to it.
+
+    The last 256 questions under 64 kB are remembered (a cascade judges every tier's answer to the
+    same question).
+    """
     if not prompt:
         return _NO_QUESTION
+    return _question_cached(prompt) if len(prompt) <= 65_536 else _question(prompt)
+
+
+@functools.lru_cache(maxsize=256)
+def _question_cached(prompt: str) -> Question:
+    return _question(prompt)
+
+
+def _question(prompt: str) -> Question:
     chars = len(prompt)
     prompt = _window(prompt, _MAX_PROMPT)
     norm = _normalise_maths(prompt)
@@ -607,6 +648,7 @@ class Analysis:
     text: str
     _parses: bool | None = None
     _parsed: bool = False
+    _shape: str | None = None
 
     @property
     def looks_mathematical(self) -> bool:
@@ -617,24 +659,34 @@ class Analysis:
         """``(language, source)`` of each fenced code block; a bare program is one untagged block."""
         text = self.text
         if "```" in text:
-            return [(lang.lower(), src) for lang, src in _FENCE.findall(text)]
-        if ("def " in text or "import " in text or " = " in text) and "\n" in text.strip() and _PY_LINE.search(text):
-            return [("", text)]
+            return _fenced(text)
+        if (text.lstrip()[:6].startswith(_PY_STARTS) or _PY_BARE.search(text)) and _PY_LINE.search(text):
+            return [("", text)]  # a bare program: a line opens with def / import / from / class
         return []
 
+    def python_sources(self) -> list[str]:
+        """The Python code in the answer: ``python``-tagged blocks, untagged ones that look like Python."""
+        return [src for lang, src in self.code_blocks() if lang in _PY_LANGS or (lang == "" and _PY_LINE.search(src))]
+
+    def python_shape(self) -> str | None:
+        """What is wrong with the shape of the Python code, cheaply: unbalanced brackets, an
+        unterminated string, a last line that cannot end a program (``"``: no Python, ``None``: fine)."""
+        if self._shape is None:
+            sources = self.python_sources()
+            self._shape = "" if not sources else next((p for p in map(_python_shape, sources) if p), "ok")
+        return None if self._shape == "ok" else self._shape
+
     def python_parses(self) -> bool | None:
-        """Whether every Python block parses (``None``: no Python). Parsed once, on first ask."""
+        """Whether every Python block parses with :func:`ast.parse` (``None``: no Python). About
+        100 µs per kB of code: the ``code_parses`` check, not a default one."""
         if not self._parsed:
             self._parsed = True
-            text = self.text
-            if "```" in text and not any(f in text for f in _PY_FENCES):
-                return None  # fenced blocks, none of them Python: nothing to parse
-            py = [src for lang, src in self.code_blocks() if lang in _PY_LANGS or (lang == "" and _PY_LINE.search(src))]
-            if py:
+            sources = self.python_sources()
+            if sources:
                 import ast
 
                 ok = True
-                for src in py:
+                for src in sources:
                     try:
                         ast.parse(src[:20_000])
                     except (SyntaxError, ValueError, MemoryError, RecursionError):
@@ -642,6 +694,37 @@ class Analysis:
                         break
                 self._parses = ok
         return self._parses
+
+
+def _fenced(text: str) -> list[tuple[str, str]]:
+    """``(language, source)`` of the fenced blocks of *text* (an unclosed last fence runs to the end)."""
+    out: list[tuple[str, str]] = []
+    i = text.find("```")
+    while i >= 0 and len(out) < 32:
+        eol = text.find("\n", i + 3)
+        if eol < 0:
+            break
+        lang = text[i + 3 : eol].strip().split(" ", 1)[0].lower()
+        close = text.find("```", eol + 1)
+        out.append((lang, text[eol + 1 : close if close >= 0 else len(text)]))
+        if close < 0:
+            break
+        i = text.find("```", close + 3)
+    return out
+
+
+def _python_shape(src: str) -> str | None:
+    """Why Python *src* cannot be a whole program, from its shape alone (``None``: it can)."""
+    code = _PY_SKIP.sub(" ", src[:20_000])
+    for a, b in ("()", "[]", "{}"):
+        if code.count(a) != code.count(b):
+            return f"unbalanced {a}{b}"
+    if '"' in code or "'" in code:
+        return "unterminated string"
+    last = code.rstrip()
+    if last.endswith(_PY_OPEN_END) and not last.endswith(("...", "*/")):
+        return "code cut off"
+    return None
 
 
 def _equation_lines(lines: list[str]) -> str:
@@ -680,13 +763,12 @@ def analyse(text: str, q: Question | str | None = None) -> Analysis:
     # -- tells: one split of the words, phrases only where one of their words occurs
     words = lower.translate(_PUNCT).split()
     counts = {"impossible": 0, "uncertain": 0, "approx": 0, "correction": 0}
-    hits = _TELL_SET.intersection(words)
-    for w in hits:
-        counts[_TELL_WORDS[w]] += lower.count(w)
-    if hits or len(words) < 400:
-        present = set(words) if len(words) < 400 else None
-        for key, phrase, cat in _TELL_PHRASES:
-            if (present is None or key in present) and phrase in lower:
+    for w in _TELL_KEYS.intersection(words):
+        cat = _TELL_WORDS.get(w)
+        if cat is not None:
+            counts[cat] += lower.count(w)
+        for phrase, cat in _PHRASES_BY_KEY.get(w, ()):
+            if phrase in lower:
                 counts[cat] += 1
     head = lower[:_REFUSAL_HEAD]
     refusal = any(r in head for r in _REFUSALS) if ("sorry" in head or "i " in head or "as an" in head) else False
@@ -700,8 +782,13 @@ def analyse(text: str, q: Question | str | None = None) -> Analysis:
     last_value = None
     if "=" in text:
         equations, wrong, last_value = _check_arithmetic(_normalise_maths(_equation_lines(lines)))
-    # -- final answer
-    kind, final_text, distinct = _final(text, lower)
+    # -- final answer: the end of the text, a JSON "answer" field wherever it is
+    cut = max(0, len(text) - _FINAL_TAIL)
+    kind, final_text, distinct = _final(text[cut:], lower[cut:])
+    if kind != "json" and cut and '"answer"' in text[:cut]:
+        head = _final(text[:cut], lower[:cut])
+        if head[0] == "json":
+            kind, final_text, distinct = head[0], head[1], distinct + 1
     final_value = _answer_number(final_text) if final_text else None
     mismatch = bool(
         final_value is not None and last_value is not None and not _agree(final_value, last_value, None, None)
@@ -748,7 +835,7 @@ def analyse(text: str, q: Question | str | None = None) -> Analysis:
 
 # -------------------------------------------------------------------------------------- features
 
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 #: The answer-quality model's inputs, in order (see :func:`features`).
 FEATURE_NAMES: tuple[str, ...] = (

@@ -22,7 +22,9 @@ name                  kind   fails when
 ``tool_args``         hard   a tool call names a tool the request did not offer, or its
                              arguments are not a JSON object valid against the tool's schema;
                              or ``tool_choice`` required a call and none came
-``code``              hard   a Python code block (fenced, or a bare program) does not parse
+``code``              hard   a Python code block (fenced, or a bare program) is cut off or
+                             malformed (unbalanced brackets, unterminated string): its shape
+``code_parses``       hard   (not a default: ~100 µs per kB) the Python code does not parse
 ``math``              soft   a worked answer shows arithmetic that is wrong (``388 * 1359 =
                              527,622``), or a maths question gets no final answer
 ``choice``            soft   a multiple-choice question gets no option, or several
@@ -357,15 +359,29 @@ def check_tool_args(a: Answer) -> CheckResult:
 
 
 def check_code(a: Answer) -> CheckResult:
-    """Fails (hard) when a Python code block in the answer does not parse."""
+    """Fails (hard) when Python code in the answer is cut off or malformed: unbalanced brackets, an
+    unterminated string, a last line that cannot end a program (a shape check, microseconds)."""
     if "```" not in a.text and "\n" not in a.text:
         return _na("code", "no code")
+    problem = a.analysis.python_shape()
+    if problem is None:
+        return CheckResult("code", True, hard=True)
+    if not problem:
+        return _na("code", "no Python code")
+    return _fail_hard("code", f"Python code: {problem}")
+
+
+def check_code_parses(a: Answer) -> CheckResult:
+    """Fails (hard) when Python code in the answer does not parse (``ast.parse``: about 100 µs per
+    kB of code, so not a default check)."""
+    if "```" not in a.text and "\n" not in a.text:
+        return _na("code_parses", "no code")
     ok = a.analysis.python_parses()
     if ok is None:
-        return _na("code", "no Python code")
-    if not ok:
-        return _fail_hard("code", "Python code does not parse")
-    return CheckResult("code", True, hard=True)
+        return _na("code_parses", "no Python code")
+    return (
+        CheckResult("code_parses", True, hard=True) if ok else _fail_hard("code_parses", "Python code does not parse")
+    )
 
 
 def check_math(a: Answer) -> CheckResult:
@@ -453,6 +469,7 @@ BUILTIN_CHECKS: Mapping[str, Check] = {
     "json": check_json,
     "tool_args": check_tool_args,
     "code": check_code,
+    "code_parses": check_code_parses,
     "math": check_math,
     "choice": check_choice,
     "confidence": confidence(),

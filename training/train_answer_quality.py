@@ -244,10 +244,18 @@ def lobo(a: Answers) -> dict:
             mm = test & (a.benchmark == gb) & (a.model == gm)
             if mm.any():
                 y = (a.score[mm] >= 0.5).tolist()
+                rows = list(np.flatnonzero(mm))
+                perfect = [1.0] * len(rows)  # a strong model that is always right: the gap is the weak errors
+                worked_apgr = evaluate_pair(_judged(a, rows, fold), perfect, a.score[rows].tolist()).apgr
+                length_apgr = evaluate_pair(
+                    [float(len(a.response[i])) for i in rows], perfect, a.score[rows].tolist()
+                ).apgr
                 out["worked"][f"{gb} / {gm}"] = {
                     "n": int(mm.sum()),
                     "wrong": float(1.0 - np.mean(y)),
                     "auc": _auc(s[mm].tolist(), y),
+                    "apgr_vs_perfect": worked_apgr,
+                    "length_apgr_vs_perfect": length_apgr,
                     "answer_length_auc": _auc(
                         (-np.array([len(a.response[i]) for i in np.flatnonzero(mm)])).tolist(), y
                     ),
@@ -375,13 +383,18 @@ def card(metrics: dict, w: np.ndarray, n_rows: int) -> str:
             f"prompt length {m['prompt_length']:.3f}.",
             "",
             "Worked (chain-of-thought) answers, the closest stand-in here for grade-school maths: AUC of the",
-            'quality for "right", the model trained without that benchmark, against the answer\'s length alone.',
+            'quality for "right" (the model trained without that benchmark) against the answer\'s length alone,',
+            "and APGR of the default checks (and of answer length) against a strong model that is always right,",
+            "so that the gap is exactly the weak answers' errors (as with a strong model near 95 % on the task).",
             "",
-            "| answers | n | wrong | AUC | answer length AUC |",
-            "|---|---|---|---|---|",
+            "| answers | n | wrong | AUC | answer length AUC | APGR vs perfect strong | length APGR |",
+            "|---|---|---|---|---|---|---|",
         ]
         for k, v in metrics["worked"].items():
-            lines.append(f"| {k} | {v['n']} | {v['wrong']:.3f} | {v['auc']:.3f} | {v['answer_length_auc']:.3f} |")
+            lines.append(
+                f"| {k} | {v['n']} | {v['wrong']:.3f} | {v['auc']:.3f} | {v['answer_length_auc']:.3f} | "
+                f"{v['apgr_vs_perfect']:.3f} | {v['length_apgr_vs_perfect']:.3f} |"
+            )
     lines += [
         "",
         "## Limits",
