@@ -19,14 +19,15 @@ With ``--json`` the last stdout line is one JSON object: ``p50_us_<kind>``, ``p9
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import bench_args, percentile
 
 from llmroute import _answer
 from llmroute.checks import Answer, judge
@@ -100,23 +101,9 @@ def answers(tokens: int = 1000) -> dict[str, str]:
     }
 
 
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
-    ap = argparse.ArgumentParser(prog="python bench/cascade_checks.py")
-    ap.add_argument("--iters", type=int, default=2000)
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--no-pin", action="store_true")
-    args = ap.parse_args(argv)
-    if not args.no_pin and hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-        except OSError:
-            pass
+    args = bench_args("python bench/cascade_checks.py", argv)
     texts = answers()
     bodies = {
         k: json.dumps({"id": "x", "choices": [{"index": 0, "message": {"role": "assistant", "content": t}}]})
@@ -149,12 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, float] = {"target_p99_us": 200.0, "tokens": 1000.0}
     for k in texts:
         for q, name in ((0.5, "p50"), (0.99, "p99")):
-            v, b = _pct(times[k], q), _pct(times["baseline_" + k], q)
+            v, b = percentile(times[k], q), percentile(times["baseline_" + k], q)
             out[f"{name}_us_{k}"] = round(v, 1)
             out[f"baseline_{name}_us_{k}"] = round(b, 2)
             out[f"ratio_{name}_{k}"] = round(v / b, 1) if b else float("inf")
-    out["model_p50_us"] = round(_pct(times["model"], 0.5), 1)
-    out["model_p99_us"] = round(_pct(times["model"], 0.99), 1)
+    out["model_p50_us"] = round(percentile(times["model"], 0.5), 1)
+    out["model_p99_us"] = round(percentile(times["model"], 0.99), 1)
     out["p99_us_max"] = max(out[f"p99_us_{k}"] for k in texts)
     if not args.json:
         print(

@@ -13,14 +13,15 @@ skip). With ``--json`` the last stdout line is one JSON object with ``p50_us_<n>
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import bench_args, percentile
 
 from llmroute.policy.predictive import PredictiveCandidate, choose
 from llmroute.predictor import ModelProfile, Predictor
@@ -55,23 +56,9 @@ def make_prompt(tokens: int) -> str:
     return enc.decode(ids)
 
 
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
-    ap = argparse.ArgumentParser(prog="python bench/predictor.py")
-    ap.add_argument("--iters", type=int, default=2000)
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--no-pin", action="store_true")
-    args = ap.parse_args(argv)
-    if not args.no_pin and hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-        except OSError:
-            pass
+    args = bench_args("python bench/predictor.py", argv)
     pred = Predictor.default()
     models = [
         ModelProfile("small", tier="small"),
@@ -108,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             t = clock()
             pred.predict(msg, models)
             times[n].append((clock() - t) / 1e3)
-    out["noop_p50_us"] = round(_pct(times["noop"], 0.5), 3)
-    out["noop_p99_us"] = round(_pct(times["noop"], 0.99), 3)
+    out["noop_p50_us"] = round(percentile(times["noop"], 0.5), 3)
+    out["noop_p99_us"] = round(percentile(times["noop"], 0.99), 3)
     for n in sizes:
-        out[f"p50_us_{n}"] = round(_pct(times[n], 0.5), 1)
-        out[f"p99_us_{n}"] = round(_pct(times[n], 0.99), 1)
+        out[f"p50_us_{n}"] = round(percentile(times[n], 0.5), 1)
+        out[f"p99_us_{n}"] = round(percentile(times[n], 0.99), 1)
     msg = prompts[500]
     k = max(200, args.iters // 2)
     t = time.perf_counter()

@@ -44,7 +44,7 @@ from ._clock import Clock
 from .checks import Answer, judge_async, resolve_checks
 from .config import RouteConfig
 from .errors import AllAttemptsFailedError, DeadlineExceededError, LLMRouteError
-from .execute import Executor, Plan
+from .execute import Executor, Plan, ReplyStream
 from .policy.cascade import Tier, TierTrace, decide, skip_reason, summary, tiers_of
 from .types import Candidate, Chunk, Reply, RouteTrace, ToolCallDelta
 
@@ -104,6 +104,10 @@ class _Run:
             duration_s=duration_s,
             cascade=list(self.traces),
         )
+
+
+async def _never_planned() -> Plan:  # pragma: no cover - a CascadeStream plans its own tiers
+    raise AssertionError("a cascade stream is never planned as one route")
 
 
 def _first_chunk(reply: Reply) -> Chunk:
@@ -191,6 +195,17 @@ class Cascade:
         except LLMRouteError as exc:  # e.g. no prediction to learn from: the label is dropped
             logger.debug("cascade verdict not recorded as feedback: %s", exc)
 
+    def _tier_error(
+        self, run: _Run, tier: Tier, plan: Plan, exc: LLMRouteError, started: float
+    ) -> LLMRouteError | None:
+        """Record a tier that raised; the error the whole call raises (``None``: the next tier answers)."""
+        run.absorb(plan, started)
+        if isinstance(exc, DeadlineExceededError):
+            run.errors.extend(exc.errors)
+            return DeadlineExceededError(run.name, run.deadline_s or 0.0, run.errors)
+        self._failed(run, tier, plan, exc, started)
+        return AllAttemptsFailedError(run.name, run.errors) if tier.last else None
+
     def _failed(self, run: _Run, tier: Tier, plan: Plan, exc: LLMRouteError, started: float) -> None:
         run.errors.extend(getattr(exc, "errors", None) or [exc])
         last = exc.last if isinstance(exc, AllAttemptsFailedError) and exc.last is not None else exc
@@ -233,15 +248,10 @@ class Cascade:
                 return plan
             try:
                 reply = await self._executor.complete(plan)
-            except DeadlineExceededError as exc:
-                run.absorb(plan, started)
-                run.errors.extend(exc.errors)
-                raise DeadlineExceededError(run.name, run.deadline_s or 0.0, run.errors) from exc
             except LLMRouteError as exc:
-                run.absorb(plan, started)
-                self._failed(run, tier, plan, exc, started)
-                if tier.last:
-                    raise AllAttemptsFailedError(run.name, run.errors) from exc
+                error = self._tier_error(run, tier, plan, exc, started)
+                if error is not None:
+                    raise error from exc
                 continue
             run.absorb(plan, started)
             trace = await self._judge(run, tier, plan, reply, started)
@@ -280,65 +290,38 @@ class Cascade:
         return CascadeStream(self, name, route, request, deadline_s)
 
 
-class CascadeStream:
+class CascadeStream(ReplyStream):
     """A streamed cascade reply: ``async for chunk in stream``; afterwards ``stream.reply``.
 
-    Same use as :class:`~llmroute.execute.ReplyStream` (an async context manager closes it early).
-    Text is only ever sent for the answer the cascade keeps.
+    A :class:`~llmroute.execute.ReplyStream` (same use: ``text()``, ``aclose()``, ``async with``)
+    whose chunks come from the cascade. Text is only ever sent for the answer the cascade keeps.
     """
 
     def __init__(
         self, cascade: Cascade, name: str, route: RouteConfig, request: Mapping[str, Any], deadline_s: float | None
     ) -> None:
+        super().__init__(cascade._executor, _never_planned)
         self._cascade = cascade
         self._name = name
-        self._route = route
+        self._route_cfg = route
         self._request = request
         self._deadline_s = deadline_s or route.deadline_s
-        self._gen: Any = None
-        self._run: _Run | None = None
-        #: The complete reply, set once the stream has ended normally.
-        self.reply: Reply | None = None
+        self._cascade_run: _Run | None = None
 
     @property
     def route(self) -> RouteTrace:
         """The trace so far (complete once the stream has ended)."""
         if self.reply is not None:
             return self.reply.route
-        if self._run is None:
+        run = self._cascade_run
+        if run is None:
             return RouteTrace(self._name, "cascade", [], cascade=[])
-        return self._run.trace(self._cascade._clock() - self._run.t0)
-
-    def __aiter__(self) -> CascadeStream:
-        return self
-
-    async def __anext__(self) -> Chunk:
-        if self._gen is None:
-            self._gen = self._chunks()
-        return await self._gen.__anext__()
-
-    async def __aenter__(self) -> CascadeStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop the stream and release its connection."""
-        if self._gen is not None:
-            await self._gen.aclose()
-
-    async def text(self) -> str:
-        """Read the whole stream and return its text."""
-        async for _ in self:
-            pass
-        assert self.reply is not None
-        return self.reply.text or ""
+        return run.trace(self._cascade._clock() - run.t0)
 
     async def _prefix(self, run: _Run, tiers: list[Tier], deadline_at: float | None) -> Reply | Plan:
         """The buffered part: every tier before the last (validate), or none (strong_only)."""
         c = self._cascade
-        if self._route.stream == "strong_only":
+        if self._route_cfg.stream == "strong_only":
             for tier in tiers[:-1]:
                 run.traces.append(TierTrace(tier.index, tier.models, "skipped", "stream: strong_only"))
             return c._tier_plan(run, tiers[-1], self._request, deadline_at)
@@ -349,10 +332,10 @@ class CascadeStream:
         assert scope.cancelled_caught
         raise DeadlineExceededError(self._name, self._deadline_s or 0.0, run.errors)
 
-    async def _chunks(self) -> AsyncIterator[Chunk]:
+    async def _run(self) -> AsyncIterator[Chunk]:
         c = self._cascade
-        run, tiers = await c._start(self._name, self._route, self._request, self._deadline_s)
-        self._run = run
+        run, tiers = await c._start(self._name, self._route_cfg, self._request, self._deadline_s)
+        self._cascade_run = run
         deadline_at = None if self._deadline_s is None else run.t0 + self._deadline_s
         head = await self._prefix(run, tiers, deadline_at)
         if isinstance(head, Reply):  # a cheaper tier was accepted: its whole answer, once
@@ -366,14 +349,9 @@ class CascadeStream:
             async with inner:
                 async for chunk in inner:
                     yield chunk
-        except DeadlineExceededError as exc:
-            run.absorb(plan, started)
-            run.errors.extend(exc.errors)
-            raise DeadlineExceededError(self._name, self._deadline_s or 0.0, run.errors) from exc
         except LLMRouteError as exc:
-            run.absorb(plan, started)
-            c._failed(run, last, plan, exc, started)
-            raise AllAttemptsFailedError(self._name, run.errors) from exc
+            error = c._tier_error(run, last, plan, exc, started)
+            raise (error or exc) from exc
         run.absorb(plan, started)
         assert inner.reply is not None
         await c._judge(run, last, plan, inner.reply, started)

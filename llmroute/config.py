@@ -195,17 +195,10 @@ def _dump_checks(v: list[Any] | None) -> list[str] | None:
     return [c if isinstance(c, str) else f"<callable {getattr(c, '__name__', type(c).__name__)}>" for c in v]
 
 
-class TierConfig(_Strict):
-    """One tier of a cascade route: a model, or a choice among models, whose answer is judged."""
+class _Checked(_Strict):
+    """A config part with cascade ``checks``: names are validated, callables dumped by name."""
 
-    models: list[str] = Field(min_length=1)
-    #: How the tier picks among its models (as a route would): ``ordered``, ``cheapest``, ``predictive``.
-    strategy: Literal["ordered", "cheapest", "predictive"] = "ordered"
-    quality_target: float | None = Field(None, ge=0, le=1)
-    cost_weight: float | None = Field(None, ge=0)
-    #: This tier's accept threshold (default: the route's ``accept``).
-    accept: float | None = Field(None, ge=0, le=1)
-    #: This tier's checks (default: the route's ``checks``).
+    #: Answer checks: built-in names or callables (default ``llmroute.checks.DEFAULT_CHECKS``).
     checks: list[CheckSpec] | None = None
 
     @field_validator("checks")
@@ -218,7 +211,19 @@ class TierConfig(_Strict):
         return _dump_checks(v)
 
 
-class RouteConfig(_Strict):
+class TierConfig(_Checked):
+    """One tier of a cascade route: a model, or a choice among models, whose answer is judged."""
+
+    models: list[str] = Field(min_length=1)
+    #: How the tier picks among its models (as a route would): ``ordered``, ``cheapest``, ``predictive``.
+    strategy: Literal["ordered", "cheapest", "predictive"] = "ordered"
+    quality_target: float | None = Field(None, ge=0, le=1)
+    cost_weight: float | None = Field(None, ge=0)
+    #: This tier's accept threshold (default: the route's ``accept``); its ``checks`` replace the route's.
+    accept: float | None = Field(None, ge=0, le=1)
+
+
+class RouteConfig(_Checked):
     """Which models a request may use, in what order, with what strategy."""
 
     models: list[str] = Field(min_length=1)
@@ -237,8 +242,6 @@ class RouteConfig(_Strict):
     est_output_tokens: PositiveInt = 256
     #: Cascade routes: the tiers, cheapest first (default: one tier per model of ``models``).
     tiers: list[TierConfig] | None = None
-    #: Cascade routes: the answer checks (names or callables; default ``llmroute.checks.DEFAULT_CHECKS``).
-    checks: list[CheckSpec] | None = None
     #: Cascade routes: keep a tier's answer when its checks score at least this (default 0.5).
     accept: float | None = Field(None, ge=0, le=1)
     #: Cascade routes: skip a tier (never the last) whose best predicted quality is below this.
@@ -250,15 +253,6 @@ class RouteConfig(_Strict):
     logprobs: bool = True
     #: Cascade routes: record each judged tier's verdict as a feedback label (``record_feedback``).
     feedback: bool = True
-
-    @field_validator("checks")
-    @classmethod
-    def _names(cls, v: list[Any] | None) -> list[Any] | None:
-        return _check_names(v)
-
-    @field_serializer("checks")
-    def _dump(self, v: list[Any] | None) -> list[str] | None:
-        return _dump_checks(v)
 
     @model_validator(mode="before")
     @classmethod

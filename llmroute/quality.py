@@ -13,8 +13,6 @@ a score costs a few microseconds. ``import llmroute.quality`` imports neither on
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -80,20 +78,11 @@ class AnswerQuality:
         with self._lock:
             if self._meta is not None:
                 return self._meta
-            try:
-                data = self.onnx_path.read_bytes()
-                meta = json.loads(self.sidecar_path.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise AnswerQualityUnavailableError(
-                    f"answer-quality model not found or unreadable: {self.onnx_path} ({exc.strerror or exc})"
-                ) from exc
-            except ValueError as exc:
-                raise AnswerQualityUnavailableError(f"answer-quality sidecar is not JSON: {self.sidecar_path}") from exc
-            digest = hashlib.sha256(data).hexdigest()
-            if not isinstance(meta, dict) or meta.get("onnx_sha256") != digest:
-                raise AnswerQualityUnavailableError(
-                    f"answer-quality model {self.onnx_path} is corrupt or does not match its sidecar"
-                )
+            from ._onnx import read_checked
+
+            data, meta, digest = read_checked(
+                self.onnx_path, self.sidecar_path, "answer-quality", AnswerQualityUnavailableError
+            )
             from . import _answer
 
             feats = meta.get("features") or {}
@@ -115,22 +104,13 @@ class AnswerQuality:
         self._ensure_meta()
         with self._lock:
             if self._session is None:
-                try:
-                    import numpy as np
-                    import onnxruntime as ort
-                except ImportError as exc:  # pragma: no cover - runtime dependencies
-                    raise AnswerQualityUnavailableError(f"answer-quality model needs onnxruntime: {exc}") from exc
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = 1
-                opts.inter_op_num_threads = 1
-                opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-                opts.log_severity_level = 3
-                try:
-                    sess = ort.InferenceSession(self._bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-                except Exception as exc:
-                    raise AnswerQualityUnavailableError(
-                        f"answer-quality model {self.onnx_path} could not be loaded by onnxruntime: {exc}"
-                    ) from exc
+                import numpy as np
+
+                from ._onnx import inline_session
+
+                sess = inline_session(
+                    self._bytes, f"answer-quality model {self.onnx_path}", AnswerQualityUnavailableError
+                )
                 self._np = np
                 self._session = sess
         return self._session

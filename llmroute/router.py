@@ -430,25 +430,7 @@ class Router:
         """
         if not self._warm:
             await self.warmup()
-        name, rcfg = self._route(route, model)
-        if rcfg.strategy == "cascade":
-            fields = dict(
-                messages=messages,
-                tools=tools,
-                tool_choice=tool_choice,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                response_format=response_format,
-                extra_body=extra_body,
-            )
-            return await self._cascade().complete(name, rcfg, fields, deadline_s)
-        plan = self.plan(
-            messages,
-            route=route,
-            model=model,
-            deadline_s=deadline_s,
+        request = dict(
             tools=tools,
             tool_choice=tool_choice,
             max_tokens=max_tokens,
@@ -458,6 +440,10 @@ class Router:
             response_format=response_format,
             extra_body=extra_body,
         )
+        name, rcfg = self._route(route, model)
+        if rcfg.strategy == "cascade":
+            return await self._cascade().complete(name, rcfg, {"messages": messages, **request}, deadline_s)
+        plan = self.plan(messages, route=route, model=model, deadline_s=deadline_s, **request)
         return await self._executor.complete(plan)
 
     def stream(
@@ -483,37 +469,23 @@ class Router:
         """
         name, rcfg = self._route(route, model)  # bad arguments fail here, not at the first chunk
         _as_messages(messages)
+        request = dict(
+            tools=tools,
+            tool_choice=tool_choice,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            response_format=response_format,
+            extra_body=extra_body,
+        )
         if rcfg.strategy == "cascade":
-            fields = dict(
-                messages=messages,
-                tools=tools,
-                tool_choice=tool_choice,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                response_format=response_format,
-                extra_body=extra_body,
-            )
-            return self._cascade().stream(name, rcfg, fields, deadline_s)  # type: ignore[return-value]
+            return self._cascade().stream(name, rcfg, {"messages": messages, **request}, deadline_s)
 
         async def make_plan() -> Plan:
             if not self._warm:
                 await self.warmup()
-            return self.plan(
-                messages,
-                route=route,
-                model=model,
-                deadline_s=deadline_s,
-                tools=tools,
-                tool_choice=tool_choice,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                response_format=response_format,
-                extra_body=extra_body,
-            )
+            return self.plan(messages, route=route, model=model, deadline_s=deadline_s, **request)
 
         return self._executor.stream(make_plan)
 
