@@ -331,3 +331,53 @@ def test_calibrate_sets_accept_for_an_escalation_share(cfleet: Fleet) -> None:
         r.calibrate(prompts, route="smart", strong_share=0.3)
     with pytest.raises(ValueError, match="finite"):
         accept_for_escalation_share([float("nan")], 0.5)
+
+
+# ------------------------------------------------------------------------------------ adversarial
+
+
+async def test_many_concurrent_cascades(cfleet: Fleet) -> None:
+    script(cfleet, lambda body: GOOD if "odd" in json.dumps(body) else "I'm sorry, but I can't help with that.")
+    results: list[str] = []
+    async with llmroute.Router.from_dict(config(cfleet, accept=0.3)) as r:
+
+        async def one(i: int) -> None:
+            reply = await r.complete(f"{QUESTION} ({'odd' if i % 2 else 'even'} {i})", route="smart")
+            results.append(reply.model)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                tg.start_soon(one, i)
+    assert results.count("small") == 100 and results.count("large") == 100
+    assert cfleet["cheap"].calls == 200 and cfleet["strong"].calls == 100
+
+
+async def test_a_cancelled_caller_leaves_nothing_in_flight(cfleet: Fleet) -> None:
+    script(cfleet, "I'm sorry, but I can't help with that.")
+    cfleet["strong"].enqueue(Fault.stall(5.0))
+    async with llmroute.Router.from_dict(config(cfleet)) as r:
+        with anyio.move_on_after(0.3) as scope:
+            await r.complete(QUESTION, route="smart")
+        assert scope.cancelled_caught
+        with anyio.fail_after(3):
+            while cfleet["strong"].in_flight:
+                await anyio.sleep(0.01)
+        script(cfleet, GOOD)
+        assert (await r.complete(QUESTION, route="smart")).model == "small"  # the router still works
+
+
+async def test_a_predictive_tier(cfleet: Fleet) -> None:
+    cfg = config(cfleet)
+    cfg["routes"]["smart"] = {
+        "strategy": "cascade",
+        "tiers": [
+            {"models": ["small", "large"], "strategy": "predictive", "quality_target": 0.0},
+            {"models": ["large"]},
+        ],
+        "accept": 0.2,
+    }
+    script(cfleet, GOOD)
+    async with llmroute.Router.from_dict(cfg) as r:
+        reply = await r.complete(QUESTION, route="smart")
+        assert reply.model == "small" and reply.route.cascade[0].outcome == "accepted"
+        assert r.feedback_counts() == {"small": 1}  # a predictive tier's verdict is a usable label
