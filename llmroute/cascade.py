@@ -46,16 +46,17 @@ from .config import RouteConfig
 from .errors import AllAttemptsFailedError, DeadlineExceededError, LLMRouteError
 from .execute import Executor, Plan, ReplyStream
 from .policy.cascade import Tier, TierTrace, decide, skip_reason, summary, tiers_of
-from .types import Candidate, Chunk, Reply, RouteTrace, ToolCallDelta
+from .types import Candidate, ChatRequest, Chunk, Reply, RouteTrace, ToolCallDelta
 
 __all__ = ["Cascade", "CascadeStream"]
 
 logger = logging.getLogger("llmroute")
 
-#: Builds the executor plan of one tier: ``(route name, tier, request fields, deadline_s) -> Plan``.
-PlanTier = Callable[[str, Tier, Mapping[str, Any], "float | None"], Plan]
-#: The predictor's quality per model for a request, or ``None``: ``(request fields, models) -> (quality, prediction)``.
-Predict = Callable[[Mapping[str, Any], Sequence[str]], "tuple[Mapping[str, float], Any] | None"]
+#: Builds the executor plan of one tier: ``(route name, tier, request, deadline_s, scope) -> Plan``
+#: (*scope* is passed through from the call: who it is for, for budgets).
+PlanTier = Callable[[str, Tier, ChatRequest, "float | None", Any], Plan]
+#: The predictor's quality per model for a request, or ``None``: ``(request, models) -> (quality, prediction)``.
+Predict = Callable[[ChatRequest, Sequence[str]], "tuple[Mapping[str, float], Any] | None"]
 #: The feedback seam: ``(reply, score)``.
 Feedback = Callable[[Reply, float], None]
 
@@ -68,6 +69,7 @@ class _Run:
     route: RouteConfig
     t0: float
     deadline_s: float | None = None
+    scope: Any = None
     traces: list[TierTrace] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
     attempts: list[Any] = field(default_factory=list)
@@ -140,11 +142,11 @@ class Cascade:
 
     # ------------------------------------------------------------------ shared walk over the tiers
     async def _start(
-        self, name: str, route: RouteConfig, request: Mapping[str, Any], deadline_s: float | None
+        self, name: str, route: RouteConfig, request: ChatRequest, deadline_s: float | None, scope: Any
     ) -> tuple[_Run, list[Tier]]:
         if self._prepare is not None:
             await self._prepare()
-        run = _Run(name, route, self._clock(), deadline_s)
+        run = _Run(name, route, self._clock(), deadline_s, scope)
         tiers = tiers_of(route)
         if route.skip_below is not None and self._predict is not None:
             try:
@@ -156,12 +158,11 @@ class Cascade:
                 run.quality, run.prediction = predicted
         return run, tiers
 
-    def _tier_plan(self, run: _Run, tier: Tier, request: Mapping[str, Any], deadline_at: float | None) -> Plan:
-        fields = dict(request)
-        if run.route.logprobs and not tier.last:
-            fields["logprobs"] = True
-        remaining = None if deadline_at is None else max(1e-3, deadline_at - self._clock())
-        plan = self._plan(run.name, tier, fields, remaining)
+    def _tier_plan(self, run: _Run, tier: Tier, request: ChatRequest, deadline_at: float | None) -> Plan:
+        if run.route.logprobs and not tier.last and not request.logprobs:
+            request = replace(request, logprobs=True)
+        remaining = None if deadline_at is None else max(0.0, deadline_at - self._clock())
+        plan = self._plan(run.name, tier, request, remaining, run.scope)
         if plan.trace.prediction is None and run.prediction is not None:
             plan.trace.prediction = run.prediction  # so a verdict can be learned from (record_feedback)
         return plan
@@ -227,7 +228,7 @@ class Cascade:
         self,
         run: _Run,
         tiers: list[Tier],
-        request: Mapping[str, Any],
+        request: ChatRequest,
         deadline_at: float | None,
         *,
         stream_last: bool,
@@ -265,12 +266,12 @@ class Cascade:
 
     # ------------------------------------------------------------------ complete
     async def complete(
-        self, name: str, route: RouteConfig, request: Mapping[str, Any], deadline_s: float | None = None
+        self, name: str, route: RouteConfig, request: ChatRequest, deadline_s: float | None = None, scope: Any = None
     ) -> Reply:
-        """Run the cascade *route* for *request* (the fields of a ``Router.plan`` call) and return the
-        accepted reply, its trace covering every tier."""
-        deadline = deadline_s or route.deadline_s
-        run, tiers = await self._start(name, route, request, deadline)
+        """Run the cascade *route* for *request* (checked already) within *deadline_s* and return the
+        accepted reply, its trace covering every tier. *scope* goes to every tier's plan."""
+        deadline = deadline_s
+        run, tiers = await self._start(name, route, request, deadline, scope)
         if deadline is None:
             reply = await self._walk(run, tiers, request, None, stream_last=False)
             assert isinstance(reply, Reply)
@@ -284,10 +285,10 @@ class Cascade:
 
     # ------------------------------------------------------------------ stream
     def stream(
-        self, name: str, route: RouteConfig, request: Mapping[str, Any], deadline_s: float | None = None
+        self, name: str, route: RouteConfig, request: ChatRequest, deadline_s: float | None = None, scope: Any = None
     ) -> CascadeStream:
         """Stream the cascade *route* (see the module docstring for the two modes)."""
-        return CascadeStream(self, name, route, request, deadline_s)
+        return CascadeStream(self, name, route, request, deadline_s, scope)
 
 
 class CascadeStream(ReplyStream):
@@ -298,45 +299,79 @@ class CascadeStream(ReplyStream):
     """
 
     def __init__(
-        self, cascade: Cascade, name: str, route: RouteConfig, request: Mapping[str, Any], deadline_s: float | None
+        self,
+        cascade: Cascade,
+        name: str,
+        route: RouteConfig,
+        request: ChatRequest,
+        deadline_s: float | None,
+        scope: Any = None,
     ) -> None:
-        super().__init__(cascade._executor, _never_planned)
-        self._cascade = cascade
-        self._name = name
-        self._route_cfg = route
-        self._request = request
-        self._deadline_s = deadline_s or route.deadline_s
-        self._cascade_run: _Run | None = None
+        super().__init__(cascade._executor, _never_planned, deadline_s=deadline_s, route=name)
+        self._run = _CascadeStreamRun(cascade, name, route, request, deadline_s, scope)  # type: ignore[assignment]
 
     @property
     def route(self) -> RouteTrace:
         """The trace so far (complete once the stream has ended)."""
+        return self._run.trace()  # type: ignore[attr-defined]
+
+
+class _CascadeStreamRun:
+    """The state and chunk generator of one cascade stream (what ``ReplyStream`` drives)."""
+
+    def __init__(
+        self,
+        cascade: Cascade,
+        name: str,
+        route: RouteConfig,
+        request: ChatRequest,
+        deadline_s: float | None,
+        scope: Any,
+    ) -> None:
+        self.cascade = cascade
+        self.route = name
+        self.route_cfg = route
+        self.request = request
+        self.deadline_s = deadline_s
+        self.scope = scope
+        self.run: _Run | None = None
+        self.reply: Reply | None = None
+        self.finished = False
+
+    def trace(self) -> RouteTrace:
         if self.reply is not None:
             return self.reply.route
-        run = self._cascade_run
+        run = self.run
         if run is None:
-            return RouteTrace(self._name, "cascade", [], cascade=[])
-        return run.trace(self._cascade._clock() - run.t0)
+            return RouteTrace(self.route, "cascade", [], cascade=[])
+        return run.trace(self.cascade._clock() - run.t0)
 
     async def _prefix(self, run: _Run, tiers: list[Tier], deadline_at: float | None) -> Reply | Plan:
         """The buffered part: every tier before the last (validate), or none (strong_only)."""
-        c = self._cascade
-        if self._route_cfg.stream == "strong_only":
+        c = self.cascade
+        if self.route_cfg.stream == "strong_only":
             for tier in tiers[:-1]:
                 run.traces.append(TierTrace(tier.index, tier.models, "skipped", "stream: strong_only"))
-            return c._tier_plan(run, tiers[-1], self._request, deadline_at)
+            return c._tier_plan(run, tiers[-1], self.request, deadline_at)
         if deadline_at is None:
-            return await c._walk(run, tiers, self._request, None, stream_last=True)
+            return await c._walk(run, tiers, self.request, None, stream_last=True)
         with anyio.move_on_after(max(0.0, deadline_at - c._clock())) as scope:
-            return await c._walk(run, tiers, self._request, deadline_at, stream_last=True)
+            return await c._walk(run, tiers, self.request, deadline_at, stream_last=True)
         assert scope.cancelled_caught
-        raise DeadlineExceededError(self._name, self._deadline_s or 0.0, run.errors)
+        raise DeadlineExceededError(self.route, self.deadline_s or 0.0, run.errors)
 
-    async def _run(self) -> AsyncIterator[Chunk]:
-        c = self._cascade
-        run, tiers = await c._start(self._name, self._route_cfg, self._request, self._deadline_s)
-        self._cascade_run = run
-        deadline_at = None if self._deadline_s is None else run.t0 + self._deadline_s
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+        finally:
+            self.finished = True
+
+    async def _chunks(self) -> AsyncIterator[Chunk]:
+        c = self.cascade
+        run, tiers = await c._start(self.route, self.route_cfg, self.request, self.deadline_s, self.scope)
+        self.run = run
+        deadline_at = None if self.deadline_s is None else run.t0 + self.deadline_s
         head = await self._prefix(run, tiers, deadline_at)
         if isinstance(head, Reply):  # a cheaper tier was accepted: its whole answer, once
             self.reply = c._final(run, head)

@@ -174,11 +174,18 @@ class Candidate:
     deployment: str
     provider: str
     provider_model: str
-    #: Estimated cost of this call on this deployment (input tokens counted, at the cache-write rate when
-    #: the request marks ``cache_control`` and that rate is higher; output at max_tokens or a default).
+    #: Expected cost of this call on this deployment (input tokens counted, at the cache-write rate when
+    #: the request marks ``cache_control`` and that rate is higher; output at the request's max_tokens or
+    #: the route's ``est_output_tokens``). Strategies order by it.
     est_cost_usd: float
     #: Strategy-specific score (e.g. predicted quality); ``None`` where the strategy has none.
     score: float | None = None
+    #: The ``max_tokens`` sent to this deployment: the request's, else the route's
+    #: ``max_output_tokens``, else the deployment's, capped by the deployment's limit.
+    max_output_tokens: int = 0
+    #: Worst-case cost of one attempt (input with the model's ``input_margin``, output at
+    #: ``max_output_tokens``): what budgets reserve before sending.
+    max_cost_usd: float = 0.0
 
 
 @dataclass(slots=True)
@@ -193,7 +200,10 @@ class Attempt:
     number: int
     #: Seconds from the start of the routed call to the start of this attempt.
     started_s: float
+    #: Seconds from the start of the attempt (``started_s``) to its end, admission wait included.
     duration_s: float = 0.0
+    #: Seconds this attempt waited for a free connection slot (the router's admission limit).
+    queued_s: float = 0.0
     #: Seconds from this attempt's start to its first streamed token (streams only).
     ttft_s: float | None = None
     outcome: Literal["ok", "error", "cancelled", "pending"] = "pending"
@@ -203,7 +213,11 @@ class Attempt:
     #: Seconds waited before the next attempt (backoff or the provider's Retry-After).
     wait_s: float = 0.0
     usage: Usage | None = None
+    #: What this attempt may have been billed: from its usage; 0 when the provider answered with an
+    #: error or the request never left; the reserved worst case when it was sent but ended without
+    #: usage (cancelled, timed out, cut off): then ``cost_estimated`` is true.
     cost_usd: float = 0.0
+    cost_estimated: bool = False
 
 
 @dataclass(slots=True)

@@ -15,7 +15,9 @@ from ._wire import ErrorKind, Finish
 __all__ = ["FakeReply", "Fault", "FaultKind", "RecordedRequest", "ReplyFn"]
 
 #: What a :class:`Fault` does (see the constructors on :class:`Fault`).
-FaultKind = Literal["status", "stall", "reset", "drop_stream", "malformed", "content_filter", "slow", "stream_error"]
+FaultKind = Literal[
+    "status", "stall", "reset", "drop_stream", "malformed", "content_filter", "slow", "stream_error", "recorded"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,10 @@ class Fault:
     after_tokens: int = 0
     ttft_s: float | None = None
     tokens_per_s: float | None = None
+    #: The response body of a ``recorded`` fault.
+    body: bytes = b""
+    #: Whether a ``retry_after`` is sent as ``retry-after`` (and ``retry-after-ms``) headers.
+    retry_after_header: bool = True
 
     @property
     def name(self) -> str:
@@ -65,9 +71,14 @@ class Fault:
         return Fault("status", code, error, message, retry_after, tuple((headers or {}).items()))
 
     @staticmethod
-    def rate_limit(retry_after: float | None = 1.0, message: str | None = None) -> Fault:
-        """HTTP 429 in the provider's format, with ``retry-after`` (seconds) when given."""
-        return Fault("status", 429, "rate_limit", message, retry_after)
+    def rate_limit(retry_after: float | None = 1.0, message: str | None = None, *, header: bool = True) -> Fault:
+        """HTTP 429 in the provider's format, with ``retry-after`` (seconds) when given.
+
+        With ``header=False`` the wait is only where the body puts it, as in many real 429s: OpenAI's
+        message ("... Please try again in 1.5s. ...") and ``x-ratelimit-reset-tokens``, Gemini's
+        ``RetryInfo`` detail; Anthropic's body has none.
+        """
+        return Fault("status", 429, "rate_limit", message, retry_after, retry_after_header=header)
 
     @staticmethod
     def server_error(code: int = 500, message: str | None = None) -> Fault:
@@ -129,6 +140,12 @@ class Fault:
     def content_filter() -> Fault:
         """HTTP 200 with no text, stopped by the content filter (``content_filter`` / ``refusal`` / ``SAFETY``)."""
         return Fault("content_filter")
+
+    @staticmethod
+    def recorded(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> Fault:
+        """Answer with *body* as it is, e.g. a response recorded from the real API: ``text/event-stream``
+        when the request asked for a stream, else JSON, with HTTP *status* and *headers* added."""
+        return Fault("recorded", status, headers=tuple((headers or {}).items()), body=bytes(body))
 
     @staticmethod
     def slow(ttft_s: float | None = None, tokens_per_s: float | None = None) -> Fault:
