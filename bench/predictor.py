@@ -20,14 +20,15 @@ the 500-token prompt, with their ratio (``learned_ratio``); and the amortised co
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import bench_args, percentile
 
 from llmroute.policy.predictive import PredictiveCandidate, choose
 from llmroute.predictor import ModelProfile, Predictor
@@ -62,11 +63,6 @@ def make_prompt(tokens: int) -> str:
     return enc.decode(ids)
 
 
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
-
-
 def _learned_rows(pred: Predictor, models: list, cands: list, prompts: dict, iters: int) -> dict[str, float]:
     """The "with learned state" row (see the module docstring)."""
     from llmroute.config import LearningConfig
@@ -91,12 +87,12 @@ def _learned_rows(pred: Predictor, models: list, cands: list, prompts: dict, ite
         t = clock()
         learning.decide(pred.predict(msg, models), cands, quality_target=0.8)
         learned_t.append((clock() - t) / 1e3)
-    p50, base = _pct(learned_t, 0.5), _pct(prior_t, 0.5)
+    p50, base = percentile(learned_t, 0.5), percentile(prior_t, 0.5)
     return {
         "decide_p50_us": round(base, 1),
-        "decide_p99_us": round(_pct(prior_t, 0.99), 1),
+        "decide_p99_us": round(percentile(prior_t, 0.99), 1),
         "learned_p50_us": round(p50, 1),
-        "learned_p99_us": round(_pct(learned_t, 0.99), 1),
+        "learned_p99_us": round(percentile(learned_t, 0.99), 1),
         "learned_ratio": round(p50 / base, 3),
         "update_us": round(update_us, 1),
     }
@@ -104,16 +100,7 @@ def _learned_rows(pred: Predictor, models: list, cands: list, prompts: dict, ite
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
-    ap = argparse.ArgumentParser(prog="python bench/predictor.py")
-    ap.add_argument("--iters", type=int, default=2000)
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--no-pin", action="store_true")
-    args = ap.parse_args(argv)
-    if not args.no_pin and hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-        except OSError:
-            pass
+    args = bench_args("python bench/predictor.py", argv)
     pred = Predictor.default()
     models = [
         ModelProfile("small", tier="small"),
@@ -150,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             t = clock()
             pred.predict(msg, models)
             times[n].append((clock() - t) / 1e3)
-    out["noop_p50_us"] = round(_pct(times["noop"], 0.5), 3)
-    out["noop_p99_us"] = round(_pct(times["noop"], 0.99), 3)
+    out["noop_p50_us"] = round(percentile(times["noop"], 0.5), 3)
+    out["noop_p99_us"] = round(percentile(times["noop"], 0.99), 3)
     for n in sizes:
-        out[f"p50_us_{n}"] = round(_pct(times[n], 0.5), 1)
-        out[f"p99_us_{n}"] = round(_pct(times[n], 0.99), 1)
+        out[f"p50_us_{n}"] = round(percentile(times[n], 0.5), 1)
+        out[f"p99_us_{n}"] = round(percentile(times[n], 0.99), 1)
     out.update(_learned_rows(pred, models, cands, prompts, args.iters))
     msg = prompts[500]
     k = max(200, args.iters // 2)

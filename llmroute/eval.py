@@ -39,6 +39,15 @@ predictor never saw, difficulty beats the pool vectors' gap (leave-one-benchmark
 
     {"<benchmark>": {"apgr": float, "cpt50": float, "cpt80": float, "n": int}, ...}
 
+Cascade mode (``--score cascade --responses RESPONSES``): scores the cascade's answer checks
+(``llmroute.checks``, the defaults or ``--checks a,b,c``) as a router. RESPONSES (CSV, CSV.gz or
+Parquet with ``prompt_id, model, response``, e.g. ``routerbench_responses.parquet``, or a
+responses file that is also DATA) holds the weak model's recorded answers; a prompt's routing
+score is the escalation score ``1 - verdict.score`` of the checks on its weak answer, so the
+prompts whose cheap answers look worst go to the strong model first. Prompts without a weak
+response are skipped and counted on stderr. The human table adds the predictor's difficulty
+beside prompt length; ``--json`` keeps the per-benchmark format above.
+
 Multi-model mode (``--pool A,B,C --prices A=0.1,B=1,C=10``): for a sweep of the cost weight
 lambda, every prompt goes to the model maximising ``q - lambda * price``; prints the resulting
 (mean cost, mean score) curve against the oracle's and each single model's, and per benchmark
@@ -74,6 +83,7 @@ __all__ = [
     "cost_ratio_at",
     "evaluate_pair",
     "load_long",
+    "load_responses",
     "main",
     "pgr_curve",
     "pool_curve",
@@ -256,11 +266,56 @@ def load_long(path: str | Path) -> list[PromptRow]:
         return list(_rows_from_dicts(csv.DictReader(f)).values())
 
 
+def load_responses(path: str | Path, models: Sequence[str] | None = None) -> dict[tuple[str, str], str]:
+    """``{(prompt_id, model): response}`` from a CSV / CSV.gz / Parquet file with ``prompt_id, model,
+    response`` (only *models*, when given). Rows without a response are left out."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such responses file: {p}")
+    wanted = set(models) if models else None
+    out: dict[tuple[str, str], str] = {}
+
+    def add(records: Iterable[Mapping[str, Any]]) -> None:
+        for rec in records:
+            try:
+                pid, model, text = rec["prompt_id"], rec["model"], rec["response"]
+            except KeyError as exc:
+                raise ValueError(
+                    f"responses file is missing column {exc.args[0]!r}; need prompt_id, model, response"
+                ) from None
+            if text is None or (wanted is not None and str(model) not in wanted):
+                continue
+            out[(str(pid), str(model))] = str(text)
+
+    if p.name.lower().endswith(".parquet"):
+        try:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise RuntimeError("reading Parquet needs pyarrow: pip install 'llmroute[parquet]' (or pyarrow)") from None
+        names = set(pq.read_schema(p).names)
+        missing = [c for c in ("prompt_id", "model", "response") if c not in names]
+        if missing:
+            raise ValueError(f"responses file is missing column {missing[0]!r}; need prompt_id, model, response")
+        table = pq.read_table(p, columns=["prompt_id", "model", "response"])
+        if wanted is not None:
+            table = table.filter(pc.is_in(table["model"].cast("string"), value_set=pa.array(sorted(wanted))))
+        add(table.to_pylist())
+        return out
+    opener: Callable[..., Any] = gzip.open if p.name.lower().endswith(".gz") else open
+    with opener(p, "rt", encoding="utf-8", newline="") as f:
+        csv.field_size_limit(1 << 30)
+        add(csv.DictReader(f))
+    return out
+
+
 # --------------------------------------------------------------------------- scoring
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, label: str = "predicting") -> None:
+        self.label = label
         self.total = total
         self.enabled = enabled and total >= 500
         self.last = -1
@@ -273,7 +328,7 @@ class _Progress:
         if pct // step != self.last // step or done >= self.total:
             self.last = pct
             bar = "#" * (pct // 4)
-            sys.stderr.write(f"\rpredicting [{bar:<25}] {pct:3d}% ({done}/{self.total})")
+            sys.stderr.write(f"\r{self.label} [{bar:<25}] {pct:3d}% ({done}/{self.total})")
             if done >= self.total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
@@ -356,6 +411,12 @@ def _pair_rows_profiles(args: argparse.Namespace, rows: list[PromptRow]) -> tupl
 
 
 def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
+    if args.score == "cascade":
+        pair = [r for r in rows if args.strong in r.scores and args.weak in r.scores]
+        if not pair:
+            print(f"error: no prompt has scores for both {args.strong!r} and {args.weak!r}", file=sys.stderr)
+            return 2
+        return _cascade_mode(args, pair, predictor)
     got = _pair_rows_profiles(args, rows)
     if got is None:
         return 2
@@ -396,6 +457,89 @@ def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) 
             f"{0.5:5.2f} {m.oracle_apgr:6.3f}{flag}"
         )
     print("APGR: area under PGR vs strong share (random 0.5); CPT50/80: strong share for 50/80 % PGR.")
+    return 0
+
+
+def _cascade_scores(
+    rows: Sequence[PromptRow], responses: Mapping[tuple[str, str], str], weak: str, checks: Any, progress: bool
+) -> list[float]:
+    """The cascade's escalation score ``1 - verdict.score`` of each prompt's weak answer."""
+    from llmroute.checks import Answer, judge
+
+    bar = _Progress(len(rows), progress, "judging")
+    out = []
+    for i, r in enumerate(rows):
+        out.append(1.0 - judge(Answer(responses[(r.prompt_id, weak)], prompt=r.prompt), checks).score)
+        if i % 200 == 0 or i + 1 == len(rows):
+            bar.update(i + 1)
+    return out
+
+
+def _cascade_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
+    """Strong/weak mode routed by the cascade's checks on the weak model's recorded answers."""
+    from llmroute.checks import resolve_checks
+
+    if not args.responses:
+        print("error: --score cascade needs --responses RESPONSES (prompt_id, model, response)", file=sys.stderr)
+        return 2
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
+    try:
+        resolve_checks(checks)
+        responses = load_responses(args.responses, [args.weak])
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    kept = [r for r in rows if (r.prompt_id, args.weak) in responses]
+    skipped = len(rows) - len(kept)
+    if skipped:
+        print(
+            f"note: {skipped} of {len(rows)} prompts have no recorded answer of {args.weak!r}: skipped", file=sys.stderr
+        )
+    if not kept:
+        print(f"error: no prompt has a recorded answer of {args.weak!r} in {args.responses}", file=sys.stderr)
+        return 2
+    scores = _cascade_scores(kept, responses, args.weak, checks, not args.no_progress)
+    by_bench: dict[str, list[int]] = {}
+    for i, r in enumerate(kept):
+        by_bench.setdefault(r.benchmark, []).append(i)
+    result: dict[str, dict[str, Any]] = {}
+    table = []
+    difficulty: list[float] | None = None
+    if not args.json:
+        try:
+            preds = _predict_all(kept, [], predictor, not args.no_progress)
+            difficulty = [p.difficulty for p in preds]
+        except Exception as exc:  # the predictor column is a reference, never a reason to fail
+            print(f"warning: predictor unavailable, its column is left out: {exc}", file=sys.stderr)
+    for bench in sorted(by_bench):
+        idx = by_bench[bench]
+        strong = [kept[i].scores[args.strong] for i in idx]
+        weak = [kept[i].scores[args.weak] for i in idx]
+        m = evaluate_pair([scores[i] for i in idx], strong, weak)
+        if m.degenerate:
+            print(f"warning: {bench}: strong and weak means are equal; reporting random values", file=sys.stderr)
+        result[bench] = {"apgr": m.apgr, "cpt50": m.cpt50, "cpt80": m.cpt80, "n": m.n}
+        lm = evaluate_pair([float(len(kept[i].prompt)) for i in idx], strong, weak)
+        pm = evaluate_pair([difficulty[i] for i in idx], strong, weak) if difficulty is not None else None
+        table.append((bench, m, lm, pm))
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    print(f"strong={args.strong}  weak={args.weak}  routing score=cascade (checks: {args.checks or 'default'})")
+    head = f"{'benchmark':<22}{'n':>6}  {'strong':>6} {'weak':>6} |  {'APGR':>6} {'CPT50':>6} {'CPT80':>6} {'AUC':>6}"
+    head += f" | {'len':>6} {'pred':>6} | {'rand':>5} {'oracle':>6}"
+    print(head)
+    print("-" * len(head))
+    for bench, m, lm, pm in table:
+        flag = " (degenerate)" if m.degenerate else ""
+        print(
+            f"{bench:<22}{m.n:>6}  {m.strong_mean:6.3f} {m.weak_mean:6.3f} |  {m.apgr:6.3f} "
+            f"{m.cpt50:6.3f} {m.cpt80:6.3f} {_fmt(m.auc)} | {lm.apgr:6.3f} {_fmt(pm.apgr if pm else None)} | "
+            f"{0.5:5.2f} {m.oracle_apgr:6.3f}{flag}"
+        )
+    print("APGR: area under PGR vs strong share (random 0.5); len: prompt length; pred: predictor difficulty.")
+    if skipped:
+        print(f"{skipped} prompts without a recorded weak answer were skipped.")
     return 0
 
 
@@ -614,12 +758,19 @@ def _build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--weak-like", help="a training-pool model the weak model resembles")
     ap.add_argument(
         "--score",
-        choices=("auto", "gap", "difficulty"),
+        choices=("auto", "gap", "difficulty", "cascade"),
         default="auto",
         help="routing score: predicted difficulty, the predicted quality gap of the two models, or auto "
         "(the default: the gap when both models have vectors fitted on your labels in --config, "
-        "else the difficulty, which is best on unseen tasks)",
+        "else the difficulty, which is best on unseen tasks); cascade: the answer checks on the weak "
+        "model's recorded answer (needs --responses)",
     )
+    ap.add_argument(
+        "--responses",
+        metavar="RESPONSES",
+        help="--score cascade: CSV, CSV.gz or Parquet with prompt_id, model, response (the weak model's answers)",
+    )
+    ap.add_argument("--checks", help="--score cascade: comma-separated check names (default: the default checks)")
     ap.add_argument(
         "--config",
         metavar="CFG.json",
@@ -687,6 +838,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llmroute.predictor import Predictor
 
     predictor = Predictor.load(args.model) if args.model else Predictor.default()
+    if args.learn is not None and args.score == "cascade":
+        print("error: --learn does not combine with --score cascade (it judges recorded answers)", file=sys.stderr)
+        return 2
     if args.learn is not None:
         from llmroute import _learn_eval
 

@@ -487,6 +487,7 @@ class Executor:
             provider_model=completion.response_model or c.provider_model,
             route=plan.trace,
             response_id=completion.response_id,
+            logprobs=completion.logprobs,
         )
 
     def _failed(self, plan: Plan, errors: list[BaseException]) -> LLMRouteError:

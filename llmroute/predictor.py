@@ -23,8 +23,6 @@ llmroute.predictor`` imports neither onnxruntime nor the tokenizer.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -226,27 +224,11 @@ class Predictor:
         with self._lock:
             if self._meta is not None:
                 return self._meta
-            try:
-                onnx_bytes = self.onnx_path.read_bytes()
-            except OSError as exc:
-                raise PredictorUnavailableError(
-                    f"predictor model not found or unreadable: {self.onnx_path} ({exc.strerror or exc})"
-                ) from exc
-            try:
-                meta = json.loads(self.sidecar_path.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise PredictorUnavailableError(
-                    f"predictor sidecar not found or unreadable: {self.sidecar_path}"
-                ) from exc
-            except ValueError as exc:
-                raise PredictorUnavailableError(f"predictor sidecar is not valid JSON: {self.sidecar_path}") from exc
-            digest = hashlib.sha256(onnx_bytes).hexdigest()
-            want = meta.get("onnx_sha256") if isinstance(meta, dict) else None
-            if want != digest:
-                raise PredictorUnavailableError(
-                    f"predictor model {self.onnx_path} is corrupt or does not match its sidecar "
-                    f"(sha256 {digest[:12]}..., sidecar says {str(want)[:12]}...)"
-                )
+            from llmroute._onnx import read_checked
+
+            onnx_bytes, meta, digest = read_checked(
+                self.onnx_path, self.sidecar_path, "predictor", PredictorUnavailableError
+            )
             from llmroute import _features
 
             feats = meta.get("features", {})
@@ -270,22 +252,10 @@ class Predictor:
         self._ensure_meta()
         with self._lock:
             if self._session is None:
-                try:
-                    import onnxruntime as ort
-                except ImportError as exc:  # pragma: no cover - runtime dependency
-                    raise PredictorUnavailableError("onnxruntime is not installed") from exc
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = 1
-                opts.inter_op_num_threads = 1
-                opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-                opts.log_severity_level = 3
-                try:
-                    sess = ort.InferenceSession(self._onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-                except Exception as exc:
-                    raise PredictorUnavailableError(
-                        f"predictor model {self.onnx_path} could not be loaded by onnxruntime: {exc}"
-                    ) from exc
-                from llmroute import _features
+                from llmroute import _features, _onnx
+
+                label = f"predictor model {self.onnx_path}"
+                sess = _onnx.inline_session(self._onnx_bytes, label, PredictorUnavailableError)
 
                 self._wants_tokens = any(i.name == "tokens" for i in sess.get_inputs())
                 self._encoder = _features._encoder()

@@ -101,6 +101,7 @@ def _with_max_tokens(req: ChatRequest, max_tokens: int) -> ChatRequest:
         req.stop,
         req.response_format,
         req.extra_body,
+        req.logprobs,
     )
 
 
@@ -184,6 +185,7 @@ class Router:
             rate_limiter=limiter,
         )
         self._predictor = predictor
+        self._cascade_runner: Any = None
         self._warm = False
         self._warm_lock = anyio.Lock()
         self._profiles: dict[str, Any] = {}
@@ -325,11 +327,17 @@ class Router:
         tags: Sequence[str] | None = None,
         **request: Any,
     ) -> Plan:
-        """Decide how a call would be routed, without sending anything (also a dry run)."""
+        """Decide how a call would be routed, without sending anything (also a dry run).
+
+        For a cascade route the plan lists every tier's candidates in tier order (the cascade
+        itself runs each tier as its own plan and judges its answer: ``llmroute.cascade``).
+        """
         name, rcfg = self._route(route, model)
         who, labels = call_scope(user, tags)
         req = ChatRequest(messages=_as_messages(messages), **request)
         validate_request(req)  # bad input fails here, before anything is planned or sent
+        if rcfg.strategy == "cascade":
+            return self._cascade_dry_run(name, rcfg, req, _call_deadline(deadline_s, rcfg), who, labels)
         return self._plan(name, rcfg, req, _call_deadline(deadline_s, rcfg), who, labels)
 
     def _plan(
@@ -413,6 +421,52 @@ class Router:
             tags=labels,
             on_budget_exceeded=rcfg.on_budget_exceeded,
         )
+
+    def _cascade_dry_run(
+        self, name: str, rcfg: RouteConfig, req: ChatRequest, deadline: float | None, who: str | None, labels: Any
+    ) -> Plan:
+        from .policy.cascade import tiers_of
+
+        plans = [self._plan(name, t.route, req, deadline, who, labels) for t in tiers_of(rcfg)]
+        first = plans[0]
+        cands = [c for p in plans for c in p.trace.candidates]
+        tiers = " then ".join(f"tier {i + 1} ({p.trace.reason})" for i, p in enumerate(plans))
+        trace = RouteTrace(name, "cascade", cands, est_input_tokens=first.est_input_tokens, reason=f"cascade: {tiers}")
+        return dataclasses.replace(
+            first,
+            candidates=[pc for p in plans for pc in p.candidates],
+            trace=trace,
+            skipped=[e for p in plans for e in p.skipped],
+        )
+
+    def _cascade(self) -> Any:
+        """The cascade runner (built once): tiers planned by this router, judged, labelled."""
+        runner = self._cascade_runner
+        if runner is None:
+            from .cascade import Cascade
+
+            def plan_tier(name: str, tier: Any, req: ChatRequest, deadline: float | None, scope: Any) -> Plan:
+                return self._plan(name, tier.route, req, deadline, *scope)
+
+            runner = self._cascade_runner = Cascade(
+                self._executor,
+                plan=plan_tier,
+                clock=self._clock,
+                predict=self._predict_quality,
+                feedback=self.record_feedback,
+                prepare=self._ensure_warm,
+            )
+        return runner
+
+    def _predict_quality(self, req: ChatRequest, models: Sequence[str]) -> tuple[Mapping[str, float], Any] | None:
+        """The predictor's quality per model for a request (``None`` when it is unavailable)."""
+        profiles = self._learning.route_profiles(list(models))  # unknown models: a price or family prior
+        prediction = self._get_predictor().try_predict(req.messages, profiles, tools=req.tools)
+        return None if prediction is None else (dict(prediction.quality), prediction)
+
+    async def _ensure_warm(self) -> None:
+        if not self._warm:
+            await self.warmup()
 
     def _predictive(
         self, req: ChatRequest, rcfg: RouteConfig, deps: list[_Deployment], cands: list[Candidate]
@@ -500,6 +554,8 @@ class Router:
         validate_request(req)
         who, labels = call_scope(user, tags)
         deadline = _call_deadline(deadline_s, rcfg)
+        if rcfg.strategy == "cascade":  # each tier judged, kept or escalated (llmroute/cascade.py)
+            return await self._cascade().complete(name, rcfg, req, deadline, (who, labels))
 
         async def make_plan() -> Plan:
             if not self._warm:
@@ -549,6 +605,8 @@ class Router:
         validate_request(req)
         who, labels = call_scope(user, tags)
         deadline = _call_deadline(deadline_s, rcfg)
+        if rcfg.strategy == "cascade":
+            return self._cascade().stream(name, rcfg, req, deadline, (who, labels))
 
         async def make_plan() -> Plan:
             if not self._warm:
@@ -578,14 +636,56 @@ class Router:
         *,
         route: str,
         strong_share: float,
+        answers: Sequence[str | Reply] | None = None,
     ) -> float:
         """Fit a predictive route to your own traffic: set its ``quality_target`` so that about
         *strong_share* of *prompts* (unlabelled; a sample of real requests) go past the route's
         cheapest model. Returns the target; ``router.config`` holds it from now on (save it with
         ``router.config.model_dump(mode="json")``). For labelled data and new model vectors, see
         ``llmroute calibrate``. Runs the predictor inline: call it at start-up, not per request.
+
+        A cascade route needs *answers*: the first tier's recorded answers to *prompts* (texts or
+        replies, in order). Its ``accept`` threshold is set so that about *strong_share* of them
+        escalate, judged by the first tier's checks (sync checks only).
         """
+        name, rcfg = self._route(route, None)
+        if rcfg.strategy == "cascade":
+            return self._calibrate_cascade(name, rcfg, prompts, strong_share, answers)
         return self._learning.calibrate(prompts, route=route, strong_share=strong_share)
+
+    def _calibrate_cascade(
+        self,
+        name: str,
+        rcfg: RouteConfig,
+        prompts: Sequence[Sequence[Message] | str],
+        strong_share: float,
+        answers: Sequence[str | Reply] | None,
+    ) -> float:
+        """``calibrate`` for a cascade route: its ``accept`` from the first tier's recorded answers."""
+        from .calibration import accept_for_escalation_share
+        from .checks import Answer, judge, prompt_of
+        from .policy.cascade import tiers_of
+
+        if not 0.0 <= strong_share <= 1.0:
+            raise InvalidRequestError(f"strong_share must be within [0, 1], got {strong_share}")
+        if not prompts or answers is None or len(answers) != len(prompts):
+            raise InvalidRequestError(
+                "calibrating a cascade needs prompts and answers=, the first tier's answers to them, in order"
+            )
+        tier = tiers_of(rcfg)[0]
+        verdicts = []
+        for p, a in zip(prompts, answers):
+            request = ChatRequest(messages=_as_messages(p))
+            answer = Answer(a, prompt=prompt_of(request.messages)) if isinstance(a, str) else Answer.of(a, request)
+            try:
+                verdicts.append(judge(answer, tier.checks))
+            except TypeError as exc:
+                raise InvalidRequestError(f"calibrate runs the checks synchronously: {exc}") from None
+        accept = accept_for_escalation_share(verdicts, strong_share)
+        routes = dict(self.config.routes)
+        routes[name] = rcfg.model_copy(update={"accept": accept})
+        self.config = self.config.model_copy(update={"routes": routes})
+        return accept
 
     def record_feedback(self, reply: Reply, score: float) -> None:
         """Tell the router how good *reply* was: *score* in [0, 1] (1 good, 0 bad), from a user's
@@ -645,13 +745,24 @@ class Router:
         import anyio.to_thread
 
         encodings = {m.tokenizer for m in self.config.models.values()}
-        predictive = any(r.strategy == "predictive" for r in self.config.routes.values())
+        routes = self.config.routes.values()
+        cascade = any(r.strategy == "cascade" for r in routes)
+        predictive = any(r.strategy == "predictive" for r in routes) or any(
+            r.strategy == "cascade"
+            and (r.skip_below is not None or any(t.strategy == "predictive" for t in r.tiers or ()))
+            for r in routes
+        )
 
         def load() -> None:
             from .tokens import get_encoding
 
             for name in sorted(encodings):
                 get_encoding(name)
+            if cascade:  # the confidence check's model: loaded here, not on the event loop
+                from ._answer import FEATURE_NAMES
+                from .quality import AnswerQuality
+
+                AnswerQuality.default().try_score([0.0] * len(FEATURE_NAMES))
             if predictive:
                 from .predictor import Predictor
 

@@ -24,6 +24,7 @@ __all__ = [
     "Message",
     "Reply",
     "RouteTrace",
+    "TokenLogprobs",
     "ToolCall",
     "ToolCallDelta",
     "Usage",
@@ -63,6 +64,19 @@ class Usage:
             self.cached_input_tokens + other.cached_input_tokens,
             self.cache_write_input_tokens + other.cache_write_input_tokens,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    """A compact summary of the answer's token log-probabilities (natural log), where the provider
+    returned them (OpenAI ``logprobs``, Gemini ``responseLogprobs``): the cascade's confidence."""
+
+    #: Tokens summarised.
+    tokens: int
+    #: Mean log-probability per token (<= 0).
+    mean: float
+    #: The least likely token's log-probability (<= 0).
+    min: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,8 @@ class ChatRequest:
     response_format: Mapping[str, Any] | None = None
     #: Extra top-level fields merged into the provider's request body as given.
     extra_body: Mapping[str, Any] | None = None
+    #: Ask for token log-probabilities where the wire format has them (OpenAI, Gemini); cascades set it.
+    logprobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +148,8 @@ class Completion:
     #: The model id the provider says answered.
     response_model: str | None = None
     response_id: str | None = None
+    #: Token log-probabilities, when asked for and returned.
+    logprobs: TokenLogprobs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +255,8 @@ class RouteTrace:
     #: A one-line human-readable reason for the order.
     reason: str = ""
     duration_s: float = 0.0
+    #: Cascade routes: one record per tier (answer, checks, cost, accepted / escalated / skipped, why).
+    cascade: list[Any] | None = None
 
     @property
     def chosen(self) -> Attempt | None:
@@ -261,6 +281,8 @@ class RouteTrace:
             data["prediction"] = pred.as_dict()
         elif hasattr(pred, "__dataclass_fields__"):
             data["prediction"] = asdict(pred)
+        if self.cascade is not None:
+            data["cascade"] = [t.as_dict() if hasattr(t, "as_dict") else t for t in self.cascade]
         return data
 
 
@@ -282,6 +304,8 @@ class Reply:
     provider_model: str
     route: RouteTrace
     response_id: str | None = None
+    #: Token log-probabilities of the answer, when asked for and returned.
+    logprobs: TokenLogprobs | None = None
 
     @property
     def total_cost_usd(self) -> float:
