@@ -16,6 +16,11 @@ expects to fail (``skip_below``).
 
 Costs: ``reply.cost_usd`` is the sum of every judged tier's answering attempt (the cheap answer
 you paid for and threw away included); ``reply.total_cost_usd`` adds failed attempts.
+Budgets: while a tier that may escalate runs, the router's budget also holds the worst case of
+one attempt of every later tier (those the predictor does not skip), so a cheap answer is never
+bought that the budget could not escalate from; the holds are released when the tier is judged,
+just before the next tier reserves its own. A tier whose escalation path the budget refuses is
+skipped (``skipped``, with the budget's refusal as the reason) and the next tier is tried.
 Deadline: the route's (or call's) ``deadline_s`` covers every tier and check. If every tier
 fails, :class:`~llmroute.errors.AllAttemptsFailedError` carries all tiers' errors. Each judged
 verdict is reported to the router's feedback seam (``feedback: false`` turns it off).
@@ -43,8 +48,9 @@ import anyio
 from ._clock import Clock
 from .checks import Answer, judge_async, resolve_checks
 from .config import RouteConfig
-from .errors import AllAttemptsFailedError, DeadlineExceededError, LLMRouteError
+from .errors import AllAttemptsFailedError, BudgetExceededError, DeadlineExceededError, LLMRouteError
 from .execute import Executor, Plan, ReplyStream
+from .policy.budget import Reservation, Spend
 from .policy.cascade import Tier, TierTrace, decide, skip_reason, summary, tiers_of
 from .types import Candidate, ChatRequest, Chunk, Reply, RouteTrace, ToolCallDelta
 
@@ -59,6 +65,9 @@ PlanTier = Callable[[str, Tier, ChatRequest, "float | None", Any], Plan]
 Predict = Callable[[ChatRequest, Sequence[str]], "tuple[Mapping[str, float], Any] | None"]
 #: The feedback seam: ``(reply, score)``.
 Feedback = Callable[[Reply, float], None]
+#: The worst case of one attempt of a tier, and what it spends on: ``(route name, tier, request,
+#: scope) -> (usd, spend)``: what the budget holds for a tier the call may escalate to.
+Escalation = Callable[[str, Tier, ChatRequest, Any], "tuple[float, Spend]"]
 
 
 @dataclass(slots=True)
@@ -132,8 +141,10 @@ class Cascade:
         predict: Predict | None = None,
         feedback: Feedback | None = None,
         prepare: Callable[[], Awaitable[None]] | None = None,
+        escalation: Escalation | None = None,
     ) -> None:
         self._prepare = prepare
+        self._escalation = escalation
         self._executor = executor
         self._plan = plan
         self._clock = clock
@@ -205,7 +216,11 @@ class Cascade:
             run.errors.extend(exc.errors)
             return DeadlineExceededError(run.name, run.deadline_s or 0.0, run.errors)
         self._failed(run, tier, plan, exc, started)
-        return AllAttemptsFailedError(run.name, run.errors) if tier.last else None
+        if not tier.last:
+            return None
+        if run.errors and all(isinstance(e, BudgetExceededError) for e in run.errors):
+            return run.errors[0]  # type: ignore[return-value]  # only budgets refused: say so, as a route does
+        return AllAttemptsFailedError(run.name, run.errors)
 
     def _failed(self, run: _Run, tier: Tier, plan: Plan, exc: LLMRouteError, started: float) -> None:
         run.errors.extend(getattr(exc, "errors", None) or [exc])
@@ -248,17 +263,59 @@ class Cascade:
             if tier.last and stream_last:
                 return plan
             try:
+                holds = await self._hold_path(run, tiers[tier.index + 1 :], request)
+            except BudgetExceededError as exc:
+                run.traces.append(
+                    TierTrace(
+                        tier.index,
+                        tier.models,
+                        "skipped",
+                        f"the budget cannot cover escalating from it: {exc}"[:300],
+                        started_s=started,
+                        predicted_quality=run.predicted(tier),
+                    )
+                )
+                continue
+            try:
                 reply = await self._executor.complete(plan)
             except LLMRouteError as exc:
                 error = self._tier_error(run, tier, plan, exc, started)
                 if error is not None:
                     raise error from exc
                 continue
+            finally:
+                await self._release(holds)
             run.absorb(plan, started)
             trace = await self._judge(run, tier, plan, reply, started)
             if trace.outcome == "accepted":
                 return reply
         raise AssertionError("unreachable: the last tier is never skipped")  # pragma: no cover
+
+    async def _hold_path(self, run: _Run, later: Sequence[Tier], request: ChatRequest) -> list[Reservation]:
+        """Hold, on the router's budget, the worst case of one attempt of each later tier the call
+        may escalate to (all or none: BudgetExceededError when one is refused)."""
+        budget = self._executor.budget
+        if budget is None or self._escalation is None:
+            return []
+        holds: list[Reservation] = []
+        try:
+            for tier in later:
+                if skip_reason(tier, run.quality, run.route.skip_below) is not None:
+                    continue
+                usd, spend = self._escalation(run.name, tier, request, run.scope)
+                holds.append(await budget.reserve(usd, spend))
+        except BaseException:
+            await self._release(holds)
+            raise
+        return holds
+
+    async def _release(self, holds: list[Reservation]) -> None:
+        budget = self._executor.budget
+        if budget is None or not holds:
+            return
+        with anyio.CancelScope(shield=True):
+            for hold in holds:
+                await budget.settle(hold, 0.0)
 
     def _final(self, run: _Run, reply: Reply) -> Reply:
         trace = run.trace(self._clock() - run.t0)

@@ -448,6 +448,12 @@ class Router:
             def plan_tier(name: str, tier: Any, req: ChatRequest, deadline: float | None, scope: Any) -> Plan:
                 return self._plan(name, tier.route, req, deadline, *scope)
 
+            def escalation(name: str, tier: Any, req: ChatRequest, scope: Any) -> tuple[float, Any]:
+                # the tier's candidates as an ordered route: no predictor run, the same worst cases
+                plan = self._plan(name, tier.route.model_copy(update={"strategy": "ordered"}), req, None, *scope)
+                worst = max(plan.candidates, key=lambda pc: pc.candidate.max_cost_usd)
+                return worst.candidate.max_cost_usd, plan.spend(worst)
+
             runner = self._cascade_runner = Cascade(
                 self._executor,
                 plan=plan_tier,
@@ -455,6 +461,7 @@ class Router:
                 predict=self._predict_quality,
                 feedback=self.record_feedback,
                 prepare=self._ensure_warm,
+                escalation=escalation,
             )
         return runner
 

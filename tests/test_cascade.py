@@ -381,3 +381,47 @@ async def test_a_predictive_tier(cfleet: Fleet) -> None:
         reply = await r.complete(QUESTION, route="smart")
         assert reply.model == "small" and reply.route.cascade[0].outcome == "accepted"
         assert r.feedback_counts() == {"small": 1}  # a predictive tier's verdict is a usable label
+
+
+# ---------------------------------------------------------------------------- budgets and the escalation path
+async def test_the_budget_holds_the_escalation_path_while_the_cheap_tier_runs(cfleet: Fleet) -> None:
+    script(cfleet, "Tom has 12 + 30 = 52 apples.\n#### 52")  # wrong arithmetic: escalates
+    budget = llmroute.MemoryBudget(10.0)
+    held_during: dict[str, float] = {}
+
+    class Watch(llmroute.Hooks):
+        def attempt_started(self, attempt: llmroute.Attempt) -> None:
+            held_during[attempt.model] = budget.reserved_usd
+
+    async with llmroute.Router.from_dict(config(cfleet), budget=budget, hooks=[Watch()]) as r:
+        plan = r.plan(QUESTION, model="large")
+        strong_worst = plan.candidates[0].candidate.max_cost_usd
+        small_worst = r.plan(QUESTION, model="small").candidates[0].candidate.max_cost_usd
+        reply = await r.complete(QUESTION, route="smart")
+    assert [t.outcome for t in reply.route.cascade] == ["escalated", "accepted"]
+    # while the cheap tier ran, the budget also held one worst-case attempt of the strong tier
+    assert held_during["small"] == pytest.approx(small_worst + strong_worst)
+    assert held_during["large"] == pytest.approx(strong_worst)  # the hold went before the tier reserved its own
+    assert budget.open_reservations == 0 and budget.reserved_usd == 0
+    assert budget.spent_usd == pytest.approx(reply.total_cost_usd)
+
+
+async def test_a_cheap_tier_the_budget_could_not_escalate_from_is_not_run(cfleet: Fleet) -> None:
+    script(cfleet, GOOD)
+    async with llmroute.Router.from_dict(config(cfleet)) as r:
+        strong_worst = r.plan(QUESTION, model="large").candidates[0].candidate.max_cost_usd
+    # the strong tier alone fits; the cheap tier beside the strong tier's hold does not
+    budget = llmroute.MemoryBudget(strong_worst * 1.01)
+    async with llmroute.Router.from_dict(config(cfleet), budget=budget) as r:
+        reply = await r.complete(QUESTION, route="smart")
+    first, second = reply.route.cascade
+    assert first.outcome == "failed" and "BudgetExceededError" in first.reason
+    assert second.outcome == "accepted" and reply.model == "large"
+    assert cfleet["cheap"].calls == 0 and budget.open_reservations == 0
+    # and when not even the escalation path fits, nothing is sent: the budget's refusal is the error
+    cfleet["strong"].reset()
+    budget = llmroute.MemoryBudget(strong_worst * 0.5)
+    async with llmroute.Router.from_dict(config(cfleet), budget=budget) as r:
+        with pytest.raises(llmroute.BudgetExceededError):
+            await r.complete(QUESTION, route="smart")
+    assert cfleet["cheap"].calls == 0 and cfleet["strong"].calls == 0 and budget.open_reservations == 0
