@@ -10,7 +10,7 @@ Every error llmroute raises derives from :class:`LLMRouteError`::
      │    ├── RateLimitError              HTTP 429; ``retry_after`` when the provider said
      │    ├── ProviderTimeoutError        connect/read timeout, or the attempt's own deadline
      │    ├── ProviderConnectionError     could not connect, connection reset
-     │    ├── ServerError                 HTTP 5xx (and 529 "overloaded")
+     │    ├── ServerError                 HTTP 5xx (and 529 "overloaded"); ``retry_after`` when the provider said
      │    ├── ResponseError               malformed body, or a stream that broke off
      │    ├── BadRequestError             HTTP 400/404/422: the request itself is wrong (never retried)
      │    │    └── ContextWindowExceededError  the prompt does not fit the model's context window
@@ -18,7 +18,7 @@ Every error llmroute raises derives from :class:`LLMRouteError`::
      │    └── ContentFilteredError        the provider refused or filtered the content
      ├── AllAttemptsFailedError           every candidate of a route failed; ``errors`` holds each one
      ├── DeadlineExceededError            the call's overall deadline passed
-     ├── BudgetExceededError              a budget refused the call (names the budget and by how much)
+     ├── BudgetExceededError              a budget refused the call (names the scope and by how much)
      └── PredictorUnavailableError        the predictor model is missing or corrupt (in llmroute.predictor;
                                           predictive routes then keep their configured order)
 
@@ -26,12 +26,15 @@ Provider errors carry :attr:`ProviderError.retryable` and :attr:`ProviderError.f
 the same deployment may be tried again, and whether the route should move on to the next one.
 API keys never appear in any message: adapters build errors from status codes and response bodies
 only, and bodies are truncated.
+
+:func:`http_status` is the one mapping from these errors to HTTP statuses: what the OpenAI SDK
+transport (``llmroute.integrations.openai``) answers, and so what each framework integration
+raises its own exception types from (``docs/integrations.md`` has the table).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 __all__ = [
     "AllAttemptsFailedError",
@@ -51,6 +54,7 @@ __all__ = [
     "ResponseError",
     "ServerError",
     "UnknownRouteError",
+    "http_status",
 ]
 
 _BODY_LIMIT = 500
@@ -77,7 +81,16 @@ class UnknownRouteError(LLMRouteError, KeyError):
 
 
 class InvalidRequestError(LLMRouteError, ValueError):
-    """The request cannot be sent as given (e.g. a message without a role)."""
+    """The request cannot be sent as given (e.g. a message without a role).
+
+    ``field`` names the offending argument by its path (``max_tokens``, ``messages[2].content``)
+    when one is to blame, else ``None``. Nothing was sent to any provider.
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        #: Path of the offending argument, e.g. ``messages[2].content``; ``None`` when not one field.
+        self.field = field
 
 
 class ProviderError(LLMRouteError):
@@ -93,8 +106,6 @@ class ProviderError(LLMRouteError):
     retryable: bool = False
     #: Whether the route should move on to its next candidate.
     fallback: bool = True
-    #: The provider's rate-limit headers on the error response (a ``llmroute.types.RateLimit``), if any.
-    rate_limit: Any = None
 
     def __init__(
         self,
@@ -156,9 +167,14 @@ class ProviderConnectionError(ProviderError):
 
 
 class ServerError(ProviderError):
-    """HTTP 5xx from the provider (including 529 overloaded)."""
+    """HTTP 5xx from the provider (including 529 overloaded); ``retry_after`` is the provider's
+    Retry-After hint in seconds when it sent one (e.g. with a 503)."""
 
     retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
 
 
 class ResponseError(ProviderError):
@@ -219,15 +235,93 @@ class DeadlineExceededError(LLMRouteError, TimeoutError):
 
 
 class BudgetExceededError(LLMRouteError):
-    """A budget refused the call: names the budget, its limit, what is spent and what was needed."""
+    """A budget refused the call: names the scope, its limit, what is spent and what was requested.
 
-    def __init__(self, budget: str, *, limit_usd: float, spent_usd: float, needed_usd: float) -> None:
-        self.budget = budget
-        self.limit_usd = limit_usd
-        self.spent_usd = spent_usd
-        self.needed_usd = needed_usd
-        over = spent_usd + needed_usd - limit_usd
-        super().__init__(
-            f"budget {budget!r} would be exceeded by ${over:.6f}: limit ${limit_usd:.6f}, "
-            f"spent or reserved ${spent_usd:.6f}, this call needs up to ${needed_usd:.6f}"
-        )
+    ``BudgetExceededError(scope, limit, spent, requested)``: *scope* names the budget that refused
+    (e.g. ``"user/day[alice]"``), *spent* is what it had spent or held, *requested* what this
+    attempt needed, all in USD. ``retry_after_s`` is how long until its window frees (``None`` for
+    budgets without a window); ``held`` is the part of *spent* held by attempts in flight, if known.
+    The older names ``budget``, ``limit_usd``, ``spent_usd`` and ``needed_usd`` are kept as aliases.
+    """
+
+    def __init__(
+        self,
+        scope: str,
+        limit: float | None = None,
+        spent: float | None = None,
+        requested: float | None = None,
+        *,
+        limit_usd: float | None = None,
+        spent_usd: float | None = None,
+        needed_usd: float | None = None,
+        retry_after_s: float | None = None,
+        held: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.scope = scope
+        self.limit = float(limit if limit is not None else limit_usd or 0.0)
+        self.spent = float(spent if spent is not None else spent_usd or 0.0)
+        self.requested = float(requested if requested is not None else needed_usd or 0.0)
+        self.retry_after_s = retry_after_s
+        #: The part of *spent* still held by attempts in flight (it may be freed), if known.
+        self.held = held
+        if reason is not None:
+            message = f"budget {scope!r} refused the call: {reason}"
+        else:
+            over = self.spent + self.requested - self.limit
+            message = (
+                f"budget {scope!r} would be exceeded by ${over:.6f}: limit ${self.limit:.6f}, "
+                f"spent or reserved ${self.spent:.6f}, this call needs up to ${self.requested:.6f}"
+            )
+        super().__init__(message)
+
+    @property
+    def budget(self) -> str:
+        """Alias of :attr:`scope`."""
+        return self.scope
+
+    @property
+    def limit_usd(self) -> float:
+        """Alias of :attr:`limit`."""
+        return self.limit
+
+    @property
+    def spent_usd(self) -> float:
+        """Alias of :attr:`spent`."""
+        return self.spent
+
+    @property
+    def needed_usd(self) -> float:
+        """Alias of :attr:`requested`."""
+        return self.requested
+
+
+def http_status(error: BaseException) -> int:
+    """The HTTP status a gateway answers for *error*, as the OpenAI API would for the same failure.
+
+    The request's own faults keep their 4xx (400 bad request or context window, 401/403 refused
+    credentials, 404 unknown route or model, 429 rate limit or budget: the OpenAI API's status for
+    an exhausted quota); upstream failures are 502 (bad or failed response), 503 (provider
+    overloaded) or 504 (timeout, deadline). :class:`AllAttemptsFailedError` answers as its last
+    error; anything else is 500.
+    """
+    if isinstance(error, AllAttemptsFailedError):
+        return http_status(error.last) if error.last is not None else 502
+    if isinstance(error, (RateLimitError, BudgetExceededError)):
+        return 429
+    if isinstance(error, (ProviderTimeoutError, DeadlineExceededError)):
+        return 504
+    if isinstance(error, BadRequestError):
+        return error.status if error.status in (400, 404, 413, 422) else 400
+    if isinstance(error, AuthenticationError):
+        return error.status if error.status in (401, 403) else 401
+    if isinstance(error, (ContentFilteredError, InvalidRequestError)):
+        return 400
+    if isinstance(error, UnknownRouteError):
+        return 404
+    if isinstance(error, ServerError) and error.status in (503, 529):
+        return 503
+    if isinstance(error, ProviderError):
+        return 502
+    return 500
+

@@ -5,14 +5,23 @@ One attempt is one HTTP request to one deployment (:func:`send` or :class:`_Atte
 deployment while the error is retryable (tenacity strategies: Retry-After or exponential backoff
 with jitter, bounded by the call's deadline), then falls back to the next candidate. A stream
 falls back only before its first token, so no text is ever duplicated. Every attempt is
-recorded in the trace and reported to the hooks; budgets are reserved before an attempt and
-settled after it, cancellation included.
+recorded in the trace and reported to the hooks; budgets are reserved before an attempt (its
+worst case) and settled after it (what it may have been billed), cancellation included.
+
+Admission: the executor never hands the HTTP client more concurrent requests than its
+connection pool holds (:class:`Admission`). Requests beyond that wait here, where waiting is
+cancellable and counts against the call's deadline, instead of in the pool, whose queue slows
+down with its length and whose cancelled waiters can leave connections stuck.
+
+Deadlines: the call's deadline covers everything from the call: warm-up, planning, waiting for
+admission, every attempt and every retry wait.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import warnings
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +31,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState
 
 from ._clock import Clock, Sleep
-from ._ratelimit import parse_rate_limit
+from ._http import HTTPX, Wire
 from .config import RetryConfig
 from .costs import Price, cost_usd
 from .errors import (
@@ -30,18 +39,19 @@ from .errors import (
     BudgetExceededError,
     DeadlineExceededError,
     LLMRouteError,
-    ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    RateLimitError,
     ResponseError,
 )
 from .hooks import Hooks, dispatch_attempt_finished, dispatch_attempt_started, dispatch_call_finished
-from .policy.budget import Budget, Reservation
+from .policy.budget import Budget, Reservation, Spend, budget_wait
 from .policy.fallback import retry_if_retryable, should_fall_back, stop_for, wait_retry_after_or_backoff
 from .providers.base import Adapter, Target
+from .ratelimit import RateLimiter, parse_rate_limit_headers
 from .types import Attempt, Candidate, ChatRequest, Chunk, Completion, Reply, RouteTrace, ToolCall, Usage
 
-__all__ = ["Executor", "Plan", "PlannedCandidate", "ReplyStream", "send"]
+__all__ = ["Admission", "Executor", "Plan", "PlannedCandidate", "ReplyStream", "send"]
 
 logger = logging.getLogger("llmroute")
 
@@ -59,6 +69,8 @@ class PlannedCandidate:
     retry: RetryConfig
     #: Upper bound on one attempt, seconds.
     attempt_s: float | None = None
+    #: The request as sent to this candidate (its ``max_tokens`` set); ``None``: the plan's request.
+    request: ChatRequest | None = None
 
 
 @dataclass(slots=True)
@@ -74,33 +86,102 @@ class Plan:
     est_input_tokens: int = 0
     #: Errors found while planning (e.g. candidates skipped for their context window).
     skipped: list[BaseException] = field(default_factory=list)
+    #: Who the call is for and its tags (budget scopes).
+    user: str | None = None
+    tags: tuple[str, ...] = ()
+    #: What to do when a budget refuses a candidate: ``downgrade``, ``refuse`` or ``wait``.
+    on_budget_exceeded: str = "downgrade"
+
+    def spend(self, pc: PlannedCandidate) -> Spend:
+        """What an attempt on *pc* spends on, for the budget (with what the call has spent so far)."""
+        c = pc.candidate
+        spent = sum(a.cost_usd for a in self.trace.attempts)
+        return Spend(self.route, c.model, c.deployment, c.provider, self.user, self.tags, spent)
 
 
-def _map_transport_error(exc: httpx.HTTPError, target: Target, *, reading: bool) -> ProviderError:
-    """An httpx exception as a ProviderError, keeping the cause."""
-    fields = target.error_fields()
-    if isinstance(exc, httpx.TimeoutException):
-        return ProviderTimeoutError(f"timed out ({type(exc).__name__})", **fields)
-    if isinstance(exc, httpx.RemoteProtocolError) and reading:
-        return ResponseError(f"connection closed mid-response ({exc})", **fields)
-    if isinstance(exc, httpx.TransportError):
-        return ProviderConnectionError(f"connection failed ({type(exc).__name__}: {exc})", **fields)
-    return ProviderError(f"HTTP error ({type(exc).__name__}: {exc})", **fields)
+#: A plan, or an async factory that makes one (planning then runs inside the call's deadline).
+PlanSource = Plan | Callable[[], Awaitable[Plan]]
+
+
+class Admission:
+    """Lets at most *limit* requests into the HTTP client at once; the rest wait in line, cancellably.
+
+    One per router, sized to the connection pool (``max_connections``). A streamed attempt holds
+    its place until its response is closed. Taking a free place does not yield to the event loop
+    (the request's own I/O does), so an uncontended call pays nothing here; a waiter that is
+    cancelled leaves the line, or passes on a place handed to it just before.
+    """
+
+    __slots__ = ("_used", "_waiters", "limit")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self._used = 0
+        self._waiters: OrderedDict[object, anyio.Event] = OrderedDict()
+
+    async def acquire(self, holder: object) -> None:
+        """Wait for a place for *holder* (any object unique to one attempt)."""
+        if self._used < self.limit and not self._waiters:
+            self._used += 1
+            return
+        event = anyio.Event()
+        self._waiters[holder] = event
+        try:
+            await event.wait()
+        except BaseException:
+            if self._waiters.pop(holder, None) is None:  # a place was handed over: pass it on
+                self._hand_over()
+            raise
+
+    def release(self, holder: object) -> None:
+        """Give *holder*'s place back (to the first waiter, if any)."""
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._waiters:
+            _, event = self._waiters.popitem(last=False)
+            event.set()  # the place goes to it: ``_used`` is unchanged
+        else:
+            self._used -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet finished."""
+        return self._used
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a place."""
+        return len(self._waiters)
+
+
+class _Progress:
+    """Whether an attempt's request may have reached the provider (so it may be billed)."""
+
+    __slots__ = ("headers", "sent")
+
+    def __init__(self) -> None:
+        self.sent = False
+        #: The response's headers, once it arrived (read for the provider's rate-limit state).
+        self.headers: httpx.Headers | None = None
 
 
 def _http_request(
-    pc: PlannedCandidate, request: ChatRequest, *, stream: bool, urls: dict[str, httpx.URL] | None = None
-) -> httpx.Request:
-    spec = pc.adapter.build_request(request, pc.target, stream=stream)
-    url: str | httpx.URL = spec.url
+    pc: PlannedCandidate, request: ChatRequest, wire: Wire, *, stream: bool, urls: dict[str, Any] | None = None
+) -> Any:
+    """The *wire* package's request for one attempt (an ``httpx.Request`` or an ``httpx2.Request``)."""
+    spec = pc.adapter.build_request(pc.request or request, pc.target, stream=stream)
+    url: Any = spec.url
     if urls is not None:  # parsing a URL costs more than the rest of the request: keep them
         parsed = urls.get(spec.url)
         if parsed is None:
             if len(urls) >= 4096:
                 urls.clear()
-            parsed = urls[spec.url] = httpx.URL(spec.url)
+            parsed = urls[spec.url] = wire.URL(spec.url)
         url = parsed
-    return httpx.Request(spec.method, url, headers=spec.headers, content=spec.body, extensions={"timeout": pc.timeout})
+    return wire.Request(spec.method, url, headers=spec.headers, content=spec.body, extensions={"timeout": pc.timeout})
 
 
 async def send(
@@ -108,70 +189,84 @@ async def send(
     pc: PlannedCandidate,
     request: ChatRequest,
     *,
-    urls: dict[str, httpx.URL] | None = None,
+    urls: dict[str, Any] | None = None,
+    progress: _Progress | None = None,
+    wire: Wire = HTTPX,
 ) -> Completion:
     """One non-streamed attempt: send, read, parse. Raises a ProviderError on failure.
 
-    *urls* is an optional cache of parsed URLs, shared across calls.
+    *urls* is an optional cache of parsed URLs, shared across calls; *wire* is the HTTP package of
+    *client* (``httpx`` or ``httpx2``: see ``llmroute._http``).
     """
-    http_request = _http_request(pc, request, stream=False, urls=urls)
+    http_request = _http_request(pc, request, wire, stream=False, urls=urls)
+    if progress is not None:
+        progress.sent = True
     try:
         response = await client.send(http_request)
-    except httpx.HTTPError as exc:
-        raise _map_transport_error(exc, pc.target, reading=True) from exc
-    rate_limit = parse_rate_limit(response.headers)
+    except wire.HTTPError as exc:
+        if progress is not None and isinstance(exc, wire.not_sent):
+            progress.sent = False
+        raise wire.map_error(exc, pc.target.error_fields(), reading=True) from exc
+    if progress is not None:
+        progress.headers = response.headers
     if response.status_code >= 300:
-        error = pc.adapter.parse_error(response.status_code, response.headers, response.content, pc.target)
-        error.rate_limit = rate_limit
-        raise error
-    completion = pc.adapter.parse_response(response.content, pc.target)
-    return completion if rate_limit is None else dataclasses.replace(completion, rate_limit=rate_limit)
+        raise pc.adapter.parse_error(response.status_code, response.headers, response.content, pc.target)
+    return pc.adapter.parse_response(response.content, pc.target)
 
 
 class _AttemptStream:
-    """One streamed attempt: the open response and its parser."""
+    """One streamed attempt: the open response, its parser, and its admission place."""
 
-    __slots__ = ("_bytes", "_deferred", "_parser", "_pc", "_pending", "_response", "rate_limit")
+    __slots__ = ("_admission", "_bytes", "_parser", "_pc", "_pending", "_progress", "_response", "_wire")
 
-    def __init__(self, pc: PlannedCandidate) -> None:
+    def __init__(self, pc: PlannedCandidate, progress: _Progress, wire: Wire = HTTPX) -> None:
         self._pc = pc
-        #: The provider's rate-limit headers on the response, once open.
-        self.rate_limit: Any = None
-        self._response: httpx.Response | None = None
+        self._progress = progress
+        self._wire = wire
+        self._admission: Admission | None = None
+        self._response: Any = None
         self._bytes: AsyncIterator[bytes] | None = None
         self._parser = pc.adapter.stream_parser(pc.target)
         self._pending: list[Chunk] = []
-        #: An error decoded after some chunks of the same read: raised once those are consumed.
-        self._deferred: BaseException | None = None
 
     async def open(
-        self, client: httpx.AsyncClient, request: ChatRequest, urls: dict[str, httpx.URL] | None = None
+        self,
+        client: httpx.AsyncClient,
+        request: ChatRequest,
+        urls: dict[str, Any] | None = None,
+        admission: Admission | None = None,
     ) -> None:
-        """Send the request; raise the provider's error for a non-2xx status."""
-        http_request = _http_request(self._pc, request, stream=True, urls=urls)
+        """Send the request; raise the provider's error for a non-2xx status.
+
+        With *admission*, first wait for a place; it is held until :meth:`aclose`.
+        """
+        wire = self._wire
+        http_request = _http_request(self._pc, request, wire, stream=True, urls=urls)
+        if admission is not None:
+            await admission.acquire(self._progress)
+            self._admission = admission
+        self._progress.sent = True
         try:
             self._response = await client.send(http_request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _map_transport_error(exc, self._pc.target, reading=False) from exc
-        self.rate_limit = parse_rate_limit(self._response.headers)
+        except wire.HTTPError as exc:
+            if isinstance(exc, wire.not_sent):
+                self._progress.sent = False
+            raise wire.map_error(exc, self._pc.target.error_fields(), reading=False) from exc
+        self._progress.headers = self._response.headers
         if self._response.status_code >= 300:
             try:
                 body = await self._response.aread()
-            except httpx.HTTPError as exc:
-                raise _map_transport_error(exc, self._pc.target, reading=True) from exc
-            error = self._pc.adapter.parse_error(
+            except wire.HTTPError as exc:
+                raise wire.map_error(exc, self._pc.target.error_fields(), reading=True) from exc
+            raise self._pc.adapter.parse_error(
                 self._response.status_code, self._response.headers, body, self._pc.target
             )
-            error.rate_limit = self.rate_limit
-            raise error
         self._bytes = self._response.aiter_bytes()
 
     async def next_chunk(self, deadline_at: float | None, clock: Clock) -> Chunk | None:
         """The next chunk, or ``None`` at the end of the stream."""
         while not self._pending:
             assert self._bytes is not None
-            if self._deferred is not None:
-                raise self._deferred
             if self._parser is None:
                 return None
             try:
@@ -184,44 +279,43 @@ class _AttemptStream:
                 parser, self._parser = self._parser, None
                 self._pending.extend(parser.close())
                 break
-            except httpx.HTTPError as exc:
-                raise _map_transport_error(exc, self._pc.target, reading=True) from exc
+            except self._wire.HTTPError as exc:
+                raise self._wire.map_error(exc, self._pc.target.error_fields(), reading=True) from exc
             self._feed(data)
         return self._pending.pop(0) if self._pending else None
 
     def _feed(self, data: bytes) -> None:
-        """Feed one read event by event, so chunks decoded before an error event are kept."""
+        """Feed one read: the parser keeps chunks decoded before an error event (see StreamParser)."""
         assert self._parser is not None
-        if data.count(b"\n\n") < 2:  # at most one complete event: nothing can be lost
-            pieces = [data]
-        else:
-            parts = data.split(b"\n\n")
-            pieces = [part + b"\n\n" for part in parts[:-1]]
-            if parts[-1]:
-                pieces.append(parts[-1])
-        for piece in pieces:
-            try:
-                self._pending.extend(self._parser.feed(piece))
-            except ProviderError as exc:
-                if not self._pending:
-                    raise
-                self._deferred = exc
-                return
+        self._pending.extend(self._parser.feed(data))
 
     async def aclose(self) -> None:
-        """Close the response, even inside a cancelled scope."""
-        if self._response is not None:
-            response, self._response = self._response, None
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+        """Close the response and give the admission place back, even inside a cancelled scope."""
+        try:
+            if self._response is not None:
+                response, self._response = self._response, None
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+        finally:
+            if self._admission is not None:
+                admission, self._admission = self._admission, None
+                admission.release(self._progress)
 
 
 def _error_text(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, LLMRouteError) else f"{type(exc).__name__}: {exc}"
 
 
+def _unbilled(error: BaseException | None, progress: _Progress) -> bool:
+    """Whether an attempt that ended with *error* and no usage surely cost nothing: its request never
+    left, or the provider answered it with an error status (no generation)."""
+    if not progress.sent:
+        return True
+    return isinstance(error, ProviderError) and error.status is not None
+
+
 class Executor:
-    """Runs plans: retries, fallback, deadline, budget, trace and hooks."""
+    """Runs plans: admission, retries, fallback, deadline, budget, trace and hooks."""
 
     def __init__(
         self,
@@ -232,31 +326,82 @@ class Executor:
         hooks: Sequence[Hooks] = (),
         budget: Budget | None = None,
         rng: Callable[[], float] | None = None,
+        max_in_flight: int | None = None,
+        wire: Wire = HTTPX,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.client = client
+        #: The HTTP package of *client* (``httpx`` or ``httpx2``): its request and exception classes.
+        self.wire = wire
         self.clock = clock
         self.sleep = sleep
         self.hooks = tuple(hooks)
         self.budget = budget
+        #: Client-side rate limits per deployment (``None``: none configured).
+        self.rate_limiter = rate_limiter
+        #: Requests let into the HTTP client at once (``None``: no limit here).
+        self.admission = Admission(max_in_flight) if max_in_flight else None
         self._rng = rng
         self._retrying = AsyncRetrying(sleep=sleep)  # only the owner object tenacity's retry state wants
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- bookkeeping
-    def _begin(
-        self, plan: Plan, pc: PlannedCandidate, number: int, t0: float, *, stream: bool = False
+    async def _start(
+        self,
+        plan: Plan,
+        pc: PlannedCandidate,
+        number: int,
+        t0: float,
+        deadline_at: float | None,
+        errors: list[BaseException],
+    ) -> tuple[Attempt, Reservation | None] | None:
+        """Begin an attempt once *pc*'s rate limit and budgets allow it; ``None``: skip to the next
+        candidate (the reason is appended to *errors*). A budget refusal is raised at once on a
+        ``refuse`` route, waited out on a ``wait`` route (within the deadline), else skips."""
+        limiter = self.rate_limiter
+        if limiter is not None and pc.candidate.deployment in limiter:
+            try:
+                await limiter.acquire(
+                    pc.candidate.deployment,
+                    plan.est_input_tokens + pc.candidate.max_output_tokens,
+                    sleep=self.sleep,
+                    left_s=None if deadline_at is None else deadline_at - self.clock(),
+                    error_fields=pc.target.error_fields(),
+                )
+            except RateLimitError as exc:  # client-side: no request was sent
+                errors.append(exc)
+                return None
+        waited, tries = 0.0, 0
+        while True:
+            try:
+                return await self._begin(plan, pc, number, t0)
+            except BudgetExceededError as exc:
+                if plan.on_budget_exceeded == "refuse":
+                    raise
+                if plan.on_budget_exceeded == "wait":
+                    left = None if deadline_at is None else deadline_at - self.clock()
+                    delay = budget_wait(exc, waited, tries, left)
+                    if delay is not None:
+                        await self.sleep(delay)
+                        waited, tries = waited + delay, tries + 1
+                        continue
+                errors.append(exc)
+                return None
+
+    async def _begin(
+        self, plan: Plan, pc: PlannedCandidate, number: int, t0: float
     ) -> tuple[Attempt, Reservation | None]:
         reservation = None
         if self.budget is not None:
-            reservation = self.budget.reserve(pc.candidate.est_cost_usd, route=plan.route, model=pc.candidate.model)
+            reservation = await self.budget.reserve(pc.candidate.max_cost_usd, plan.spend(pc))
         c = pc.candidate
-        attempt = Attempt(c.model, c.deployment, c.provider, c.provider_model, number, self.clock() - t0, stream=stream)
+        attempt = Attempt(c.model, c.deployment, c.provider, c.provider_model, number, self.clock() - t0)
         plan.trace.attempts.append(attempt)
         if self.hooks:
             dispatch_attempt_started(self.hooks, attempt)
         return attempt, reservation
 
-    def _end(
+    async def _end(
         self,
         attempt: Attempt,
         pc: PlannedCandidate,
@@ -264,11 +409,20 @@ class Executor:
         reservation: Reservation | None,
         error: BaseException | None,
         usage: Usage | None = None,
+        *,
+        unbilled: bool = False,
+        estimated: bool = False,
+        progress: _Progress | None = None,
     ) -> None:
+        """Close an attempt: timings, outcome, what it may have cost; settle its reservation."""
         attempt.duration_s = self.clock() - t0 - attempt.started_s
         if usage is not None:
             attempt.usage = usage
             attempt.cost_usd = cost_usd(usage, pc.price)
+            attempt.cost_estimated = estimated
+        elif not unbilled:  # sent, and ended without usage: it may have been generated and billed in full
+            attempt.cost_usd = pc.candidate.max_cost_usd
+            attempt.cost_estimated = True
         if error is None:
             attempt.outcome = "ok"
         else:
@@ -278,10 +432,19 @@ class Executor:
             attempt.error = _error_text(error)
             if isinstance(error, ProviderError):
                 attempt.status = error.status
-                attempt.rate_limit = error.rate_limit
                 error.attempt = attempt.number
         if reservation is not None and self.budget is not None:
-            self.budget.settle(reservation, attempt.cost_usd)
+            with anyio.CancelScope(shield=True):
+                await self.budget.settle(reservation, attempt.cost_usd)
+        if attempt.rate_limit is None and progress is not None and progress.headers is not None:
+            attempt.rate_limit = parse_rate_limit_headers(progress.headers)  # for the limiter and health
+        limiter = self.rate_limiter
+        if limiter is not None and pc.candidate.deployment in limiter:
+            info = attempt.rate_limit
+            retry_after = error.retry_after if isinstance(error, RateLimitError) and error.status else None
+            if info is not None or retry_after is not None:
+                with anyio.CancelScope(shield=True):
+                    await limiter.observe(pc.candidate.deployment, info, retry_after)
         if self.hooks:
             dispatch_attempt_finished(self.hooks, attempt, error)
 
@@ -326,6 +489,7 @@ class Executor:
             provider_model=completion.response_model or c.provider_model,
             route=plan.trace,
             response_id=completion.response_id,
+            logprobs=completion.logprobs,
         )
 
     def _failed(self, plan: Plan, errors: list[BaseException]) -> LLMRouteError:
@@ -333,30 +497,48 @@ class Executor:
             return errors[0]  # type: ignore[return-value]
         return AllAttemptsFailedError(plan.route, errors)
 
+    def _remaining(self, t0: float, deadline_s: float) -> float:
+        return max(0.0, deadline_s - (self.clock() - t0))
+
     # ----------------------------------------------------------------- complete
-    async def complete(self, plan: Plan) -> Reply:
-        """Run *plan* for a non-streamed reply."""
-        t0 = self.clock()
-        errors: list[BaseException] = list(plan.skipped)
+    async def complete(
+        self, plan: PlanSource, *, deadline_s: float | None = None, route: str = "", t0: float | None = None
+    ) -> Reply:
+        """Run *plan* for a non-streamed reply.
+
+        *plan* may be an async factory: it then runs inside the deadline (*deadline_s*, which must
+        be given for a factory; a :class:`Plan` brings its own), as does everything after it. *t0*
+        is when the call started (default: now).
+        """
+        t0 = self.clock() if t0 is None else t0
+        current: Plan | None = None
+        if isinstance(plan, Plan):
+            current, deadline_s, route = plan, plan.deadline_s, plan.route
+        errors: list[BaseException] = []
         reply: Reply | None = None
         error: BaseException | None = None
         try:
-            if plan.deadline_s is None:
-                reply = await self._complete(plan, t0, None, errors)
+            if deadline_s is None:
+                current = current or await plan()  # type: ignore[operator]
+                errors.extend(current.skipped)
+                reply = await self._complete(current, t0, None, errors)
                 return reply
-            with anyio.move_on_after(plan.deadline_s) as scope:
-                reply = await self._complete(plan, t0, t0 + plan.deadline_s, errors)
+            with anyio.move_on_after(self._remaining(t0, deadline_s)) as scope:
+                current = current or await plan()  # type: ignore[operator]
+                errors.extend(current.skipped)
+                reply = await self._complete(current, t0, t0 + deadline_s, errors)
                 return reply
             if scope.cancelled_caught:
-                raise DeadlineExceededError(plan.route, plan.deadline_s, errors)
+                raise DeadlineExceededError(route, deadline_s, errors)
             raise AssertionError("unreachable")  # pragma: no cover
         except BaseException as exc:
             error = exc
             raise
         finally:
-            plan.trace.duration_s = self.clock() - t0
+            trace = current.trace if current is not None else RouteTrace(route, "", [])
+            trace.duration_s = self.clock() - t0
             if self.hooks:
-                dispatch_call_finished(self.hooks, plan.trace, reply, error)
+                dispatch_call_finished(self.hooks, trace, reply, error)
 
     async def _complete(self, plan: Plan, t0: float, deadline_at: float | None, errors: list[BaseException]) -> Reply:
         for pc in plan.candidates:
@@ -364,18 +546,16 @@ class Executor:
             number = 0
             while True:
                 number += 1
-                try:
-                    attempt, reservation = self._begin(plan, pc, number, t0)
-                except BudgetExceededError as exc:
-                    errors.append(exc)
+                begun = await self._start(plan, pc, number, t0, deadline_at, errors)
+                if begun is None:
                     break
+                attempt, reservation = begun
+                progress = _Progress()
                 try:
-                    if pc.attempt_s is None:
-                        completion = await send(self.client, pc, plan.request, urls=self._urls)
-                    else:
-                        completion = await self._send_bounded(pc, plan.request)
+                    completion = await self._send(pc, plan.request, attempt, progress)
                 except BaseException as exc:
-                    self._end(attempt, pc, t0, reservation, exc)
+                    unbilled = _unbilled(exc, progress)
+                    await self._end(attempt, pc, t0, reservation, exc, unbilled=unbilled, progress=progress)
                     if not isinstance(exc, ProviderError):
                         raise
                     errors.append(exc)
@@ -385,21 +565,33 @@ class Executor:
                             raise
                         break
                     continue
-                attempt.rate_limit = completion.rate_limit
-                self._end(attempt, pc, t0, reservation, None, completion.usage)
+                await self._end(attempt, pc, t0, reservation, None, completion.usage, progress=progress)
                 return self._reply(plan, pc, completion, attempt)
         raise self._failed(plan, errors)
 
-    async def _send_bounded(self, pc: PlannedCandidate, request: ChatRequest) -> Completion:
-        assert pc.attempt_s is not None
-        with anyio.move_on_after(pc.attempt_s):
-            return await send(self.client, pc, request, urls=self._urls)
-        raise ProviderTimeoutError(f"attempt exceeded {pc.attempt_s:g}s", **pc.target.error_fields()) from None
+    async def _send(
+        self, pc: PlannedCandidate, request: ChatRequest, attempt: Attempt, progress: _Progress
+    ) -> Completion:
+        """One attempt through admission; ``attempt_s`` bounds the request once admitted."""
+        admission = self.admission
+        if admission is not None:
+            queued_at = self.clock()
+            await admission.acquire(progress)
+            attempt.queued_s = self.clock() - queued_at
+        try:
+            if pc.attempt_s is None:
+                return await send(self.client, pc, request, urls=self._urls, progress=progress, wire=self.wire)
+            with anyio.move_on_after(pc.attempt_s):
+                return await send(self.client, pc, request, urls=self._urls, progress=progress, wire=self.wire)
+            raise ProviderTimeoutError(f"attempt exceeded {pc.attempt_s:g}s", **pc.target.error_fields()) from None
+        finally:
+            if admission is not None:
+                admission.release(progress)
 
     # ----------------------------------------------------------------- stream
-    def stream(self, plan: Plan | Callable[[], Awaitable[Plan]]) -> ReplyStream:
+    def stream(self, plan: PlanSource, *, deadline_s: float | None = None, route: str = "") -> ReplyStream:
         """Run *plan* (or the plan an async factory makes at the first chunk) as a stream."""
-        return ReplyStream(self, plan)
+        return ReplyStream(self, plan, deadline_s=deadline_s, route=route)
 
 
 class _Assembler:
@@ -444,74 +636,50 @@ class _Assembler:
         return Completion(text, calls, self.finish, self.usage or Usage(), self.model, self.rid)
 
 
-def _pending_plan() -> Plan:
-    """A placeholder until a lazily planned stream starts (its trace is empty)."""
-    return Plan("", ChatRequest(()), (), RouteTrace("", "", []))
-
-
 def _has_content(chunk: Chunk) -> bool:
     return bool(chunk.text or chunk.tool_calls or chunk.finish_reason is not None)
 
 
-class ReplyStream:
-    """A streamed routed reply: ``async for chunk in stream``; afterwards ``stream.reply``.
+class _StreamRun:
+    """The state of one routed stream, and the async generator that produces its chunks.
 
-    Use it as an async context manager (``async with router.stream(...) as s:``) to close the
-    connection promptly if you stop reading early; otherwise it is closed when iteration ends or
-    the stream is garbage-collected. Fallback happens only before the first token.
+    Kept apart from :class:`ReplyStream` so the generator does not reference the stream object:
+    a stream dropped without ``aclose`` is then freed at once (no reference cycle), and the event
+    loop's async-generator finalizer closes the generator, which releases everything in its
+    ``finally`` (response, admission place, budget reservation, hooks).
     """
 
-    def __init__(self, executor: Executor, plan: Plan | Callable[[], Awaitable[Plan]]) -> None:
-        self._ex = executor
-        self._plan_factory = None if isinstance(plan, Plan) else plan
-        self._plan: Plan = plan if isinstance(plan, Plan) else _pending_plan()
-        self._gen: Any = None
-        #: The complete reply, set once the stream has ended normally.
+    __slots__ = ("deadline_s", "ex", "factory", "finished", "plan", "reply", "route")
+
+    def __init__(self, executor: Executor, plan: PlanSource, deadline_s: float | None, route: str) -> None:
+        self.ex = executor
+        if isinstance(plan, Plan):
+            self.factory: Callable[[], Awaitable[Plan]] | None = None
+            self.plan = plan
+            self.deadline_s = plan.deadline_s
+            self.route = plan.route
+        else:
+            self.factory = plan
+            self.plan = Plan(route, ChatRequest(()), (), RouteTrace(route, "", []))
+            self.deadline_s = deadline_s
+            self.route = route
         self.reply: Reply | None = None
-
-    @property
-    def route(self) -> RouteTrace:
-        """The trace so far (complete once the stream has ended)."""
-        return self._plan.trace
-
-    def __aiter__(self) -> ReplyStream:
-        return self
-
-    async def __anext__(self) -> Chunk:
-        if self._gen is None:
-            self._gen = self._run()
-        return await self._gen.__anext__()
-
-    async def __aenter__(self) -> ReplyStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop the stream and release its connection."""
-        if self._gen is not None:
-            await self._gen.aclose()
-
-    async def text(self) -> str:
-        """Read the whole stream and return its text."""
-        async for _ in self:
-            pass
-        assert self.reply is not None
-        return self.reply.text or ""
+        self.finished = False
 
     async def _open_first(
-        self, pc: PlannedCandidate, deadline_at: float | None
-    ) -> tuple[_AttemptStream, Chunk | None, list[Chunk]]:
-        """Open an attempt and read up to its first content chunk."""
-        ex = self._ex
-        stream = _AttemptStream(pc)
+        self, pc: PlannedCandidate, attempt: Attempt, progress: _Progress, deadline_at: float | None
+    ) -> tuple[_AttemptStream, Chunk, list[Chunk]]:
+        """Open an attempt (after admission) and read up to its first content chunk."""
+        ex = self.ex
+        stream = _AttemptStream(pc, progress, ex.wire)
         try:
+            queued_at = ex.clock()
             if deadline_at is None:
-                await stream.open(ex.client, self._plan.request, ex._urls)
+                await stream.open(ex.client, self.plan.request, ex._urls, ex.admission)
             else:
                 with anyio.fail_after(max(0.0, deadline_at - ex.clock())):
-                    await stream.open(ex.client, self._plan.request, ex._urls)
+                    await stream.open(ex.client, self.plan.request, ex._urls, ex.admission)
+            attempt.queued_s = 0.0 if ex.admission is None else ex.clock() - queued_at
             early: list[Chunk] = []
             while True:
                 chunk = await stream.next_chunk(deadline_at, ex.clock)
@@ -524,35 +692,49 @@ class ReplyStream:
             await stream.aclose()
             raise
 
-    async def _run(self) -> AsyncIterator[Chunk]:
-        if self._plan_factory is not None:
-            self._plan = await self._plan_factory()
-        ex, plan = self._ex, self._plan
+    def _deadline_error(self, errors: Sequence[BaseException] = ()) -> DeadlineExceededError:
+        return DeadlineExceededError(self.route, self.deadline_s or 0.0, errors)
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        """The stream's chunks: plan, then each candidate until one commits (first token)."""
+        ex = self.ex
         t0 = ex.clock()
-        deadline_at = None if plan.deadline_s is None else t0 + plan.deadline_s
-        errors: list[BaseException] = list(plan.skipped)
+        deadline_at = None if self.deadline_s is None else t0 + self.deadline_s
         error: BaseException | None = None
         try:
+            if self.factory is not None:
+                if deadline_at is None:
+                    self.plan = await self.factory()
+                else:
+                    try:
+                        with anyio.fail_after(max(0.0, deadline_at - ex.clock())):
+                            self.plan = await self.factory()
+                    except TimeoutError as exc:
+                        raise self._deadline_error() from exc
+            plan = self.plan
+            errors: list[BaseException] = list(plan.skipped)
             for pc in plan.candidates:
                 state: RetryCallState | None = None
                 number = 0
                 while True:
                     number += 1
-                    try:
-                        attempt, reservation = ex._begin(plan, pc, number, t0, stream=True)
-                    except BudgetExceededError as exc:
-                        errors.append(exc)
+                    begun = await ex._start(plan, pc, number, t0, deadline_at, errors)
+                    if begun is None:
                         break
+                    attempt, reservation = begun
+                    attempt.stream = True
+                    progress = _Progress()
                     try:
-                        stream, first, early = await self._open_first(pc, deadline_at)
-                    except TimeoutError as exc:
-                        if deadline_at is not None and ex.clock() >= deadline_at:
-                            err = DeadlineExceededError(plan.route, plan.deadline_s or 0.0, errors)
-                            ex._end(attempt, pc, t0, reservation, err)
-                            raise err from exc
-                        raise
+                        stream, first, early = await self._open_first(pc, attempt, progress, deadline_at)
                     except BaseException as exc:
-                        ex._end(attempt, pc, t0, reservation, exc)
+                        err: BaseException = exc
+                        timed_out = isinstance(exc, TimeoutError) and not isinstance(exc, LLMRouteError)
+                        if timed_out and deadline_at is not None and ex.clock() >= deadline_at:
+                            err = self._deadline_error(errors)
+                        unbilled = _unbilled(err, progress)
+                        await ex._end(attempt, pc, t0, reservation, err, unbilled=unbilled, progress=progress)
+                        if err is not exc:
+                            raise err from exc
                         if not isinstance(exc, ProviderError):
                             raise
                         errors.append(exc)
@@ -563,64 +745,127 @@ class ReplyStream:
                             break
                         continue
                     attempt.ttft_s = ex.clock() - t0 - attempt.started_s
-                    attempt.rate_limit = stream.rate_limit
-                    committed = self._commit(pc, attempt, reservation, stream, first, early, t0, deadline_at)
+                    if progress.headers is not None:  # the health tracker reads them before the stream ends
+                        attempt.rate_limit = parse_rate_limit_headers(progress.headers)
+                    # Committed: from here on a failure ends the stream (no fallback, no duplicate text).
+                    acc = _Assembler()
+                    failure: BaseException | None = None
                     try:
-                        async for chunk in committed:
-                            yield chunk
+                        for chunk in (*early, first):
+                            acc.add(chunk)
+                        yield first
+                        while True:
+                            try:
+                                chunk = await stream.next_chunk(deadline_at, ex.clock)
+                            except TimeoutError as exc:
+                                if deadline_at is not None and ex.clock() >= deadline_at:
+                                    raise self._deadline_error() from exc
+                                raise
+                            if chunk is None:
+                                break
+                            acc.add(chunk)
+                            if _has_content(chunk) or chunk.usage is not None:
+                                yield chunk
+                    except BaseException as exc:
+                        failure = exc
+                        raise
                     finally:
-                        await committed.aclose()
+                        await stream.aclose()
+                        completion = acc.completion()
+                        if failure is None:
+                            usage = acc.usage or _estimate_usage(plan, completion)
+                            estimated = acc.usage is None
+                            await ex._end(
+                                attempt, pc, t0, reservation, None, usage, estimated=estimated, progress=progress
+                            )
+                            self.reply = ex._reply(plan, pc, completion, attempt)
+                        else:  # cut off, cancelled or abandoned: billed as reported, else its worst case
+                            await ex._end(attempt, pc, t0, reservation, failure, acc.usage, progress=progress)
                     return
             raise ex._failed(plan, errors)
         except BaseException as exc:
             error = exc
             raise
         finally:
-            plan.trace.duration_s = ex.clock() - t0
+            self.finished = True
+            self.plan.trace.duration_s = ex.clock() - t0
             if ex.hooks:
-                dispatch_call_finished(ex.hooks, plan.trace, self.reply, error)
+                dispatch_call_finished(ex.hooks, self.plan.trace, self.reply, error)
 
-    async def _commit(
-        self,
-        pc: PlannedCandidate,
-        attempt: Attempt,
-        reservation: Reservation | None,
-        stream: _AttemptStream,
-        first: Chunk,
-        early: list[Chunk],
-        t0: float,
-        deadline_at: float | None,
-    ) -> AsyncIterator[Chunk]:
-        """Yield the committed attempt's chunks; failures now end the stream (no fallback)."""
-        ex, plan = self._ex, self._plan
-        acc = _Assembler()
-        error: BaseException | None = None
-        try:
-            for chunk in (*early, first):
-                acc.add(chunk)
-            yield first
-            while True:
-                try:
-                    chunk = await stream.next_chunk(deadline_at, ex.clock)
-                except TimeoutError as exc:
-                    if deadline_at is not None and ex.clock() >= deadline_at:
-                        raise DeadlineExceededError(plan.route, plan.deadline_s or 0.0) from exc
-                    raise
-                if chunk is None:
-                    break
-                acc.add(chunk)
-                if _has_content(chunk) or chunk.usage is not None:
-                    yield chunk
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            await stream.aclose()
-            completion = acc.completion()
-            usage = acc.usage or _estimate_usage(plan, completion)
-            ex._end(attempt, pc, t0, reservation, error, usage)
-            if error is None:
-                self.reply = ex._reply(plan, pc, completion, attempt)
+
+class ReplyStream:
+    """A streamed routed reply: ``async for chunk in stream``; afterwards ``stream.reply``.
+
+    Use it as an async context manager (``async with router.stream(...) as s:``) or call
+    :meth:`aclose` if you stop reading early. A stream dropped unfinished and unclosed is closed
+    by the event loop as soon as it is freed (its connection, admission place and budget hold are
+    released then) and a ``ResourceWarning`` says so, as for an unclosed file. Fallback happens
+    only before the first token.
+    """
+
+    def __init__(
+        self, executor: Executor, plan: PlanSource, *, deadline_s: float | None = None, route: str = ""
+    ) -> None:
+        self._gen: AsyncIterator[Chunk] | None = None
+        self._run = _StreamRun(executor, plan, deadline_s, route)
+
+    @property
+    def reply(self) -> Reply | None:
+        """The complete reply, once the stream has ended normally (else ``None``).
+
+        It is set before ``async for`` stops, so the end of the loop is the stream's end event:
+        code that needs the cost, the chosen model and deployment or the trace at the end of a
+        stream (the framework integrations do) reads ``stream.reply`` there. No chunk carries it.
+        """
+        return self._run.reply
+
+    @property
+    def route(self) -> RouteTrace:
+        """The trace so far (complete once the stream has ended)."""
+        return self._run.plan.trace
+
+    def __aiter__(self) -> ReplyStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if self._gen is None:
+            self._gen = self._run.chunks()
+        return await self._gen.__anext__()
+
+    async def __aenter__(self) -> ReplyStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the stream and release its connection, admission place and budget hold."""
+        if self._gen is not None:
+            await self._gen.aclose()  # type: ignore[attr-defined]
+        self._run.finished = True
+
+    async def text(self) -> str:
+        """Read the whole stream and return its text."""
+        async for _ in self:
+            pass
+        reply = self.reply
+        assert reply is not None
+        return reply.text or ""
+
+    def __del__(self) -> None:
+        run = getattr(self, "_run", None)
+        if getattr(self, "_gen", None) is not None and run is not None and not run.finished:
+            warnings.warn(
+                f"llmroute stream on route {run.route!r} was dropped unfinished without aclose(); "
+                "use `async with router.stream(...) as s:` (it is being closed now)",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
+    def __repr__(self) -> str:
+        run = getattr(self, "_run", None)
+        return f"<ReplyStream route={getattr(run, 'route', '?')!r} finished={getattr(run, 'finished', '?')}>"
 
 
 def _estimate_usage(plan: Plan, completion: Completion) -> Usage:

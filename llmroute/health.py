@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock, monotonic
 from .circuit import CircuitBreaker, CircuitSettings, CircuitSnapshot, CircuitState
@@ -44,7 +44,10 @@ from .errors import (
     ServerError,
 )
 from .hooks import Hooks
-from .types import Attempt, RateLimit, Reply, RouteTrace
+from .types import Attempt, Reply, RouteTrace
+
+if TYPE_CHECKING:
+    from .ratelimit import RateLimitInfo
 
 __all__ = [
     "DecayedSketch",
@@ -224,10 +227,10 @@ class Estimate:
 class RateLimitState:
     """The last rate-limit headers a deployment sent, aged to now."""
 
-    remaining_requests: int | None
-    remaining_tokens: int | None
-    limit_requests: int | None
-    limit_tokens: int | None
+    remaining_requests: float | None
+    remaining_tokens: float | None
+    limit_requests: float | None
+    limit_tokens: float | None
     #: Seconds until the request / token window resets (``None``: not said, or already reset).
     reset_requests_in_s: float | None
     reset_tokens_in_s: float | None
@@ -341,7 +344,7 @@ class _Deployment:
         self.out_n = 0.0
         #: id(attempt) -> (start time, attempt), oldest first.
         self.in_flight: dict[int, tuple[float, Attempt]] = {}
-        self.rate_limit: RateLimit | None = None
+        self.rate_limit: RateLimitInfo | None = None
         self.rate_limit_at = 0.0
         self.rate_limit_started = 0
         self.breaker = CircuitBreaker(circuit, now=now)

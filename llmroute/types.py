@@ -8,21 +8,26 @@ string or a list of parts (``{"type": "text", "text": ...}``, ``{"type": "image_
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .ratelimit import RateLimitInfo
 
 __all__ = [
     "Attempt",
     "Candidate",
+    "Capabilities",
     "ChatRequest",
     "Chunk",
     "Completion",
     "FinishReason",
     "Message",
-    "RateLimit",
     "Reply",
     "RouteTrace",
+    "TokenLogprobs",
     "ToolCall",
     "ToolCallDelta",
     "Usage",
@@ -62,6 +67,19 @@ class Usage:
             self.cached_input_tokens + other.cached_input_tokens,
             self.cache_write_input_tokens + other.cache_write_input_tokens,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    """A compact summary of the answer's token log-probabilities (natural log), where the provider
+    returned them (OpenAI ``logprobs``, Gemini ``responseLogprobs``): the cascade's confidence."""
+
+    #: Tokens summarised.
+    tokens: int
+    #: Mean log-probability per token (<= 0).
+    mean: float
+    #: The least likely token's log-probability (<= 0).
+    min: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,22 +136,8 @@ class ChatRequest:
     response_format: Mapping[str, Any] | None = None
     #: Extra top-level fields merged into the provider's request body as given.
     extra_body: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """What a provider's rate-limit headers said about this account (``None``: not reported).
-
-    Read from ``x-ratelimit-*`` (OpenAI, Groq, Together, ...), ``anthropic-ratelimit-*`` and the
-    IETF ``ratelimit-*`` headers; resets are seconds from the response.
-    """
-
-    limit_requests: int | None = None
-    remaining_requests: int | None = None
-    reset_requests_s: float | None = None
-    limit_tokens: int | None = None
-    remaining_tokens: int | None = None
-    reset_tokens_s: float | None = None
+    #: Ask for token log-probabilities where the wire format has them (OpenAI, Gemini); cascades set it.
+    logprobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +151,8 @@ class Completion:
     #: The model id the provider says answered.
     response_model: str | None = None
     response_id: str | None = None
-    #: The provider's rate-limit headers on this response, when it sent any.
-    rate_limit: RateLimit | None = None
+    #: Token log-probabilities, when asked for and returned.
+    logprobs: TokenLogprobs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +179,18 @@ class Candidate:
     deployment: str
     provider: str
     provider_model: str
-    #: Estimated cost of this call on this deployment (input tokens counted, at the cache-write rate when
-    #: the request marks ``cache_control`` and that rate is higher; output at max_tokens or a default).
+    #: Expected cost of this call on this deployment (input tokens counted, at the cache-write rate when
+    #: the request marks ``cache_control`` and that rate is higher; output at the request's max_tokens or
+    #: the route's ``est_output_tokens``). Strategies order by it.
     est_cost_usd: float
     #: Strategy-specific score (e.g. predicted quality); ``None`` where the strategy has none.
     score: float | None = None
+    #: The ``max_tokens`` sent to this deployment: the request's, else the route's
+    #: ``max_output_tokens``, else the deployment's, capped by the deployment's limit.
+    max_output_tokens: int = 0
+    #: Worst-case cost of one attempt (input with the model's ``input_margin``, output at
+    #: ``max_output_tokens``): what budgets reserve before sending.
+    max_cost_usd: float = 0.0
 
 
 @dataclass(slots=True)
@@ -194,7 +205,10 @@ class Attempt:
     number: int
     #: Seconds from the start of the routed call to the start of this attempt.
     started_s: float
+    #: Seconds from the start of the attempt (``started_s``) to its end, admission wait included.
     duration_s: float = 0.0
+    #: Seconds this attempt waited for a free connection slot (the router's admission limit).
+    queued_s: float = 0.0
     #: Seconds from this attempt's start to its first streamed token (streams only).
     ttft_s: float | None = None
     outcome: Literal["ok", "error", "cancelled", "pending"] = "pending"
@@ -204,11 +218,33 @@ class Attempt:
     #: Seconds waited before the next attempt (backoff or the provider's Retry-After).
     wait_s: float = 0.0
     usage: Usage | None = None
+    #: What this attempt may have been billed: from its usage; 0 when the provider answered with an
+    #: error or the request never left; the reserved worst case when it was sent but ended without
+    #: usage (cancelled, timed out, cut off): then ``cost_estimated`` is true.
     cost_usd: float = 0.0
+    cost_estimated: bool = False
+    #: Wall-clock time the attempt started, in seconds since the epoch (``time.time()``), for logs
+    #: and framework traces; the other timings are on the router's clock, relative to the call.
+    started_at: float = field(default_factory=time.time)
     #: Whether this attempt was streamed (``ttft_s`` is then measured).
     stream: bool = False
     #: The provider's rate-limit headers on its response (success or error), when it sent any.
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimitInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What every model of a route (or one model) can do: ``router.capabilities(route=...)``.
+
+    Built from each model's ``capabilities`` in the config; frameworks build their model profiles
+    from it (which structured-output mode, whether to offer tools, images, streaming).
+    """
+
+    tools: bool = True
+    #: Output constrained to a JSON schema (``response_format`` ``json_schema``) is enforced.
+    json_schema: bool = True
+    vision: bool = True
+    streaming: bool = True
 
 
 @dataclass(slots=True)
@@ -230,6 +266,8 @@ class RouteTrace:
     #: :class:`~llmroute.policy.selection.SelectionDecision` per model; ``None`` when the route
     #: has no ``selection`` block and no circuit was open.
     selection: Any = None
+    #: Cascade routes: one record per tier (answer, checks, cost, accepted / escalated / skipped, why).
+    cascade: list[Any] | None = None
 
     @property
     def chosen(self) -> Attempt | None:
@@ -256,6 +294,8 @@ class RouteTrace:
             data["prediction"] = asdict(pred)
         if self.selection is not None:
             data["selection"] = [d.as_dict() if hasattr(d, "as_dict") else d for d in self.selection]
+        if self.cascade is not None:
+            data["cascade"] = [t.as_dict() if hasattr(t, "as_dict") else t for t in self.cascade]
         return data
 
 
@@ -277,6 +317,8 @@ class Reply:
     provider_model: str
     route: RouteTrace
     response_id: str | None = None
+    #: Token log-probabilities of the answer, when asked for and returned.
+    logprobs: TokenLogprobs | None = None
 
     @property
     def total_cost_usd(self) -> float:

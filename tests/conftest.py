@@ -9,6 +9,9 @@ import pytest
 
 from llmroute.testing import FakeProvider, Fleet
 
+#: The agent fleet fixtures of the framework integration tests (tests/integrations/).
+pytest_plugins = ["fleet_for_agents"]
+
 #: A sentinel key: the security tests assert it never shows up anywhere.
 SECRET = "sk-SENTINEL-DO-NOT-LEAK-0123456789"
 
@@ -92,3 +95,20 @@ def make_config(fleet: Fleet, **overrides: Any) -> dict[str, Any]:
     }
     cfg.update(overrides)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """A real redis-server of the session's own on a free loopback port (no persistence)."""
+    from llmroute.testing.redis_server import RedisServer, RedisServerNotFound
+
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        pytest.skip("the redis package is not installed (pip install -e '.[test]')")
+    try:
+        server = RedisServer()
+    except RedisServerNotFound:
+        pytest.skip("redis-server not found on PATH (Debian: apt-get install redis-server)")
+    with server:
+        yield server

@@ -11,7 +11,8 @@ import pytest
 from llmroute.circuit import CircuitSettings, CircuitState
 from llmroute.errors import BadRequestError, RateLimitError, ServerError
 from llmroute.health import DecayedSketch, HealthSettings, HealthTracker, error_kind
-from llmroute.types import Attempt, RateLimit, Usage
+from llmroute.ratelimit import RateLimitInfo
+from llmroute.types import Attempt, Usage
 
 
 class Clock:
@@ -41,7 +42,7 @@ def finish(
     out: int = 51,
     error: BaseException | None = None,
     stream: bool = True,
-    rate_limit: RateLimit | None = None,
+    rate_limit: RateLimitInfo | None = None,
 ) -> Attempt:
     a = attempt(dep, stream=stream)
     h.attempt_started(a)
@@ -142,7 +143,7 @@ def test_in_flight_is_live_and_slow_in_flight_attempts_count_before_they_finish(
 
 def test_rate_limit_headers_age_and_reset() -> None:
     h, clock = tracker()
-    finish(h, clock, rate_limit=RateLimit(limit_requests=10, remaining_requests=0, reset_requests_s=5.0))
+    finish(h, clock, rate_limit=RateLimitInfo(limit_requests=10, remaining_requests=0, reset_requests_s=5.0))
     rl = h.get("a").rate_limit
     # the headers came with the first token, 1 s before the stream ended
     assert rl is not None and rl.remaining_requests == 0 and rl.reset_requests_in_s == pytest.approx(4.0)

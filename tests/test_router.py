@@ -361,3 +361,35 @@ async def test_stream_deadline_exceeded_before_first_token(fleet: Fleet) -> None
             await stream.text()
     assert stream.route.attempts[0].outcome == "error"
     assert fleet["oai2"].calls == 0
+
+
+async def test_retry_after_on_a_503_is_honoured(fleet: Fleet, vsleep: VirtualSleep) -> None:
+    fleet["oai"].enqueue(Fault.status(503, retry_after=3))
+    async with router(fleet, vsleep) as r:
+        reply = await r.complete(MSG)
+    assert reply.deployment == "oai/small-1"
+    assert vsleep.calls == [3.0]
+    assert reply.route.attempts[0].status == 503 and reply.route.attempts[0].wait_s == 3.0
+
+
+async def test_retry_after_on_a_503_longer_than_cap_falls_back_without_waiting(
+    fleet: Fleet, vsleep: VirtualSleep
+) -> None:
+    fleet["oai"].enqueue(Fault.status(503, retry_after=120))
+    async with router(fleet, vsleep) as r:
+        reply = await r.complete(MSG)
+    assert vsleep.calls == []
+    assert reply.deployment == "oai2/small-1"
+    assert fleet["oai"].calls == 1
+
+
+async def test_an_absurd_retry_after_date_falls_back(fleet: Fleet, vsleep: VirtualSleep) -> None:
+    fleet["oai"].enqueue(Fault.status(503, headers={"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}))
+    fleet["oai2"].enqueue(Fault.status(429, headers={"retry-after": "Mon, 01 Jan 2000 99999999999:00:00 GMT"}))
+    async with router(fleet, vsleep) as r:
+        reply = await r.complete(MSG)
+    # the year 9999 is too long to wait: fall back at once; the date that overflowed is no hint:
+    # back off, then retry
+    assert vsleep.calls == [pytest.approx(0.01)]
+    assert reply.deployment == "oai2/small-1"
+    assert [a.status for a in reply.route.attempts] == [503, 429, None]

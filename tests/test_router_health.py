@@ -185,24 +185,22 @@ async def test_without_load_awareness_they_herd(fleet: Fleet) -> None:
 
 async def test_rate_limit_headers_reach_health_and_selection(fleet: Fleet, vsleep: VirtualSleep) -> None:
     clock = VirtualClock()
-    headers = {
-        "x-ratelimit-remaining-requests": "0",
-        "x-ratelimit-reset-requests": "20s",
-        "x-ratelimit-limit-requests": "100",
-    }
-    fleet["oai"].enqueue(Fault.status(429, retry_after=60, headers=headers))
+    # the fleet's OpenAI 429 carries OpenAI's headers: 452 tokens left until the reset (60 s here)
+    fleet["oai"].enqueue(Fault.rate_limit(retry_after=60))
     cfg = small_route(fleet, objective="price", exploration=0)
     async with llmroute.Router.from_dict(cfg, clock=clock, sleep=clock.sleep) as r:
-        first = await r.complete(MSG, route="pick")
+        first = await r.complete(MSG, route="pick", max_tokens=1000)
         assert first.deployment == "oai2/small-1"  # Retry-After 60 > 20 cap: fell back at once
-        assert first.route.attempts[0].rate_limit.remaining_requests == 0
+        assert first.route.attempts[0].rate_limit.remaining_tokens == 452
         rl = r.health()["oai/small-1"].rate_limit
-        assert rl is not None and rl.remaining_requests == 0 and rl.reset_requests_in_s == pytest.approx(20)
-        second = await r.complete(MSG, route="pick")  # cheaper, but out of requests: last
+        assert rl is not None and rl.remaining_tokens == 452 and rl.reset_tokens_in_s == pytest.approx(60)
+        second = await r.complete(MSG, route="pick", max_tokens=1000)  # cheaper, but 452 tokens < 1000: last
         assert second.deployment == "oai2/small-1" and second.route.selection[0].order[-1] == "oai/small-1"
-        clock.now += 21
-        third = await r.complete(MSG, route="pick")
-    assert third.deployment == "oai/small-1"
+        assert "rate-limited" in second.route.selection[0].rule
+        small = await r.complete(MSG, route="pick", max_tokens=100)  # a small call fits in what is left
+        clock.now += 61
+        third = await r.complete(MSG, route="pick", max_tokens=1000)
+    assert small.deployment == "oai/small-1" and third.deployment == "oai/small-1"
 
 
 async def test_sticky_prompt_prefix_goes_back_to_the_warm_cache(fleet: Fleet) -> None:

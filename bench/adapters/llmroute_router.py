@@ -42,6 +42,16 @@ class Client:
         _ = reply.usage, reply.cost_usd
         return reply.text or ""
 
+    async def stream(self, messages: list[dict[str, Any]]) -> int:
+        chunks = 0
+        async with self._router.stream(messages) as s:
+            async for _ in s:
+                chunks += 1
+        reply = s.reply
+        assert reply is not None
+        _ = reply.usage, reply.cost_usd, reply.text
+        return chunks
+
     async def aclose(self) -> None:
         await self._router.aclose()
 

@@ -15,7 +15,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from ..config import RetryConfig
-from ..errors import BudgetExceededError, ProviderError, RateLimitError
+from ..errors import BudgetExceededError, ProviderError
 
 __all__ = [
     "retry_if_retryable",
@@ -26,6 +26,11 @@ __all__ = [
 ]
 
 
+#: Backoff doubles at most this many times (``2**32`` times the initial wait is past any cap), so
+#: ``initial * 2**(n-1)`` never overflows a float however many attempts a config allows.
+_MAX_DOUBLINGS = 32
+
+
 def _error(state: RetryCallState) -> BaseException | None:
     outcome = state.outcome
     if outcome is None or not outcome.failed:
@@ -33,9 +38,15 @@ def _error(state: RetryCallState) -> BaseException | None:
     return outcome.exception()
 
 
+def _retry_after(exc: BaseException | None) -> float | None:
+    """The provider's Retry-After hint on *exc* (429, 503, 529, ...), if it gave one."""
+    value = getattr(exc, "retry_after", None) if isinstance(exc, ProviderError) else None
+    return value if isinstance(value, (int, float)) and value == value else None
+
+
 class retry_if_retryable(retry_base):
-    """Retry provider errors marked retryable, unless the provider asked for a longer wait than
-    ``max_retry_after_s`` (then moving on to another deployment is faster)."""
+    """Retry provider errors marked retryable, unless the provider asked (Retry-After, on a 429 or
+    a 5xx) for a longer wait than ``max_retry_after_s``: then moving on to another deployment is faster."""
 
     def __init__(self, max_retry_after_s: float) -> None:
         self.max_retry_after_s = max_retry_after_s
@@ -44,14 +55,16 @@ class retry_if_retryable(retry_base):
         exc = _error(retry_state)
         if not isinstance(exc, ProviderError) or not exc.retryable:
             return False
-        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-            return exc.retry_after <= self.max_retry_after_s
+        retry_after = _retry_after(exc)
+        if retry_after is not None:
+            return retry_after <= self.max_retry_after_s
         return True
 
 
 class wait_retry_after_or_backoff(wait_base):
-    """Wait what the provider asked for (Retry-After), else exponential backoff with jitter:
-    ``min(initial * 2**(n-1), max) + uniform(0, jitter)``."""
+    """Wait what the provider asked for (Retry-After on any provider error), else exponential
+    backoff with jitter: ``min(initial * 2**(n-1), max) + uniform(0, jitter)`` (the exponent is
+    capped, so any attempt number is safe)."""
 
     def __init__(self, initial: float, maximum: float, jitter: float, rng: Callable[[], float] = random.random) -> None:
         self.initial = initial
@@ -60,10 +73,11 @@ class wait_retry_after_or_backoff(wait_base):
         self._rng = rng
 
     def __call__(self, retry_state: RetryCallState) -> float:
-        exc = _error(retry_state)
-        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-            return exc.retry_after
-        backoff = min(self.initial * 2 ** (retry_state.attempt_number - 1), self.maximum)
+        retry_after = _retry_after(_error(retry_state))
+        if retry_after is not None:
+            return retry_after
+        doublings = min(max(retry_state.attempt_number - 1, 0), _MAX_DOUBLINGS)
+        backoff = min(self.initial * float(1 << doublings), self.maximum)
         return backoff + self.jitter * self._rng()
 
 

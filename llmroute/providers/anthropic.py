@@ -15,6 +15,13 @@ Translation from the OpenAI chat shape:
   appending an instruction to the system prompt ("Respond with a single JSON object only.",
   plus the schema for ``json_schema``). The model usually complies, but it is not enforced.
 
+Only client tools are tool calls: ``tool_use`` blocks become :class:`~llmroute.types.ToolCall`
+values. Blocks of tools Anthropic runs itself (``server_tool_use`` for web search, web fetch, code
+execution and tool search, ``mcp_tool_use``, and their ``*_tool_result`` blocks) are not returned:
+their outcome is already in the reply text, and sending them back as ``tool_use`` would ask the
+caller to run a tool it does not have. ``thinking`` and ``redacted_thinking`` blocks are not part of
+the reply text either.
+
 Usage: Anthropic's ``input_tokens`` *excludes* prompt-cache reads and writes, so llmroute's
 ``Usage.input_tokens`` is ``input_tokens + cache_read_input_tokens +
 cache_creation_input_tokens``, ``Usage.cached_input_tokens`` is ``cache_read_input_tokens`` and
@@ -28,10 +35,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .._sse import SSEDecoder
+from .._sse import SSEEvent
 from ..errors import ContentFilteredError, InvalidRequestError, ProviderError, ResponseError
 from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from .base import HTTPRequest, Target, error_from_status, function_tools, json_loads
+from .base import HTTPRequest, SSEStream, Target, error_from_status, function_tools, json_loads
 
 __all__ = ["DEFAULT_MAX_TOKENS", "JSON_INSTRUCTION", "AnthropicAdapter", "AnthropicStream"]
 
@@ -368,24 +375,13 @@ class AnthropicAdapter:
         return AnthropicStream(target)
 
 
-class AnthropicStream:
+class AnthropicStream(SSEStream):
     """Incremental decoder of one streamed Messages response (see :class:`~.base.StreamParser`)."""
 
-    __slots__ = (
-        "_done",
-        "_emitted",
-        "_finish",
-        "_id",
-        "_model",
-        "_sse",
-        "_target",
-        "_tool_args",
-        "_usage",
-    )
+    __slots__ = ("_done", "_emitted", "_finish", "_id", "_model", "_tool_args", "_usage")
 
     def __init__(self, target: Target) -> None:
-        self._sse = SSEDecoder()
-        self._target = target
+        super().__init__(target)
         self._done = False
         self._emitted = False
         self._finish: FinishReason | None = None
@@ -393,24 +389,14 @@ class AnthropicStream:
         self._model: str | None = None
         #: Raw cumulative usage fields, from message_start updated by message_delta.
         self._usage: dict[str, Any] = {}
-        #: Open tool_use blocks: index -> whether an argument fragment was emitted.
+        #: Open client ``tool_use`` blocks: index -> whether an argument fragment was emitted. Server
+        #: tool blocks (``server_tool_use``, ``mcp_tool_use``) are not tool calls and are not listed.
         self._tool_args: dict[int, bool] = {}
 
-    def feed(self, data: bytes) -> list[Chunk]:
-        """Decode *data*; return the chunks it completed. Raises ProviderError on an ``error`` event."""
-        out: list[Chunk] = []
-        for event in self._sse.feed(data):
-            out.extend(self._event(event.event, event.data))
-        return out
-
-    def close(self) -> list[Chunk]:
-        """The stream ended: the remaining chunks, or ResponseError if ``message_stop`` never came."""
-        out: list[Chunk] = []
-        for event in self._sse.flush():
-            out.extend(self._event(event.event, event.data))
+    def _end(self) -> list[Chunk]:
         if not self._done:
             raise ResponseError("stream ended before message_stop", **self._target.error_fields())
-        return out
+        return []
 
     def _bad(self, what: str, data: str) -> ResponseError:
         return ResponseError(what, body=data[:200], **self._target.error_fields())
@@ -419,7 +405,8 @@ class AnthropicStream:
         self._emitted = True
         return Chunk(text, calls, None, None, self._model, self._id)
 
-    def _event(self, name: str, data: str) -> list[Chunk]:
+    def _event(self, event: SSEEvent) -> list[Chunk]:
+        name, data = event.event, event.data
         if self._done or name == "ping" or (not data and name in ("message", "")):
             return []
         obj = json_loads(data, self._target)
@@ -458,14 +445,14 @@ class AnthropicStream:
                 fragment = delta.get("partial_json") or ""
                 if not isinstance(fragment, str):
                     raise TypeError("partial_json is not a string")
-                if not fragment:
-                    return []
+                if not fragment or index not in self._tool_args:
+                    return []  # nothing, or the input of a server tool (web search, MCP, code execution...)
                 self._tool_args[index] = True
                 return [self._chunk(calls=(ToolCallDelta(index, arguments=fragment),))]
             return []  # thinking_delta, signature_delta, citations_delta: not part of the reply
         if kind == "content_block_stop":
             index = int(obj["index"])
-            if self._tool_args.pop(index, True) is False:
+            if self._tool_args.pop(index, None) is False:
                 # a tool call with no arguments: keep the assembled text valid JSON, as parse_response does
                 return [self._chunk(calls=(ToolCallDelta(index, arguments="{}"),))]
             return []

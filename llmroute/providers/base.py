@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from .._sse import SSEDecoder, SSEEvent
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -30,17 +31,19 @@ from ..errors import (
     ResponseError,
     ServerError,
 )
-from ..types import ChatRequest, Chunk, Completion
+from ..types import ChatRequest, Chunk, Completion, TokenLogprobs
 
 __all__ = [
     "Adapter",
     "HTTPRequest",
+    "SSEStream",
     "StreamParser",
     "Target",
     "error_from_status",
     "function_tools",
     "google_thought_signature",
     "json_loads",
+    "logprob_summary",
     "parse_retry_after",
 ]
 
@@ -78,15 +81,74 @@ class HTTPRequest:
 
 
 class StreamParser(Protocol):
-    """Incremental decoder of one streamed response."""
+    """Incremental decoder of one streamed response.
+
+    Errors never cost content: when an error event follows content events in the same *data*,
+    :meth:`feed` returns the chunks decoded before the error and raises the error on the next
+    call to :meth:`feed` or :meth:`close` (providers end the stream after an error event, so the
+    next read is the end of the stream). An error event with nothing before it is raised at once.
+    """
 
     def feed(self, data: bytes) -> list[Chunk]:
-        """Decode *data*; return the chunks it completed. Raises ProviderError on an error event."""
+        """Decode *data*; return the chunks it completed. Raises ProviderError on an error event
+        (a pending one from an earlier call first)."""
         ...
 
     def close(self) -> list[Chunk]:
-        """The stream ended: return what is left, or raise ResponseError if it ended early."""
+        """The stream ended: return what is left, or raise the pending error, or ResponseError if
+        the stream ended early."""
         ...
+
+
+class SSEStream:
+    """Base of the adapters' stream parsers: decodes Server-Sent Events with
+    :class:`~llmroute._sse.SSEDecoder` (``\\n``, ``\\r\\n`` or ``\\r`` line ends, any split) and keeps
+    the chunks decoded before an error event, as :class:`StreamParser` describes.
+
+    Subclasses implement :meth:`_event` (one event -> chunks, raising ProviderError for an error
+    event) and :meth:`_end` (end of stream -> last chunks, raising if the stream ended early).
+    """
+
+    __slots__ = ("_error", "_sse", "_target")
+
+    def __init__(self, target: Target) -> None:
+        self._sse = SSEDecoder()
+        self._target = target
+        self._error: ProviderError | None = None
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        """Decode *data*; return the chunks it completed (see :class:`StreamParser`)."""
+        if self._error is not None:
+            raise self._error
+        return self._decode(self._sse.feed(data))
+
+    def close(self) -> list[Chunk]:
+        """The stream ended: the remaining chunks, the pending error, or ResponseError if it ended early."""
+        if self._error is not None:
+            raise self._error
+        out = self._decode(self._sse.flush())
+        if self._error is not None:
+            raise self._error
+        out.extend(self._end())
+        return out
+
+    def _decode(self, events: list[SSEEvent]) -> list[Chunk]:
+        out: list[Chunk] = []
+        for event in events:
+            try:
+                out.extend(self._event(event))
+            except ProviderError as exc:
+                self._error = exc
+                if not out:
+                    raise
+                break
+        return out
+
+    def _event(self, event: SSEEvent) -> list[Chunk]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _end(self) -> list[Chunk]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
 class Adapter(Protocol):
@@ -120,35 +182,50 @@ def json_loads(body: bytes | str, target: Target) -> Any:
         raise ResponseError(f"malformed JSON from provider: {exc}", body=snippet, **target.error_fields()) from None
 
 
+#: Longest wait :func:`parse_retry_after` reports (a day): anything longer, or infinite, is capped
+#: to it, so a caller's "too long to wait" check still sees it as too long.
+_MAX_RETRY_AFTER_S = 86_400.0
+
+
+def _seconds(text: str, scale: float = 1.0) -> float | None:
+    """*text* times *scale* as seconds, within [0, a day]; ``None`` if *text* is not a number."""
+    try:
+        value = float(text) * scale
+    except (ValueError, OverflowError):
+        return None
+    if value != value:  # NaN
+        return None
+    return min(max(0.0, value), _MAX_RETRY_AFTER_S)
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait as the provider asked: ``retry-after-ms``, ``retry-after`` in seconds or
-    as an HTTP date. ``None`` when absent or unparseable; never negative."""
+    as an HTTP date. ``None`` when absent or unparseable; never negative, never above
+    a day (absurd values such as ``inf`` or the year 9999 are capped); never raises."""
     ms = headers.get("retry-after-ms")
     if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
+        seconds = _seconds(ms, 0.001)
+        if seconds is not None:
+            return seconds
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        delta = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
         return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(max(0.0, delta), _MAX_RETRY_AFTER_S)
 
 
 _CONTEXT_MARKERS = (
     "context_length_exceeded",
     "context length",
     "context window",
+    "context limit",  # Anthropic: "input length and `max_tokens` exceed context limit: 178959 + 64000 > 200000"
     "maximum context",
     "prompt is too long",
     "too many tokens",
@@ -186,8 +263,9 @@ def error_from_status(
         return ContentFilteredError(message or "content filtered", **kw)
     if 400 <= status < 500:
         return BadRequestError(message or f"request rejected with HTTP {status}", **kw)
-    if status >= 500:
-        return ServerError(message or f"provider error HTTP {status}", **kw)
+    if status >= 500:  # 503 and 529 often carry Retry-After
+        retry_after = parse_retry_after(headers) if headers is not None else None
+        return ServerError(message or f"provider error HTTP {status}", retry_after=retry_after, **kw)
     return ProviderError(message or f"unexpected HTTP {status}", **kw)
 
 
@@ -212,3 +290,16 @@ def google_thought_signature(call: Any) -> str | None:
     google = extra.get("google") if isinstance(extra, Mapping) else None
     sig = google.get("thought_signature") if isinstance(google, Mapping) else None
     return sig if isinstance(sig, str) and sig else None
+
+
+def logprob_summary(values: Any) -> TokenLogprobs | None:
+    """The compact summary (count, mean, min) of token log-probabilities; ``None`` when there are
+    none. Values that are not finite numbers (or are positive) are left out."""
+    n, total, low = 0, 0.0, 0.0
+    for v in values if isinstance(values, (list, tuple)) else ():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (-1e9 < v <= 0.0):
+            continue
+        n += 1
+        total += v
+        low = min(low, v)
+    return TokenLogprobs(n, total / n, low) if n else None

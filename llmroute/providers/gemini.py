@@ -12,10 +12,17 @@ Translation from the OpenAI chat shape:
 * assistant ``tool_calls`` -> ``functionCall`` parts; ``tool`` messages -> ``functionResponse``
   parts in a ``user`` content, named after the assistant tool call they answer, with
   ``response: {"result": <content parsed as JSON when it is JSON, else the text>}``;
-* tools -> ``functionDeclarations`` (``parameters`` is left out when the schema has no
-  properties, which Gemini rejects); ``tool_choice`` -> ``functionCallingConfig.mode``;
+* tools -> ``functionDeclarations`` whose JSON Schema goes in ``parametersJsonSchema``;
+  ``tool_choice`` -> ``functionCallingConfig.mode``;
 * ``max_tokens``/``temperature``/``top_p``/``stop``/``response_format`` -> ``generationConfig``
-  (JSON mode is ``responseMimeType: application/json`` plus ``responseSchema`` for ``json_schema``).
+  (JSON mode is ``responseMimeType: application/json`` plus ``responseJsonSchema`` for
+  ``json_schema``).
+
+Schemas go in the fields that take JSON Schema (``parametersJsonSchema``, ``responseJsonSchema``)
+and not in ``parameters`` / ``responseSchema``, which take only Google's OpenAPI subset and answer
+400 INVALID_ARGUMENT (``Unknown name "additionalProperties" at 'tools[0].function_declarations[0]
+.parameters'``) for ``additionalProperties``, ``$schema``, ``const``, ``$ref``, a list-valued
+``type`` and other JSON Schema keywords that OpenAI-style tools (strict mode above all) carry.
 
 ``extra_body`` is merged into the body; where both it and the adapter set an object field (e.g.
 ``generationConfig``), the two objects are merged one level deep, ``extra_body`` winning.
@@ -49,7 +56,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .._sse import SSEDecoder
+from .._sse import SSEEvent
 from ..errors import (
     AuthenticationError,
     ContentFilteredError,
@@ -57,8 +64,17 @@ from ..errors import (
     ProviderError,
     ResponseError,
 )
-from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from .base import HTTPRequest, Target, error_from_status, function_tools, google_thought_signature, json_loads
+from ..types import ChatRequest, Chunk, Completion, FinishReason, TokenLogprobs, ToolCall, ToolCallDelta, Usage
+from .base import (
+    HTTPRequest,
+    SSEStream,
+    Target,
+    error_from_status,
+    function_tools,
+    google_thought_signature,
+    json_loads,
+    logprob_summary,
+)
 
 __all__ = ["DUMMY_THOUGHT_SIGNATURE", "GeminiAdapter", "GeminiStream", "requires_thought_signatures"]
 
@@ -68,8 +84,19 @@ DUMMY_THOUGHT_SIGNATURE = "skip_thought_signature_validator"
 
 _GEMINI_MAJOR = re.compile(r"(?:^|/)gemini-(\d+)(?=[.\-]|$)")
 
+#: Finish reasons of a filtered reply (``MODEL_ARMOR``: Vertex AI's Model Armor screening).
 _FILTERED = frozenset(
-    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"}
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "MODEL_ARMOR",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+    }
 )
 
 #: HTTP statuses of the google.rpc codes, for errors that arrive inside a stream.
@@ -117,11 +144,14 @@ def _int(value: Any) -> int:
 
 
 def _usage(data: Any) -> Usage | None:
-    """``usageMetadata`` -> Usage (``promptTokenCount`` already includes cached tokens)."""
+    """``usageMetadata`` -> Usage: input is the prompt (cached tokens included) plus the results of
+    built-in tools fed back to the model (``toolUsePromptTokenCount``); output is the reply plus
+    the thinking (``thoughtsTokenCount``), all billed at those rates."""
     if not isinstance(data, Mapping):
         return None
+    prompt = _int(data.get("promptTokenCount")) + _int(data.get("toolUsePromptTokenCount"))
     output = _int(data.get("candidatesTokenCount")) + _int(data.get("thoughtsTokenCount"))
-    return Usage(_int(data.get("promptTokenCount")), output, _int(data.get("cachedContentTokenCount")))
+    return Usage(prompt, output, _int(data.get("cachedContentTokenCount")))
 
 
 # --------------------------------------------------------------------------- request translation
@@ -204,10 +234,14 @@ def _result_value(content: Any) -> Any:
         return ""
     if not isinstance(content, str):
         return content
-    try:
-        return json.loads(content)
+    try:  # NaN / Infinity are not JSON: such a result is sent as text, not as a non-JSON number
+        return json.loads(content, parse_constant=_not_json)
     except ValueError:
         return content
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -278,8 +312,8 @@ def _declarations(tools: Any) -> list[dict[str, Any]]:
         if fn.get("description"):
             item["description"] = fn["description"]
         params = fn.get("parameters")
-        if isinstance(params, Mapping) and (params.get("type") != "object" or params.get("properties")):
-            item["parameters"] = dict(params)
+        if isinstance(params, Mapping) and params:
+            item["parametersJsonSchema"] = dict(params)
         out.append(item)
     return out
 
@@ -335,7 +369,7 @@ def _api_key_invalid(details: Any) -> bool:
 class _Reply:
     """The parts of one GenerateContentResponse that matter, validated."""
 
-    __slots__ = ("blocked", "calls", "finish", "model", "rid", "text", "usage")
+    __slots__ = ("blocked", "calls", "finish", "logprobs", "model", "rid", "text", "usage")
 
     def __init__(self, data: Any) -> None:
         if not isinstance(data, Mapping):
@@ -350,10 +384,15 @@ class _Reply:
         #: ``(id, name, arguments JSON, thought signature)`` per function call.
         self.calls: list[tuple[str | None, str, str, str | None]] = []
         self.finish: str | None = None
+        self.logprobs: TokenLogprobs | None = None
         candidates = data.get("candidates") or []
         if not candidates:
             return
         candidate = candidates[0]
+        result = candidate.get("logprobsResult")
+        chosen = result.get("chosenCandidates") if isinstance(result, Mapping) else None
+        if isinstance(chosen, list):
+            self.logprobs = logprob_summary([c.get("logProbability") for c in chosen if isinstance(c, Mapping)])
         self.finish = candidate.get("finishReason")
         if self.finish is not None and not isinstance(self.finish, str):
             raise TypeError("finishReason is not a string")
@@ -404,9 +443,11 @@ class GeminiAdapter:
                 config["responseMimeType"] = "application/json"
                 spec = request.response_format.get("json_schema")
                 if kind == "json_schema" and isinstance(spec, Mapping) and spec.get("schema") is not None:
-                    config["responseSchema"] = spec["schema"]
+                    config["responseJsonSchema"] = spec["schema"]
             elif kind not in (None, "text"):
                 raise InvalidRequestError(f"unsupported response_format type {kind!r}")
+        if request.logprobs:
+            config["responseLogprobs"] = True
         if config:
             body["generationConfig"] = config
         if request.extra_body:
@@ -444,7 +485,7 @@ class GeminiAdapter:
         finish = _finish(reply.finish, bool(calls))
         if finish == "content_filter" and not text and not calls:
             raise ContentFilteredError(f"the reply was filtered ({reply.finish})", **target.error_fields())
-        return Completion(text, calls, finish, reply.usage or Usage(), reply.model, reply.rid)
+        return Completion(text, calls, finish, reply.usage or Usage(), reply.model, reply.rid, reply.logprobs)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> ProviderError:
         """Map ``{"error": {"code", "message", "status", "details"}}`` and the status to the hierarchy."""
@@ -478,14 +519,13 @@ class GeminiAdapter:
         return GeminiStream(target)
 
 
-class GeminiStream:
+class GeminiStream(SSEStream):
     """Incremental decoder of one streamed Gemini response (see :class:`~.base.StreamParser`)."""
 
-    __slots__ = ("_calls", "_emitted", "_finish", "_model", "_rid", "_sse", "_target", "_usage")
+    __slots__ = ("_calls", "_emitted", "_finish", "_model", "_rid", "_usage")
 
     def __init__(self, target: Target) -> None:
-        self._sse = SSEDecoder()
-        self._target = target
+        super().__init__(target)
         self._calls = 0
         self._emitted = False
         self._finish: FinishReason | None = None
@@ -493,23 +533,16 @@ class GeminiStream:
         self._model: str | None = None
         self._rid: str | None = None
 
-    def feed(self, data: bytes) -> list[Chunk]:
-        """Decode *data*; return the chunks it completed. Raises ProviderError on an error event."""
-        out: list[Chunk] = []
-        for event in self._sse.feed(data):
-            chunk = self._event(event.data)
-            if chunk is not None:
-                out.append(chunk)
-        return out
-
-    def close(self) -> list[Chunk]:
-        """The stream ended: the remaining chunks, or ResponseError if no ``finishReason`` came."""
-        out = [c for c in (self._event(e.data) for e in self._sse.flush()) if c is not None]
+    def _end(self) -> list[Chunk]:
         if self._finish is None:
             raise ResponseError("stream ended before a finishReason", **self._target.error_fields())
-        return out
+        return []
 
-    def _event(self, data: str) -> Chunk | None:
+    def _event(self, event: SSEEvent) -> list[Chunk]:
+        chunk = self._response(event.data)
+        return [chunk] if chunk is not None else []
+
+    def _response(self, data: str) -> Chunk | None:
         if not data.strip():
             return None
         obj = json_loads(data, self._target)

@@ -6,6 +6,17 @@ Azure OpenAI), where ``max_tokens`` is deprecated and refused by the reasoning m
 GPT-5), and as ``max_tokens`` to every other OpenAI-compatible server, which is the field they
 all accept. ``extra_body`` can still set either field explicitly.
 
+``content`` may be a list of parts instead of a string (Mistral's reasoning models, ``magistral-*``
+and ``mistral-small`` with thinking, in replies and stream deltas): its ``text`` parts make the
+reply text, its ``thinking`` parts are left out, like ``reasoning_content`` (DeepSeek) and
+``reasoning`` (OpenRouter, Groq) fields. A tool call with no id (``"id": ""``, seen from
+OpenAI-compatible servers) gets ``call_<index>``, ``index`` being its position among the reply's
+tool calls, in streamed and non-streamed replies alike, so the conversation can go on with any
+provider (Anthropic and Gemini need the id to tie a tool result to its call).
+
+A 429 without ``retry-after`` (OpenAI often sends none) takes its wait from the message,
+"... Please try again in 1.612s. ...", as the ``retry_after`` of the RateLimitError.
+
 Gemini thought signatures (see ``llmroute.providers.gemini``) travel on OpenAI-shaped tool calls
 as ``extra_content: {"google": {"thought_signature": ...}}``, the field Google's OpenAI-compatible
 endpoint uses. Replies that carry it (from that endpoint) keep it in
@@ -18,14 +29,23 @@ servers reject message properties they do not know.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from .._sse import SSEDecoder
+from .._sse import SSEEvent
 from ..errors import ContentFilteredError, ProviderError, ResponseError
 from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from .base import HTTPRequest, Target, error_from_status, google_thought_signature, json_loads
+from .base import (
+    HTTPRequest,
+    SSEStream,
+    Target,
+    error_from_status,
+    google_thought_signature,
+    json_loads,
+    logprob_summary,
+)
 
 __all__ = ["OpenAIAdapter"]
 
@@ -84,6 +104,43 @@ def _without_extra_content(messages: Sequence[Any]) -> list[Any]:
     return out
 
 
+_WAIT = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:h|ms|m|s))+)", re.IGNORECASE)
+_WAIT_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)", re.IGNORECASE)
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _wait_in_message(message: str) -> float | None:
+    """Seconds from an OpenAI rate-limit message's "Please try again in 1.612s" (``120ms``, ``6m0s``,
+    ``1h2m3s``), or ``None``."""
+    match = _WAIT.search(message)
+    if match is None:
+        return None
+    return sum(float(n) * _UNIT_S[unit.lower()] for n, unit in _WAIT_PART.findall(match.group(1)))
+
+
+def _call_id(index: int) -> str:
+    """The id given to a tool call that came without one (some OpenAI-compatible servers send
+    ``"id": ""``): ``call_<index>``, the same whether the reply was streamed or not."""
+    return f"call_{index}"
+
+
+def _text(content: Any) -> str | None:
+    """A message's ``content`` as text: a string as is; a list of parts (Mistral's reasoning models)
+    as its ``text`` parts joined, ``None`` when it has none. ``thinking`` parts are not the reply."""
+    if content is None or isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise TypeError(f"content is a {type(content).__name__}, not a string or a list of parts")
+    texts = [
+        part if isinstance(part, str) else part.get("text")
+        for part in content
+        if isinstance(part, str) or part.get("type") == "text"
+    ]
+    if not all(isinstance(text, str) for text in texts):
+        raise TypeError("a text part of content has no text")
+    return "".join(texts) if texts else None
+
+
 def _finish(value: Any) -> FinishReason | None:
     if value is None:
         return None
@@ -128,6 +185,8 @@ class OpenAIAdapter:
             body["stop"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
         if request.response_format is not None:
             body["response_format"] = dict(request.response_format)
+        if request.logprobs:
+            body["logprobs"] = True
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -148,17 +207,21 @@ class OpenAIAdapter:
             message = choice.get("message") or {}
             calls = tuple(
                 ToolCall(
-                    c.get("id") or "",
+                    c.get("id") or _call_id(i),
                     c["function"]["name"],
                     c["function"].get("arguments") or "",
                     google_thought_signature(c),
                 )
-                for c in message.get("tool_calls") or ()
+                for i, c in enumerate(message.get("tool_calls") or ())
             )
-            text = message.get("content")
-            if text is not None and not isinstance(text, str):
-                raise TypeError("content is not a string")
+            text = _text(message.get("content"))
             finish = _finish(choice.get("finish_reason"))
+            lp = choice.get("logprobs")
+            logprobs = (
+                logprob_summary([t.get("logprob") for t in lp["content"] if isinstance(t, dict)])
+                if (isinstance(lp, dict) and isinstance(lp.get("content"), list))
+                else None
+            )
             usage = _usage(data.get("usage")) or Usage()
             model = data.get("model")
             rid = data.get("id")
@@ -169,7 +232,7 @@ class OpenAIAdapter:
             ) from None
         if finish == "content_filter" and not text and not calls:
             raise ContentFilteredError("the provider filtered the reply", **target.error_fields())
-        return Completion(text, calls, finish, usage, model, rid)
+        return Completion(text, calls, finish, usage, model, rid, logprobs)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> ProviderError:
         """Map ``{"error": {"message", "type", "code"}}`` and the status to the hierarchy."""
@@ -187,6 +250,10 @@ class OpenAIAdapter:
                 message = err
         except (ValueError, AttributeError, UnicodeDecodeError):
             message = text[:200]
+        if status == 429 and headers.get("retry-after") is None and headers.get("retry-after-ms") is None:
+            wait = _wait_in_message(message)
+            if wait is not None:  # OpenAI often sends no retry-after: its message says how long
+                headers = {**{k.lower(): v for k, v in headers.items()}, "retry-after": f"{wait:g}"}
         return error_from_status(status, message, target, headers=headers, body=text, code=code)
 
     def stream_parser(self, target: Target) -> _OpenAIStream:
@@ -194,7 +261,7 @@ class OpenAIAdapter:
         return _OpenAIStream(target)
 
 
-class _OpenAIStream:
+class _OpenAIStream(SSEStream):
     """Decodes ``chat.completion.chunk`` events.
 
     With ``stream_options.include_usage`` OpenAI sends the finish reason and the usage on two
@@ -202,33 +269,29 @@ class _OpenAIStream:
     end of the stream) arrives, so the last chunk carries both.
     """
 
-    __slots__ = ("_content", "_done", "_finished", "_held", "_sse", "_target")
+    __slots__ = ("_calls", "_content", "_done", "_finished", "_held")
 
     def __init__(self, target: Target) -> None:
-        self._sse = SSEDecoder()
-        self._target = target
+        super().__init__(target)
         self._done = False
         self._finished = False
         self._content = False
         self._held: Chunk | None = None
+        #: Tool call indices seen so far (a call's first fragment carries its id and name).
+        self._calls: set[int] = set()
 
-    def feed(self, data: bytes) -> list[Chunk]:
+    def _event(self, event: SSEEvent) -> list[Chunk]:
         out: list[Chunk] = []
-        for event in self._sse.feed(data):
-            self._event(event.data, out)
+        self._data(event.data, out)
         return out
 
-    def close(self) -> list[Chunk]:
-        out: list[Chunk] = []
-        for event in self._sse.flush():
-            self._event(event.data, out)
+    def _end(self) -> list[Chunk]:
         if self._held is not None:
-            out.append(self._held)
-            self._held = None
-            return out
+            held, self._held = self._held, None
+            return [held]
         if not self._done and not self._finished:
             raise ResponseError("stream ended before completion", **self._target.error_fields())
-        return out
+        return []
 
     def _emit(self, chunk: Chunk, out: list[Chunk]) -> None:
         held = self._held
@@ -256,7 +319,17 @@ class _OpenAIStream:
         out.append(held)
         self._emit(chunk, out)
 
-    def _event(self, data: str, out: list[Chunk]) -> None:
+    def _call_delta(self, position: int, tc: Any) -> ToolCallDelta:
+        """One tool-call fragment; the first fragment of a call without an id gets ``call_<index>``."""
+        index = int(tc.get("index", position))
+        call_id = tc.get("id") or None
+        if index not in self._calls:
+            self._calls.add(index)
+            call_id = call_id or _call_id(index)
+        fn = tc.get("function") or {}
+        return ToolCallDelta(index, call_id, fn.get("name"), fn.get("arguments") or "", google_thought_signature(tc))
+
+    def _data(self, data: str, out: list[Chunk]) -> None:
         if self._done:
             return
         if data == "[DONE]":
@@ -285,25 +358,14 @@ class _OpenAIStream:
             if choices:
                 choice = choices[0]
                 delta = choice.get("delta") or {}
-                text = delta.get("content") or ""
+                text = _text(delta.get("content")) or ""
                 if delta.get("tool_calls"):
-                    calls = tuple(
-                        ToolCallDelta(
-                            int(tc.get("index", i)),
-                            tc.get("id"),
-                            (tc.get("function") or {}).get("name"),
-                            (tc.get("function") or {}).get("arguments") or "",
-                            google_thought_signature(tc),
-                        )
-                        for i, tc in enumerate(delta["tool_calls"])
-                    )
+                    calls = tuple(self._call_delta(i, tc) for i, tc in enumerate(delta["tool_calls"]))
                 finish = _finish(choice.get("finish_reason"))
         except (AttributeError, TypeError, ValueError) as exc:
             raise ResponseError(
                 f"unexpected chat.completion.chunk shape: {exc!r}", body=data[:200], **target.error_fields()
             ) from None
-        if not isinstance(text, str):
-            raise ResponseError("delta content is not a string", body=data[:200], **target.error_fields())
         if not text and not calls and finish is None and usage is None:
             return
         if text or calls:

@@ -84,8 +84,8 @@ class WorldProvider(FakeProvider):
         self._headers = []
         if rl is not None:
             self._headers = [
-                ("x-ratelimit-limit-requests", str(rl.limit_requests)),
-                ("x-ratelimit-remaining-requests", str(rl.remaining_requests)),
+                ("x-ratelimit-limit-requests", f"{rl.limit_requests or 0:.0f}"),
+                ("x-ratelimit-remaining-requests", f"{rl.remaining_requests or 0:.0f}"),
                 ("x-ratelimit-reset-requests", f"{(rl.reset_requests_s or 0.0) / k:.4f}s"),
             ]
         if out.kind == "rate_limit":

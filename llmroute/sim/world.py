@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..costs import Price
-from ..types import RateLimit
+from ..ratelimit import RateLimitInfo
 
 __all__ = ["Bucket", "Incident", "Outcome", "Profile", "SimProvider", "Synthetic", "World"]
 
@@ -124,7 +124,7 @@ class Outcome:
     tokens_per_s: float | None = None
     retry_after_s: float | None = None
     #: The account's limit as the response's ``x-ratelimit-*`` headers would state it.
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimitInfo | None = None
 
 
 class Bucket:
@@ -155,10 +155,10 @@ class Bucket:
             self.tokens -= 1.0
         return wait
 
-    def headers(self) -> RateLimit:
+    def headers(self) -> RateLimitInfo:
         """What ``x-ratelimit-*`` headers would say now: requests left, and seconds until full
         (OpenAI's ``reset`` meaning)."""
-        return RateLimit(
+        return RateLimitInfo(
             limit_requests=round(self.rate * 60),
             remaining_requests=int(self.tokens),
             reset_requests_s=(self.capacity - self.tokens) / self.rate,

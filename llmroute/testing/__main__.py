@@ -1,7 +1,9 @@
 """``python -m llmroute.testing [--host H] [--port N] [--spec fleet.json]``: run a fake fleet.
 
 Prints one JSON line ``{"port": ..., "providers": {name: base_url}}`` on stdout when it listens,
-then serves until SIGINT or SIGTERM. Without ``--spec``: one zero-latency provider per api,
+then serves until SIGINT or SIGTERM, and then prints one more JSON line: what each provider
+received, served and would bill, ``{"providers": {name: {"calls", "served", "billed_input_tokens",
+"billed_output_tokens"}}}``. Without ``--spec``: one zero-latency provider per api,
 named ``openai``, ``anthropic`` and ``gemini``. ``--spec`` is a JSON list of
 :class:`~llmroute.testing.FakeProvider` keyword arguments (``name`` and ``api`` included).
 """
@@ -34,6 +36,8 @@ _KNOBS = {
     "seed",
     "record_requests",
     "thought_signatures",
+    "response_headers",
+    "output_tokens_max",
 }
 
 
@@ -83,6 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"port": fleet.port, "providers": fleet.base_urls()}), flush=True)
         while not done.wait(0.5):
             pass
+    report = {
+        p.name: {
+            "calls": p.calls,
+            "served": p.served,
+            "billed_input_tokens": p.billed_input_tokens,
+            "billed_output_tokens": p.billed_output_tokens,
+        }
+        for p in fleet
+    }
+    print(json.dumps({"providers": report}), flush=True)
     return 0
 
 

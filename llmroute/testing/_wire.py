@@ -7,8 +7,9 @@ bytes exactly as the real API would put them on the wire:
   ending in ``data: [DONE]`` (with a final ``choices: []`` usage chunk when
   ``stream_options.include_usage`` is true).
 * Anthropic Messages: a ``message`` object, or the SSE sequence ``message_start``,
-  ``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta`` /
-  ``input_json_delta``), ``content_block_stop``, ``message_delta``, ``message_stop``.
+  ``content_block_start``, ``ping``, ``content_block_delta`` (``thinking_delta`` /
+  ``signature_delta`` / ``citations_delta`` / ``text_delta`` / ``input_json_delta``),
+  ``content_block_stop``, ``message_delta`` (with the whole usage), ``message_stop``.
 * Gemini ``generateContent``: a ``GenerateContentResponse`` (pretty-printed, as Google does), or
   for ``streamGenerateContent`` one response per chunk, as SSE (``alt=sse``, events separated by
   ``\\r\\n\\r\\n``) or as a streamed JSON array (no ``alt``). A turn's thought signature (Gemini 3)
@@ -37,6 +38,7 @@ __all__ = [
     "Turn",
     "anthropic_body",
     "anthropic_stream",
+    "context_limit_message",
     "default_status",
     "error_body",
     "error_kind_for_status",
@@ -46,8 +48,11 @@ __all__ = [
     "malformed_body",
     "malformed_event",
     "openai_body",
+    "openai_rate_limit_headers",
     "openai_stream",
+    "schema_problems",
     "stream_error_event",
+    "thinking_mode",
     "thought_signature",
     "thought_signature_message",
     "unsigned_function_call",
@@ -94,6 +99,17 @@ class Turn:
     cache_write_tokens: int = 0
     #: Gemini 3's ``thoughtSignature`` for this turn (Gemini only; ``None``: the model sends none).
     thought_signature: str | None = None
+    #: Thinking tokens in order (a reasoning model's thoughts); counted as output tokens everywhere.
+    thinking: list[str] = field(default_factory=list)
+    #: Whether the thoughts are shown: Anthropic ``thinking`` blocks (extended thinking enabled),
+    #: Gemini ``thought: true`` parts (``includeThoughts``). OpenAI never shows them.
+    show_thinking: bool = False
+    #: Anthropic only: the thoughts come as a ``redacted_thinking`` block (opaque ``data``).
+    redacted_thinking: bool = False
+    #: Anthropic only: the text block carries a citation (``citations_delta`` when streamed).
+    citations: bool = False
+    #: Log-probability of each text piece, when the request asked for them (OpenAI, Gemini).
+    logprobs: list[float] | None = None
 
     @property
     def text(self) -> str:
@@ -102,8 +118,24 @@ class Turn:
 
     @property
     def output_tokens(self) -> int:
-        """Text tokens plus, per tool call, one for the name and one per argument fragment."""
+        """Text tokens plus, per tool call, one for the name and one per argument fragment (thinking
+        tokens not included: see :attr:`thinking_tokens`)."""
         return len(self.pieces) + sum(1 + len(arg_fragments(a)) for _, _, a in self.tool_calls)
+
+    @property
+    def thinking_tokens(self) -> int:
+        """Thinking tokens (billed as output by every provider)."""
+        return len(self.thinking)
+
+    @property
+    def thinking_text(self) -> str:
+        """The full thoughts."""
+        return "".join(self.thinking)
+
+    def opaque(self, kind: str) -> str:
+        """Deterministic base64 for this turn's signature or redacted-thinking data (*kind*)."""
+        digest = hashlib.sha256(f"llmroute-{kind}:{self.model}:{self.id}".encode()).digest()
+        return base64.b64encode(digest * 2).decode()
 
 
 def arg_fragments(arguments: str, size: int = 8) -> list[str]:
@@ -121,14 +153,14 @@ _FINGERPRINT = "fp_llmroute"
 
 
 def _openai_usage(t: Turn) -> dict[str, Any]:
-    out = t.output_tokens
+    out = t.output_tokens + t.thinking_tokens  # completion_tokens include the reasoning tokens
     return {
         "prompt_tokens": t.input_tokens,
         "completion_tokens": out,
         "total_tokens": t.input_tokens + out,
         "prompt_tokens_details": {"cached_tokens": t.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": t.thinking_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -151,12 +183,19 @@ def openai_body(t: Turn) -> bytes:
             {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
             for cid, name, args in t.tool_calls
         ]
+    logprobs = None
+    if t.logprobs is not None:  # the shape of OpenAI's ChoiceLogprobs
+        content = [
+            {"token": p, "logprob": lp, "bytes": list(p.encode()), "top_logprobs": []}
+            for p, lp in zip(t.pieces, t.logprobs)
+        ]
+        logprobs = {"content": content, "refusal": None}
     body = {
         "id": t.id,
         "object": "chat.completion",
         "created": t.created,
         "model": t.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": _OPENAI_FINISH[t.finish]}],
+        "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": _OPENAI_FINISH[t.finish]}],
         "usage": _openai_usage(t),
         "service_tier": "default",
         "system_fingerprint": _FINGERPRINT,
@@ -230,11 +269,39 @@ def _anthropic_usage(t: Turn, output_tokens: int) -> dict[str, Any]:
     }
 
 
+def _anthropic_thinking(t: Turn) -> dict[str, Any] | None:
+    """The turn's thinking block, if it shows one."""
+    if not t.thinking or not t.show_thinking:
+        return None
+    if t.redacted_thinking:
+        return {"type": "redacted_thinking", "data": t.opaque("redacted")}
+    return {"type": "thinking", "thinking": t.thinking_text, "signature": t.opaque("signature")}
+
+
+def _anthropic_citation(t: Turn) -> dict[str, Any]:
+    """The text block's citation: a ``char_location`` in document 0 quoting the reply's first words."""
+    cited = "".join(t.pieces[:3]).strip() or "document"
+    return {
+        "type": "char_location",
+        "cited_text": cited,
+        "document_index": 0,
+        "document_title": None,
+        "start_char_index": 0,
+        "end_char_index": len(cited),
+    }
+
+
 def anthropic_body(t: Turn) -> bytes:
     """A non-streamed ``message`` object."""
     content: list[dict[str, Any]] = []
+    thinking = _anthropic_thinking(t)
+    if thinking is not None:
+        content.append(thinking)
     if t.pieces:
-        content.append({"type": "text", "text": t.text})
+        block: dict[str, Any] = {"type": "text", "text": t.text}
+        if t.citations:
+            block["citations"] = [_anthropic_citation(t)]
+        content.append(block)
     for cid, name, args in t.tool_calls:
         content.append({"type": "tool_use", "id": cid, "name": name, "input": json.loads(args or "{}")})
     body = {
@@ -245,7 +312,7 @@ def anthropic_body(t: Turn) -> bytes:
         "content": content,
         "stop_reason": _ANTHROPIC_FINISH[t.finish],
         "stop_sequence": None,
-        "usage": _anthropic_usage(t, t.output_tokens),
+        "usage": _anthropic_usage(t, t.output_tokens + t.thinking_tokens),
     }
     return _dumps(body).encode()
 
@@ -254,8 +321,23 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + _dumps(data).encode() + b"\n\n"
 
 
+def _block_start(index: int, block: dict[str, Any]) -> bytes:
+    return _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def _block_delta(index: int, delta: dict[str, Any]) -> bytes:
+    return _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+
+
+def _block_stop(index: int) -> bytes:
+    return _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
 def anthropic_stream(t: Turn) -> Iterator[tuple[bytes, int]]:
-    """The Messages SSE event sequence, ``message_start`` through ``message_stop``."""
+    """The Messages SSE event sequence, ``message_start`` through ``message_stop``: a thinking
+    block first when the turn shows one (``thinking_delta`` pieces then a ``signature_delta``, or a
+    whole ``redacted_thinking`` block), the text block (a ``citations_delta`` before the text when
+    the turn cites), the ``tool_use`` blocks, then ``message_delta`` with the full usage."""
     message = {
         "id": t.id,
         "type": "message",
@@ -269,51 +351,52 @@ def anthropic_stream(t: Turn) -> Iterator[tuple[bytes, int]]:
     yield _sse("message_start", {"type": "message_start", "message": message}), 0
     index = 0
     pinged = False
-    if t.pieces:
-        yield (
-            _sse(
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            ),
-            0,
-        )
-        yield _sse("ping", {"type": "ping"}), 0
+    thinking = _anthropic_thinking(t)
+    if thinking is not None:
+        if thinking["type"] == "redacted_thinking":
+            yield _block_start(index, thinking), len(t.thinking)
+            yield _sse("ping", {"type": "ping"}), 0
+        else:
+            yield _block_start(index, {"type": "thinking", "thinking": "", "signature": ""}), 0
+            yield _sse("ping", {"type": "ping"}), 0
+            for piece in t.thinking:
+                yield _block_delta(index, {"type": "thinking_delta", "thinking": piece}), 1
+            yield _block_delta(index, {"type": "signature_delta", "signature": thinking["signature"]}), 0
         pinged = True
+        yield _block_stop(index), 0
+        index += 1
+    if t.pieces:
+        block: dict[str, Any] = {"type": "text", "text": ""}
+        if t.citations:
+            block = {"citations": [], **block}
+        yield _block_start(index, block), 0
+        if not pinged:
+            yield _sse("ping", {"type": "ping"}), 0
+            pinged = True
+        if t.citations:
+            yield _block_delta(index, {"type": "citations_delta", "citation": _anthropic_citation(t)}), 0
         for piece in t.pieces:
-            yield (
-                _sse(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
-                ),
-                1,
-            )
-        yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0}), 0
-        index = 1
+            yield _block_delta(index, {"type": "text_delta", "text": piece}), 1
+        yield _block_stop(index), 0
+        index += 1
     for cid, name, args in t.tool_calls:
-        start = {
-            "type": "content_block_start",
-            "index": index,
-            "content_block": {"type": "tool_use", "id": cid, "name": name, "input": {}},
-        }
-        yield _sse("content_block_start", start), 1
+        yield _block_start(index, {"type": "tool_use", "id": cid, "name": name, "input": {}}), 1
         if not pinged:
             yield _sse("ping", {"type": "ping"}), 0
             pinged = True
         for frag in arg_fragments(args):
-            delta = {
-                "type": "content_block_delta",
-                "index": index,
-                "delta": {"type": "input_json_delta", "partial_json": frag},
-            }
-            yield _sse("content_block_delta", delta), 1
-        yield _sse("content_block_stop", {"type": "content_block_stop", "index": index}), 0
+            yield _block_delta(index, {"type": "input_json_delta", "partial_json": frag}), 1
+        yield _block_stop(index), 0
         index += 1
     if not pinged:
         yield _sse("ping", {"type": "ping"}), 0
+    # like the real API, message_delta repeats the whole usage: input and cache counts too
+    usage = _anthropic_usage(t, t.output_tokens + t.thinking_tokens)
+    usage.pop("service_tier")
     delta = {
         "type": "message_delta",
         "delta": {"stop_reason": _ANTHROPIC_FINISH[t.finish], "stop_sequence": None},
-        "usage": {"output_tokens": t.output_tokens},
+        "usage": usage,
     }
     yield _sse("message_delta", delta), 0
     yield _sse("message_stop", {"type": "message_stop"}), 0
@@ -331,18 +414,19 @@ _SAFETY_BLOCK = [
 ]
 
 
-def _gemini_usage(t: Turn, *, final: bool) -> dict[str, Any]:
-    # Like the real API: zero counts are omitted; chunks before the last carry only the prompt.
+def _gemini_usage(t: Turn, candidates: int, thoughts: int) -> dict[str, Any]:
+    # Like the real API: zero counts are omitted; in a stream every chunk carries the counts so far.
     usage: dict[str, Any] = {"promptTokenCount": t.input_tokens}
-    out = t.output_tokens if final else 0
-    if out:
-        usage["candidatesTokenCount"] = out
-    usage["totalTokenCount"] = t.input_tokens + out
+    if candidates:
+        usage["candidatesTokenCount"] = candidates
+    usage["totalTokenCount"] = t.input_tokens + candidates + thoughts
     if t.cached_tokens:
         usage["cachedContentTokenCount"] = t.cached_tokens
     usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": t.input_tokens}]
     if t.cached_tokens:
         usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": t.cached_tokens}]
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
     return usage
 
 
@@ -372,13 +456,47 @@ def _gemini_text_part(t: Turn, text: str, last: bool) -> dict[str, Any]:
     return part
 
 
+def thinking_mode(api: API, body: Any) -> tuple[bool, bool]:
+    """``(thinks, shows)`` for a reasoning model answering *body*: Anthropic models think only with
+    extended thinking on (``thinking.type`` ``enabled`` or ``adaptive``) and then show it; Gemini
+    models always think and show thoughts with ``thinkingConfig.includeThoughts``; OpenAI reasoning
+    models always think and never show it."""
+    body = body if isinstance(body, dict) else {}
+    if api == "anthropic":
+        thinking = body.get("thinking")
+        on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+        return on, on
+    if api == "gemini":
+        config = _field(body, "generationConfig", "generation_config")
+        thinking = _field(config, "thinkingConfig", "thinking_config") if isinstance(config, dict) else None
+        shown = isinstance(thinking, dict) and _field(thinking, "includeThoughts", "include_thoughts") is True
+        return True, shown
+    return True, False
+
+
+def _gemini_thought_parts(t: Turn) -> list[dict[str, Any]]:
+    """The thoughts as ``thought: true`` parts, when the request asked for them (``includeThoughts``)."""
+    return [{"text": piece, "thought": True} for piece in t.thinking] if t.show_thinking else []
+
+
 def gemini_body(t: Turn) -> bytes:
     """A non-streamed ``GenerateContentResponse`` (pretty-printed, like Google's)."""
-    parts: list[dict[str, Any]] = [_gemini_text_part(t, t.text, True)] if t.pieces else []
+    thoughts = _gemini_thought_parts(t)
+    parts: list[dict[str, Any]] = [{"text": t.thinking_text, "thought": True}] if thoughts else []
+    if t.pieces:
+        parts.append(_gemini_text_part(t, t.text, True))
     parts += _gemini_call_parts(t)
+    candidate = _gemini_candidate(parts, _GEMINI_FINISH[t.finish])
+    if t.logprobs is not None and t.pieces:  # responseLogprobs: avgLogprobs and logprobsResult
+        chosen = [{"token": p, "logProbability": lp} for p, lp in zip(t.pieces, t.logprobs)]
+        candidate["avgLogprobs"] = sum(t.logprobs) / len(t.logprobs)
+        candidate["logprobsResult"] = {
+            "topCandidates": [{"candidates": [c]} for c in chosen],
+            "chosenCandidates": chosen,
+        }
     body = {
-        "candidates": [_gemini_candidate(parts, _GEMINI_FINISH[t.finish])],
-        "usageMetadata": _gemini_usage(t, final=True),
+        "candidates": [candidate],
+        "usageMetadata": _gemini_usage(t, t.output_tokens, t.thinking_tokens),
         "modelVersion": t.model,
         "responseId": t.id,
     }
@@ -388,23 +506,29 @@ def gemini_body(t: Turn) -> bytes:
 def gemini_stream(t: Turn, *, sse: bool) -> Iterator[tuple[bytes, int]]:
     """One ``GenerateContentResponse`` per chunk: SSE ``data:`` events, or a streamed JSON array.
 
-    The last chunk carries ``finishReason`` and the full ``usageMetadata``; earlier chunks carry
-    the prompt count only (as the real API does). Function calls come whole, in one chunk.
+    Shown thoughts come first, one ``thought: true`` part per chunk; every chunk carries the usage
+    so far (thoughts not shown are all counted from the first chunk: the model thought before it
+    wrote); the last chunk carries ``finishReason``. Function calls come whole, in one chunk.
     """
     n = len(t.pieces)
-    chunks: list[tuple[list[dict[str, Any]], int]] = [
-        ([_gemini_text_part(t, p, i == n - 1)], 1) for i, p in enumerate(t.pieces)
-    ]
+    chunks: list[tuple[list[dict[str, Any]], int]] = [([part], 1) for part in _gemini_thought_parts(t)]
+    chunks += [([_gemini_text_part(t, p, i == n - 1)], 1) for i, p in enumerate(t.pieces)]
     if t.tool_calls:
         chunks.append((_gemini_call_parts(t), t.output_tokens - len(t.pieces)))
     if not chunks:
         chunks.append(([], 0))
     last = len(chunks) - 1
+    thoughts = 0 if t.show_thinking else t.thinking_tokens
+    candidates = 0
     for i, (parts, ntok) in enumerate(chunks):
         final = i == last
+        if parts and parts[0].get("thought"):
+            thoughts += ntok
+        else:
+            candidates += ntok
         body = {
             "candidates": [_gemini_candidate(parts, _GEMINI_FINISH[t.finish] if final else None)],
-            "usageMetadata": _gemini_usage(t, final=final),
+            "usageMetadata": _gemini_usage(t, candidates, thoughts),
             "modelVersion": t.model,
             "responseId": t.id,
         }
@@ -460,6 +584,81 @@ def unsigned_function_call(contents: Any) -> tuple[str, int] | None:
         if first is not None and not _field(first, "thoughtSignature", "thought_signature"):
             return str(_field(first, "functionCall", "function_call").get("name")), i + 1
     return None
+
+
+#: The fields of Google's ``Schema`` (its OpenAPI subset), which ``parameters`` and ``responseSchema``
+#: take; the JSON Schema fields ``parametersJsonSchema`` and ``responseJsonSchema`` take anything.
+_GOOGLE_SCHEMA_FIELDS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "maxItems",
+        "minItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "example",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "items",
+        "minimum",
+        "maximum",
+    }
+)
+
+
+def _schema_problems(schema: Any, where: str, out: list[str]) -> None:
+    if not isinstance(schema, dict):
+        return
+    for key, value in schema.items():
+        camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
+        if camel not in _GOOGLE_SCHEMA_FIELDS:
+            out.append(
+                f"Invalid JSON payload received. Unknown name {json.dumps(key)} at '{where}': Cannot find field."
+            )
+        elif camel == "type" and isinstance(value, list):
+            out.append(
+                f"Invalid JSON payload received. Unknown name \"type\" at '{where}': "
+                "Proto field is not repeating, cannot start list."
+            )
+        elif camel == "properties" and isinstance(value, dict):
+            for i, sub in enumerate(value.values()):
+                _schema_problems(sub, f"{where}.properties[{i}].value", out)
+        elif camel == "items":
+            _schema_problems(value, f"{where}.items", out)
+        elif camel == "anyOf" and isinstance(value, list):
+            for i, sub in enumerate(value):
+                _schema_problems(sub, f"{where}.any_of[{i}]", out)
+
+
+def schema_problems(body: Any) -> list[str]:
+    """What Gemini rejects (400 ``INVALID_ARGUMENT``) in a request's ``parameters`` and
+    ``responseSchema``, which take only Google's OpenAPI subset: JSON Schema keywords such as
+    ``additionalProperties``, ``$schema``, ``const``, ``$ref`` ("Unknown name ... Cannot find
+    field.") and a list-valued ``type``. One message per problem, worded and placed as Gemini's."""
+    out: list[str] = []
+    if not isinstance(body, dict):
+        return out
+    tools = body.get("tools")
+    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+        decls = _field(tool, "functionDeclarations", "function_declarations") if isinstance(tool, dict) else None
+        for j, decl in enumerate(decls if isinstance(decls, list) else ()):
+            if isinstance(decl, dict) and "parameters" in decl:
+                _schema_problems(decl["parameters"], f"tools[{i}].function_declarations[{j}].parameters", out)
+    config = _field(body, "generationConfig", "generation_config")
+    if isinstance(config, dict):
+        schema = _field(config, "responseSchema", "response_schema")
+        _schema_problems(schema, "generation_config.response_schema", out)
+    return out
 
 
 def thought_signature_message(name: str, position: int) -> str:
@@ -519,7 +718,7 @@ def error_kind_for_status(status: int) -> ErrorKind:
 
 _OPENAI_ERR: dict[ErrorKind, tuple[str, str | None, str | None]] = {
     # kind: (type, code, param)
-    "rate_limit": ("requests", "rate_limit_exceeded", None),
+    "rate_limit": ("tokens", "rate_limit_exceeded", None),
     "server_error": ("server_error", None, None),
     "overloaded": ("server_error", None, None),
     "bad_request": ("invalid_request_error", None, None),
@@ -560,6 +759,38 @@ _GEMINI_STATUS = {
 }
 
 
+def _go_duration(seconds: float) -> str:
+    """*seconds* the way OpenAI writes waits: ``120ms``, ``1.612s``, ``6m0s``, ``1h2m3s``."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    if seconds < 60:
+        return f"{round(seconds, 3):g}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"
+
+
+def openai_rate_limit_headers(retry_after: float | None) -> list[tuple[str, str]]:
+    """The ``x-ratelimit-*`` headers of an OpenAI 429 (the token bucket is the one exhausted)."""
+    reset = _go_duration(retry_after) if retry_after is not None else "1s"
+    return [
+        ("x-ratelimit-limit-requests", "500"),
+        ("x-ratelimit-limit-tokens", "30000"),
+        ("x-ratelimit-remaining-requests", "499"),
+        ("x-ratelimit-remaining-tokens", "452"),
+        ("x-ratelimit-reset-requests", "120ms"),
+        ("x-ratelimit-reset-tokens", reset),
+    ]
+
+
+def context_limit_message(tokens: int, max_tokens: int, limit: int) -> str:
+    """Anthropic's 400 when the prompt fits but the prompt plus ``max_tokens`` does not."""
+    return (
+        f"input length and `max_tokens` exceed context limit: {tokens} + {max_tokens} > {limit}, "
+        "decrease input length or `max_tokens` and try again"
+    )
+
+
 def _default_message(
     api: API, kind: ErrorKind, *, tokens: int, limit: int, model: str, retry_after: float | None
 ) -> str:
@@ -574,9 +805,12 @@ def _default_message(
         return f"The input token count ({tokens}) exceeds the maximum number of tokens allowed ({limit})."
     if kind == "rate_limit":
         if api == "openai":
-            wait = f" Please try again in {retry_after:g}s." if retry_after is not None else ""
-            model = model or "model"
-            return f"Rate limit reached for {model} on requests per min (RPM): Limit 3, Used 3, Requested 1.{wait}"
+            wait = f" Please try again in {_go_duration(retry_after)}." if retry_after is not None else ""
+            return (
+                f"Rate limit reached for {model or 'model'} in organization org-llmroute on tokens per min (TPM): "
+                f"Limit 30000, Used 29548, Requested 1258.{wait} "
+                "Visit https://platform.openai.com/account/rate-limits to learn more."
+            )
         if api == "anthropic":
             return (
                 "This request would exceed the rate limit for your organization of 50 requests per minute. "

@@ -15,7 +15,9 @@ from ._wire import ErrorKind, Finish
 __all__ = ["FakeReply", "Fault", "FaultKind", "RecordedRequest", "ReplyFn"]
 
 #: What a :class:`Fault` does (see the constructors on :class:`Fault`).
-FaultKind = Literal["status", "stall", "reset", "drop_stream", "malformed", "content_filter", "slow", "stream_error"]
+FaultKind = Literal[
+    "status", "stall", "reset", "drop_stream", "malformed", "content_filter", "slow", "stream_error", "recorded"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,10 @@ class Fault:
     after_tokens: int = 0
     ttft_s: float | None = None
     tokens_per_s: float | None = None
+    #: The response body of a ``recorded`` fault.
+    body: bytes = b""
+    #: Whether a ``retry_after`` is sent as ``retry-after`` (and ``retry-after-ms``) headers.
+    retry_after_header: bool = True
 
     @property
     def name(self) -> str:
@@ -65,9 +71,14 @@ class Fault:
         return Fault("status", code, error, message, retry_after, tuple((headers or {}).items()))
 
     @staticmethod
-    def rate_limit(retry_after: float | None = 1.0, message: str | None = None) -> Fault:
-        """HTTP 429 in the provider's format, with ``retry-after`` (seconds) when given."""
-        return Fault("status", 429, "rate_limit", message, retry_after)
+    def rate_limit(retry_after: float | None = 1.0, message: str | None = None, *, header: bool = True) -> Fault:
+        """HTTP 429 in the provider's format, with ``retry-after`` (seconds) when given.
+
+        With ``header=False`` the wait is only where the body puts it, as in many real 429s: OpenAI's
+        message ("... Please try again in 1.5s. ...") and ``x-ratelimit-reset-tokens``, Gemini's
+        ``RetryInfo`` detail; Anthropic's body has none.
+        """
+        return Fault("status", 429, "rate_limit", message, retry_after, retry_after_header=header)
 
     @staticmethod
     def server_error(code: int = 500, message: str | None = None) -> Fault:
@@ -131,6 +142,12 @@ class Fault:
         return Fault("content_filter")
 
     @staticmethod
+    def recorded(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> Fault:
+        """Answer with *body* as it is, e.g. a response recorded from the real API: ``text/event-stream``
+        when the request asked for a stream, else JSON, with HTTP *status* and *headers* added."""
+        return Fault("recorded", status, headers=tuple((headers or {}).items()), body=bytes(body))
+
+    @staticmethod
     def slow(ttft_s: float | None = None, tokens_per_s: float | None = None) -> Fault:
         """Answer normally but with this latency (``None`` keeps the provider's setting)."""
         return Fault("slow", ttft_s=ttft_s, tokens_per_s=tokens_per_s)
@@ -138,11 +155,17 @@ class Fault:
 
 @dataclass(frozen=True, slots=True)
 class FakeReply:
-    """A scripted model reply: text and/or tool calls ``(name, arguments)``; *finish* overrides the finish reason."""
+    """A scripted model reply: text and/or tool calls ``(name, arguments)``; *finish* overrides the finish reason.
+
+    *logprobs* is what the reply's text tokens report when the request asks for log-probabilities
+    (OpenAI ``logprobs: true``, Gemini ``generationConfig.responseLogprobs``): one value for every
+    token, or one per token (repeated as needed); ``None``: ``-0.05`` each.
+    """
 
     text: str | None = None
     tool_calls: Sequence[tuple[str, Mapping[str, Any]]] = ()
     finish: Finish | None = None
+    logprobs: float | Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_calls", tuple((str(n), dict(a)) for n, a in self.tool_calls))

@@ -67,6 +67,15 @@ class FakeProvider:
     ``thoughtSignature``, and a request whose current-turn function calls lack one gets Gemini 3's
     400 ``INVALID_ARGUMENT``; ``None`` (the default) does so for model ids that look like Gemini 3
     or later (``gemini-3-pro-preview``, ``gemini-3.1-flash``, ...).
+    *thinking* makes it a reasoning model that thinks this text before each reply, billed as output
+    tokens: Anthropic shows it as a ``thinking`` block (``thinking_delta`` and ``signature_delta``
+    events) when the request turns extended thinking on, or as a ``redacted_thinking`` block with
+    *redacted_thinking*; Gemini counts it in ``thoughtsTokenCount`` and sends ``thought: true``
+    parts when the request sets ``includeThoughts``; OpenAI counts it in ``reasoning_tokens``.
+    *citations* (Anthropic) gives the text block a ``char_location`` citation (a ``citations_delta``
+    event when streamed). *response_headers* are added
+    to every response (e.g. ``{"x-ratelimit-remaining-requests": "0"}``); with
+    *output_tokens_max*, default replies have a random length between *output_tokens* and it.
     """
 
     def __init__(
@@ -88,6 +97,11 @@ class FakeProvider:
         faults: Iterable[Fault] = (),
         record_requests: bool = True,
         thought_signatures: bool | None = None,
+        thinking: str | None = None,
+        redacted_thinking: bool = False,
+        citations: bool = False,
+        response_headers: Mapping[str, str] | None = None,
+        output_tokens_max: int | None = None,
     ) -> None:
         if not name or "/" in name or "?" in name:
             raise ValueError(f"invalid provider name {name!r}")
@@ -100,6 +114,9 @@ class FakeProvider:
         self.tokens_per_s = tokens_per_s
         self.reply = reply
         self.output_tokens = output_tokens
+        #: When set, each default reply's length is drawn uniformly from
+        #: ``[output_tokens, output_tokens_max]`` words (RNG seeded with *seed*).
+        self.output_tokens_max = output_tokens_max
         self.context_window = context_window
         self.cached_input_tokens = cached_input_tokens
         self.cache_write_input_tokens = cache_write_input_tokens
@@ -108,6 +125,11 @@ class FakeProvider:
         self.seed = seed
         self.record_requests = record_requests
         self.thought_signatures = thought_signatures
+        self.thinking = thinking
+        self.redacted_thinking = redacted_thinking
+        self.citations = citations
+        #: Extra headers on every response (e.g. a provider's ``x-ratelimit-*`` headers).
+        self.response_headers: dict[str, str] = dict(response_headers or {})
         self._rng = random.Random(seed)
         self._queue: deque[Fault] = deque(faults)
         self._ids = itertools.count(1)
@@ -121,6 +143,11 @@ class FakeProvider:
         self.fault_counts: Counter[str] = Counter()
         #: Every request received, in order (when *record_requests*).
         self.requests: list[RecordedRequest] = []
+        #: What this provider would bill, as a real one does: the input and output tokens of every
+        #: reply it generated (a non-streamed reply in full once generated, even if the client left
+        #: before reading it; a stream up to the last token written before the client left).
+        self.billed_input_tokens = 0
+        self.billed_output_tokens = 0
 
     def __repr__(self) -> str:
         return f"FakeProvider({self.name!r}, api={self.api!r})"
@@ -146,6 +173,7 @@ class FakeProvider:
         """Clear the fault queue, the counters and the recorded requests; re-seed the RNG."""
         self._queue.clear()
         self.calls = self.served = 0
+        self.billed_input_tokens = self.billed_output_tokens = 0
         self.fault_counts.clear()
         self.requests.clear()
         self._rng = random.Random(self.seed)
@@ -185,10 +213,12 @@ class FakeProvider:
         await resp.send(status, self._json_headers(), body)
 
     def _json_headers(self) -> list[tuple[str, str]]:
+        extra = list(self.response_headers.items())
         if self.api == "gemini":
-            return [("content-type", "application/json; charset=UTF-8")]
+            return [("content-type", "application/json; charset=UTF-8"), *extra]
         rid = f"req_{next(self._ids):024x}"
-        return [("content-type", "application/json"), ("x-request-id" if self.api == "openai" else "request-id", rid)]
+        rid_header = "x-request-id" if self.api == "openai" else "request-id"
+        return [("content-type", "application/json"), (rid_header, rid), *extra]
 
     async def _list_models(self, resp: Responder) -> None:
         ids = sorted(self.models) if self.models else [_DEFAULT_MODEL[self.api]]
@@ -221,6 +251,7 @@ class FakeProvider:
         status: int | None = None,
         message: str | None = None,
         retry_after: float | None = None,
+        retry_after_header: bool = True,
         headers: Iterable[tuple[str, str]] = (),
         tokens: int = 0,
         limit: int = 0,
@@ -239,10 +270,12 @@ class FakeProvider:
             model=model,
             request_id=rid,
         )
-        if retry_after is not None:
+        if retry_after is not None and retry_after_header:
             hdrs.append(("retry-after", f"{retry_after:g}"))
             if self.api == "openai":
                 hdrs.append(("retry-after-ms", str(round(retry_after * 1000))))
+        if self.api == "openai" and kind == "rate_limit":
+            hdrs.extend(_wire.openai_rate_limit_headers(retry_after))
         if self.api == "anthropic" and kind == "overloaded":
             hdrs.append(("x-should-retry", "true"))
         hdrs.extend(headers)
@@ -309,6 +342,8 @@ class FakeProvider:
             return "bad_request", 400, "* GenerateContentRequest.contents: contents is not specified\n"
         if self.models is not None and model not in self.models:
             return "model_not_found", 404, None
+        if api == "gemini" and (problems := _wire.schema_problems(body)):
+            return "bad_request", 400, "\n".join(problems)
         if self._signs(model):
             unsigned = _wire.unsigned_function_call(body["contents"])
             if unsigned is not None:
@@ -350,6 +385,9 @@ class FakeProvider:
                 elif fault.kind == "reset":
                     resp.reset()
                     return
+                elif fault.kind == "recorded":
+                    await self._send_recorded(resp, fault, stream)
+                    return
                 elif fault.kind == "status" or (fault.kind == "stream_error" and not stream):
                     assert fault.error is not None
                     prompt = summarize(self.api, body) if isinstance(body, dict) else Prompt()
@@ -360,6 +398,7 @@ class FakeProvider:
                         status=fault.code,
                         message=fault.message,
                         retry_after=fault.retry_after,
+                        retry_after_header=fault.retry_after_header,
                         headers=fault.headers,
                         tokens=max(prompt.input_tokens, limit + 1),
                         limit=limit,
@@ -393,6 +432,13 @@ class FakeProvider:
         finally:
             resp.finalize()
 
+    async def _send_recorded(self, resp: Responder, fault: Fault, stream: bool) -> None:
+        status = fault.code or 200
+        headers = self._stream_headers(True) if stream and status < 300 else self._json_headers()
+        if status < 300:
+            self.served += 1
+        await resp.send(status, [*headers, *fault.headers], fault.body)
+
     def _request_done(self) -> None:
         self.in_flight -= 1
 
@@ -411,6 +457,10 @@ class FakeProvider:
         )
         if self._signs(model):
             turn.thought_signature = _wire.thought_signature(model, tid)
+        thinks, turn.show_thinking = _wire.thinking_mode(api, body)
+        if self.thinking and thinks:
+            turn.thinking = _tokens(self.thinking)
+        turn.redacted_thinking, turn.citations = self.redacted_thinking, self.citations
         if fault is not None and fault.kind == "content_filter":
             turn.finish = "content_filter"
             return turn
@@ -431,6 +481,8 @@ class FakeProvider:
             turn.pieces = turn.pieces[: max(0, prompt.max_tokens)]
             finish = "length"
         turn.finish = reply.finish or finish
+        if _asks_logprobs(api, body):
+            turn.logprobs = _logprobs(reply.logprobs, len(turn.pieces))
         return turn
 
     def _default_reply(self, p: Prompt) -> FakeReply:
@@ -444,7 +496,10 @@ class FakeProvider:
             return FakeReply(text=json.dumps({"reply": f"Echo: {snippet}", "ok": True}, ensure_ascii=False))
         words = ["Echo:", *snippet.split()]
         filler = itertools.cycle(_FILLER)
-        while len(words) < self.output_tokens:
+        n = self.output_tokens
+        if self.output_tokens_max is not None and self.output_tokens_max > n:
+            n = self._rng.randint(n, self.output_tokens_max)
+        while len(words) < n:
             words.append(next(filler))
         return FakeReply(text=" ".join(words))
 
@@ -454,6 +509,8 @@ class FakeProvider:
         delay = ttft + (turn.output_tokens / tps if tps else 0.0)
         if delay > 0:
             await asyncio.sleep(delay)
+        self.billed_input_tokens += turn.input_tokens  # generated: billed whether or not it is read
+        self.billed_output_tokens += turn.output_tokens + turn.thinking_tokens
         kind = fault.kind if fault is not None else None
         if kind == "malformed":
             await resp.send(200, self._json_headers(), _wire.malformed_body(self.api))
@@ -485,7 +542,7 @@ class FakeProvider:
     def _stream_headers(self, sse: bool) -> list[tuple[str, str]]:
         if self.api == "gemini":
             ctype = "text/event-stream" if sse else "application/json; charset=UTF-8"
-            return [("content-type", ctype), ("cache-control", "no-cache")]
+            return [("content-type", ctype), ("cache-control", "no-cache"), *self.response_headers.items()]
         hdrs = self._json_headers()
         hdrs[0] = ("content-type", "text/event-stream; charset=utf-8")
         hdrs.append(("cache-control", "no-cache"))
@@ -507,6 +564,7 @@ class FakeProvider:
         kind = fault.kind if fault is not None else None
         cut = fault.after_tokens if fault is not None and kind in ("drop_stream", "stream_error", "malformed") else None
         resp.start(200, self._stream_headers(sse))
+        self.billed_input_tokens += turn.input_tokens
         loop = asyncio.get_running_loop()
         emitted = 0
         t0 = 0.0
@@ -530,6 +588,8 @@ class FakeProvider:
                     await resp.end()
                     return False
                 if i == first:
+                    if not turn.show_thinking:  # thoughts no event carries were generated before it
+                        self.billed_output_tokens += turn.thinking_tokens
                     if ttft > 0:
                         if not await resp.flush():
                             return False
@@ -544,10 +604,33 @@ class FakeProvider:
                 if resp.closed:
                     return False
                 emitted += ntok
+                self.billed_output_tokens += ntok
             resp.write(data)
         self.served += 1  # counted before the last bytes leave, so a client sees settled counters
         await resp.end()
         return True
+
+
+def _asks_logprobs(api: API, body: Any) -> bool:
+    """Whether the request asks for token log-probabilities (OpenAI ``logprobs``, Gemini ``responseLogprobs``)."""
+    if not isinstance(body, dict):
+        return False
+    if api == "openai":
+        return body.get("logprobs") is True
+    if api == "gemini":
+        config = body.get("generationConfig") or body.get("generation_config")
+        return isinstance(config, dict) and (config.get("responseLogprobs") or config.get("response_logprobs")) is True
+    return False
+
+
+def _logprobs(spec: float | Any, n: int) -> list[float]:
+    """*n* token log-probabilities from a :class:`FakeReply`'s ``logprobs`` (see there)."""
+    if spec is None:
+        return [-0.05] * n
+    if isinstance(spec, (int, float)):
+        return [float(spec)] * n
+    values = [float(v) for v in spec] or [-0.05]
+    return [values[i % len(values)] for i in range(n)]
 
 
 def _tokens(text: str) -> list[str]:

@@ -500,6 +500,17 @@ def test_parse_error_context_window() -> None:
     assert isinstance(e, ContextWindowExceededError)
 
 
+def test_parse_error_prompt_plus_max_tokens_over_the_limit_is_a_context_error() -> None:
+    # The prompt fits but the prompt plus max_tokens does not: still a context-window error (a model
+    # with a larger window, or a smaller max_tokens, can take it), not a plain bad request.
+    message = (
+        "input length and `max_tokens` exceed context limit: 178959 + 64000 > 200000, "
+        "decrease input length or `max_tokens` and try again"
+    )
+    e = ADAPTER.parse_error(400, {}, err("invalid_request_error", message), TARGET)
+    assert type(e) is ContextWindowExceededError and e.status == 400 and e.message == message
+
+
 def test_parse_error_non_json_body() -> None:
     e = ADAPTER.parse_error(502, {}, b"<html>Bad Gateway</html>", TARGET)
     assert isinstance(e, ServerError) and "Bad Gateway" in e.message

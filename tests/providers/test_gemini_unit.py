@@ -24,6 +24,7 @@ from llmroute.errors import (
 from llmroute.providers import get_adapter
 from llmroute.providers.base import Target
 from llmroute.providers.gemini import DUMMY_THOUGHT_SIGNATURE, GeminiAdapter, requires_thought_signatures
+from llmroute.testing import _wire
 from llmroute.types import ChatRequest, Chunk, ToolCall, ToolCallDelta, Usage
 
 KEY = "AIzaSyD-SECRET-gemini-key-do-not-leak"
@@ -141,9 +142,29 @@ def test_json_mode() -> None:
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
     fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}}
     body = body_of(ChatRequest(msgs, response_format=fmt))
-    assert body["generationConfig"] == {"responseMimeType": "application/json", "responseSchema": schema}
+    assert body["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": schema}
     with pytest.raises(InvalidRequestError):
         body_of(ChatRequest(msgs, response_format={"type": "xml"}))
+
+
+def test_json_schemas_go_where_gemini_takes_json_schema() -> None:
+    # OpenAI strict-mode schemas carry additionalProperties, $schema, const, list-valued types: Google's
+    # OpenAPI subset (`parameters`, `responseSchema`) answers 400 for them, its JSON Schema fields do not.
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {"unit": {"type": ["string", "null"]}, "kind": {"const": "now"}},
+        "required": ["unit", "kind"],
+        "additionalProperties": False,
+    }
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema, "strict": True}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": schema, "strict": True}}
+    body = body_of(ChatRequest([{"role": "user", "content": "Hi"}], tools=[tool], response_format=fmt))
+    assert body["tools"] == [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": schema}]}]
+    assert body["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    assert _wire.schema_problems(body) == []  # what the fake Gemini, like the real one, would refuse
+    legacy = {"tools": [{"functionDeclarations": [{"name": "f", "parameters": schema}]}]}
+    assert len(_wire.schema_problems(legacy)) == 4
 
 
 def test_images() -> None:
@@ -194,9 +215,9 @@ def test_tools_and_tool_config() -> None:
                 {
                     "name": "get_weather",
                     "description": "Current weather for a city",
-                    "parameters": TOOLS[0]["function"]["parameters"],
+                    "parametersJsonSchema": TOOLS[0]["function"]["parameters"],
                 },
-                {"name": "now"},
+                {"name": "now", "parametersJsonSchema": {"type": "object", "properties": {}}},
             ]
         }
     ]

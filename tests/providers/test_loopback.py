@@ -18,7 +18,7 @@ from conftest import SECRET, make_config
 
 import llmroute
 from llmroute.providers.anthropic import JSON_INSTRUCTION
-from llmroute.testing import FakeProvider, FakeReply, Fault, Fleet, RecordedRequest
+from llmroute.testing import FakeProvider, FakeReply, Fault, Fleet, RecordedRequest, _wire
 
 pytestmark = pytest.mark.anyio
 
@@ -285,7 +285,13 @@ async def test_tool_call(fleet: Fleet, api: Api, weather_call: FakeProvider) -> 
             {"name": fn["name"], "description": fn["description"], "input_schema": fn["parameters"]}
         ]
     else:
-        assert body["tools"] == [{"functionDeclarations": [fn]}]
+        assert body["tools"] == [
+            {
+                "functionDeclarations": [
+                    {"name": fn["name"], "description": fn["description"], "parametersJsonSchema": fn["parameters"]}
+                ]
+            }
+        ]
 
 
 async def test_streamed_tool_call_assembles_the_same_call(fleet: Fleet, api: Api, weather_call: FakeProvider) -> None:
@@ -420,7 +426,8 @@ async def test_json_mode(fleet: Fleet, api: Api) -> None:
     if api is OPENAI:
         assert body["response_format"] == {"type": "json_object"}
     else:
-        assert body["generationConfig"] == {"responseMimeType": "application/json"}
+        # llmroute always sends an output cap (what a budget reserves for): the default, here
+        assert body["generationConfig"] == {"responseMimeType": "application/json", "maxOutputTokens": 4096}
         assert body["systemInstruction"] == {"parts": [{"text": SYSTEM}]}
 
 
@@ -517,3 +524,104 @@ async def test_error_event_inside_a_stream_is_mapped(
     (err,) = info.value.errors
     assert type(err) is expected, repr(err)
     assert (err.provider, err.model, err.status) == (api.provider, api.provider_model, status)
+
+
+@pytest.mark.parametrize("api", APIS, ids=lambda a: a.name)
+async def test_tokens_before_an_error_event_in_the_same_read_reach_the_caller(fleet: Fleet, api: Api) -> None:
+    # The fake writes the first two tokens and the error event in one go (Gemini with \r\n\r\n
+    # separators): the tokens are delivered, then the error is raised.
+    fleet[api.provider].enqueue(Fault.stream_error(after_tokens=2, error="overloaded"))
+    texts: list[str] = []
+    async with router(config(fleet)) as r:
+        with pytest.raises(llmroute.ProviderError) as info:
+            async for chunk in r.stream(QUESTION, model=api.model):
+                texts.append(chunk.text)
+    assert "".join(texts) == "Echo: What"
+    assert isinstance(info.value, llmroute.ServerError), repr(info.value)
+
+
+async def test_anthropic_input_plus_max_tokens_over_the_limit_is_a_context_error(fleet: Fleet) -> None:
+    # Anthropic's second context error ("input length and `max_tokens` exceed context limit") is a
+    # ContextWindowExceededError: the route moves on to a model that may fit it.
+    message = _wire.context_limit_message(178959, 64000, 200000)
+    fleet["claude"].enqueue(Fault.status(400, message, error="bad_request"))
+    cfg = make_config(fleet, retry={"attempts": 1})
+    cfg["routes"]["claude-first"] = {"models": ["claude", "gemini"]}
+    async with router(cfg) as r:
+        reply = await r.complete(QUESTION, route="claude-first")
+    assert reply.provider == "gem"
+    failed = reply.route.attempts[0]
+    assert (failed.error_type, failed.status) == ("ContextWindowExceededError", 400)
+    assert fleet["claude"].requests[0].fault == "bad_request"
+
+
+#: An OpenAI strict-mode tool: its JSON Schema has what Google's OpenAPI subset does not take.
+STRICT_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "strict": True,
+        "parameters": {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": ["string", "null"], "enum": ["celsius", "fahrenheit", None]},
+                "kind": {"const": "current"},
+            },
+            "required": ["city", "unit", "kind"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
+async def test_gemini_takes_json_schema_tools_and_response_formats(fleet: Fleet, streamed: bool) -> None:
+    # The fake Gemini answers 400 "Unknown name \"additionalProperties\" ..." for JSON Schema in
+    # `parameters` / `responseSchema`, as the real API does; llmroute sends parametersJsonSchema and
+    # responseJsonSchema, which take JSON Schema.
+    schema = STRICT_TOOL["function"]["parameters"]
+    fmt = {"type": "json_schema", "json_schema": {"name": "weather", "schema": schema, "strict": True}}
+    async with router(config(fleet)) as r:
+        called = await reply_of(r, QUESTION, streamed, model=GEMINI.model, tools=[STRICT_TOOL])
+        shaped = await reply_of(r, QUESTION, streamed, model=GEMINI.model, response_format=fmt)
+    assert [c.name for c in called.tool_calls] == ["get_weather"]
+    assert shaped.text and json.loads(shaped.text)["ok"] is True
+    first, second = (q.json for q in fleet["gem"].requests)
+    (decl,) = first["tools"][0]["functionDeclarations"]
+    assert decl["parametersJsonSchema"] == schema and "parameters" not in decl
+    assert second["generationConfig"]["responseJsonSchema"] == schema
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
+@pytest.mark.parametrize("variant", ["thinking", "redacted", "citations"])
+async def test_thinking_models_bill_thoughts_as_output_and_keep_them_out_of_the_text(
+    fleet: Fleet, api: Api, streamed: bool, variant: str
+) -> None:
+    provider = fleet[api.provider]
+    provider.thinking = "First I consider the question then I answer"  # 8 tokens
+    provider.redacted_thinking, provider.citations = variant == "redacted", variant == "citations"
+    extra = {
+        "openai": {},
+        "anthropic": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+        "gemini": {"generationConfig": {"thinkingConfig": {"includeThoughts": True}}},
+    }[api.name]
+    try:
+        async with router(config(fleet)) as r:
+            reply = await reply_of(r, QUESTION, streamed, model=api.model, extra_body=extra)
+    finally:
+        provider.thinking, provider.redacted_thinking, provider.citations = None, False, False
+    assert reply.text and reply.text.startswith("Echo: What is the capital") and "consider" not in reply.text
+    assert reply.usage.output_tokens == 12 + 8
+    assert reply.tool_calls == ()
+
+
+async def test_openai_429_without_retry_after_waits_what_the_message_says(fleet: Fleet, vsleep: Any) -> None:
+    fleet["oai"].enqueue(Fault.rate_limit(retry_after=1.612, header=False))
+    cfg = config(fleet, attempts=2)
+    async with llmroute.Router.from_dict(cfg, sleep=vsleep, transport=httpx.AsyncHTTPTransport(verify=False)) as r:
+        reply = await r.complete(QUESTION, model=OPENAI.model)
+    assert vsleep.calls == [pytest.approx(1.612)]
+    first, second = reply.route.attempts
+    assert (first.error_type, first.wait_s, second.outcome) == ("RateLimitError", pytest.approx(1.612), "ok")

@@ -207,6 +207,25 @@ def test_parse_error_rate_limit() -> None:
     assert isinstance(e, RateLimitError) and e.retry_after == 2.0
 
 
+@pytest.mark.parametrize(
+    ("wait", "seconds"), [("1.612s", 1.612), ("20ms", 0.02), ("6m0s", 360.0), ("1h2m3s", 3723.0), (None, None)]
+)
+def test_parse_error_rate_limit_wait_from_the_message(wait: str | None, seconds: float | None) -> None:
+    # OpenAI's 429s often carry no retry-after: the wait is in the message
+    hint = f" Please try again in {wait}." if wait else ""
+    message = (
+        "Rate limit reached for gpt-4o-mini in organization org-x on tokens per min (TPM): "
+        f"Limit 30000, Used 29548, Requested 1258.{hint} Visit https://platform.openai.com/account/rate-limits"
+    )
+    e = ADAPTER.parse_error(
+        429, {"x-ratelimit-reset-tokens": "9s"}, oerr(message, "tokens", "rate_limit_exceeded"), TARGET
+    )
+    assert isinstance(e, RateLimitError) and e.retry_after == (pytest.approx(seconds) if seconds else None)
+    # a header wins over the message
+    e = ADAPTER.parse_error(429, {"retry-after": "3"}, oerr(message, "tokens", "rate_limit_exceeded"), TARGET)
+    assert isinstance(e, RateLimitError) and e.retry_after == 3.0
+
+
 def test_parse_error_context_window() -> None:
     body = oerr(
         "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.",

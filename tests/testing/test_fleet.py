@@ -59,6 +59,7 @@ def _fresh(fl: Fleet) -> None:
         )
         p.cache_write_input_tokens = 0
         p.thought_signatures = None
+        p.thinking, p.redacted_thinking, p.citations = None, False, False
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +309,8 @@ def test_gemini_stream_sse_and_array(fl: Fleet, client: httpx.Client) -> None:
     objs = [json.loads(e.data) for e in events]
     assert [o["candidates"][0].get("finishReason") for o in objs] == [None] * (len(objs) - 1) + ["STOP"]
     assert objs[-1]["usageMetadata"]["candidatesTokenCount"] == 12
-    assert "candidatesTokenCount" not in objs[0]["usageMetadata"]
+    # like the recorded Gemini streams, every chunk carries the counts so far
+    assert [o["usageMetadata"]["candidatesTokenCount"] for o in objs] == list(range(1, 13))
     assert stream_text("gemini", events) == plain
     arr = gem(fl, client, stream=True, sse=False).json()
     assert isinstance(arr, list) and "".join(o["candidates"][0]["content"]["parts"][0]["text"] for o in arr) == plain
@@ -598,6 +600,120 @@ def test_rate_limit(fl: Fleet, client: httpx.Client, api: str) -> None:
         assert obj["error"]["code"] == 429 and obj["error"]["status"] == "RESOURCE_EXHAUSTED"
         assert obj["error"]["details"][0]["retryDelay"] == "0.2s"
     assert call(fl, client, api).status_code == 200  # consumed
+
+
+def test_openai_rate_limit_as_real_ones_come(fl: Fleet, client: httpx.Client) -> None:
+    # Real OpenAI 429s: the wait is in the message and x-ratelimit-reset-*, often with no retry-after.
+    fl["oai"].enqueue(Fault.rate_limit(retry_after=1.612, header=False), Fault.rate_limit(retry_after=0.02))
+    r = oai(fl, client)
+    assert r.status_code == 429 and "retry-after" not in r.headers and "retry-after-ms" not in r.headers
+    err = r.json()["error"]
+    assert (err["type"], err["code"], err["param"]) == ("tokens", "rate_limit_exceeded", None)
+    assert err["message"].startswith("Rate limit reached for gpt-test in organization org-llmroute on tokens per min")
+    assert "Please try again in 1.612s." in err["message"]
+    assert r.headers["x-ratelimit-reset-tokens"] == "1.612s" and r.headers["x-ratelimit-remaining-tokens"] == "452"
+    r = oai(fl, client)
+    assert r.headers["retry-after-ms"] == "20" and "Please try again in 20ms." in r.json()["error"]["message"]
+
+
+def test_recorded_fault_answers_with_the_given_bytes(fl: Fleet, client: httpx.Client) -> None:
+    events = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
+    fl["oai"].enqueue(Fault.recorded(events), Fault.recorded(b'{"error": {"message": "no"}}', status=418))
+    r = oai(fl, client, stream=True)
+    assert r.status_code == 200 and r.content == events
+    assert r.headers["content-type"].startswith("text/event-stream")
+    r = oai(fl, client)
+    assert r.status_code == 418 and r.json() == {"error": {"message": "no"}}
+    assert fl["oai"].fault_counts["recorded"] == 2 and fl["oai"].served == 1
+
+
+def test_gemini_refuses_json_schema_where_it_takes_its_openapi_subset(fl: Fleet, client: httpx.Client) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "tags": {"type": "array", "items": {"type": ["string", "null"]}}},
+        "additionalProperties": False,
+    }
+    tools = [{"functionDeclarations": [{"name": "get_weather", "parameters": schema}]}]
+    r = gem(fl, client, tools=tools)
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert r.json()["error"]["message"].split("\n") == [
+        'Invalid JSON payload received. Unknown name "type" at '
+        "'tools[0].function_declarations[0].parameters.properties[1].value.items': "
+        "Proto field is not repeating, cannot start list.",
+        'Invalid JSON payload received. Unknown name "additionalProperties" at '
+        "'tools[0].function_declarations[0].parameters': Cannot find field.",
+    ]
+    config = {"responseMimeType": "application/json", "responseSchema": {"type": "object", "$schema": "x"}}
+    r = gem(fl, client, generationConfig=config)
+    assert r.status_code == 400 and "'generation_config.response_schema'" in r.json()["error"]["message"]
+    # the JSON Schema fields take it
+    tools = [{"functionDeclarations": [{"name": "get_weather", "parametersJsonSchema": schema}]}]
+    assert gem(fl, client, tools=tools).status_code == 200
+    config = {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    assert gem(fl, client, generationConfig=config).status_code == 200
+
+
+THOUGHTS = "Let me think about this carefully first"  # 7 tokens
+
+
+def test_thinking_model_on_each_wire_format(fl: Fleet, client: httpx.Client) -> None:
+    for p in fl:
+        p.thinking = THOUGHTS
+    # OpenAI: reasoning tokens are counted in completion_tokens, never shown
+    usage = oai(fl, client).json()["usage"]
+    assert usage["completion_tokens"] == 12 + 7 and usage["completion_tokens_details"]["reasoning_tokens"] == 7
+    # Anthropic: only with extended thinking on; then a thinking block with its signature
+    plain = ant(fl, client).json()
+    assert [b["type"] for b in plain["content"]] == ["text"] and plain["usage"]["output_tokens"] == 12
+    on = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    body = ant(fl, client, **on).json()
+    thinking, text = body["content"]
+    assert (thinking["type"], thinking["thinking"]) == ("thinking", THOUGHTS) and thinking["signature"]
+    assert text["type"] == "text" and body["usage"]["output_tokens"] == 12 + 7
+    events = [json.loads(e.data) for e in sse(ant(fl, client, stream=True, **on)) if e.event != "ping"]
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+    assert events[1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    assert "".join(d.get("thinking", "") for d in deltas) == THOUGHTS
+    assert [d["type"] for d in deltas][:8] == ["thinking_delta"] * 7 + ["signature_delta"]
+    assert len(deltas[7]["signature"]) == len(thinking["signature"]) == 88  # opaque base64, one per reply
+    # Gemini: always thinks (thoughtsTokenCount); thought parts only with includeThoughts
+    meta = gem(fl, client).json()["usageMetadata"]
+    assert (meta["candidatesTokenCount"], meta["thoughtsTokenCount"], meta["totalTokenCount"]) == (12, 7, 6 + 12 + 7)
+    config = {"thinkingConfig": {"includeThoughts": True}}
+    parts = gem(fl, client, generationConfig=config).json()["candidates"][0]["content"]["parts"]
+    assert parts[0] == {"text": THOUGHTS, "thought": True} and "thought" not in parts[1]
+    objs = [json.loads(e.data) for e in sse(gem(fl, client, stream=True, generationConfig=config))]
+    assert [o["candidates"][0]["content"]["parts"][0].get("thought", False) for o in objs[:8]] == [True] * 7 + [False]
+    assert [o["usageMetadata"].get("thoughtsTokenCount") for o in objs[:3]] == [1, 2, 3]
+    assert objs[-1]["usageMetadata"]["thoughtsTokenCount"] == 7
+
+
+def test_anthropic_redacted_thinking_and_citations(fl: Fleet, client: httpx.Client) -> None:
+    p = fl["claude"]
+    p.thinking, p.redacted_thinking, p.citations = THOUGHTS, True, True
+    on = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    redacted, text = ant(fl, client, **on).json()["content"]
+    assert redacted["type"] == "redacted_thinking" and redacted["data"] and THOUGHTS not in json.dumps(redacted)
+    (citation,) = text["citations"]
+    assert citation["type"] == "char_location" and text["text"].startswith(citation["cited_text"])
+    events = [json.loads(e.data) for e in sse(ant(fl, client, stream=True, **on)) if e.event != "ping"]
+    assert events[1]["content_block"]["type"] == "redacted_thinking"
+    assert events[3]["content_block"] == {"citations": [], "type": "text", "text": ""}
+    assert events[4]["delta"] == {"type": "citations_delta", "citation": citation}
+    assert events[5]["delta"]["type"] == "text_delta"
+
+
+def test_anthropic_message_delta_repeats_the_whole_usage(fl: Fleet, client: httpx.Client) -> None:
+    fl["claude"].cached_input_tokens, fl["claude"].cache_write_input_tokens = 2, 1
+    events = [json.loads(e.data) for e in sse(ant(fl, client, "a b c d e f g", stream=True))]
+    start, delta = events[0]["message"]["usage"], events[-2]["usage"]
+    assert delta == {
+        "input_tokens": start["input_tokens"],
+        "cache_creation_input_tokens": 1,
+        "cache_read_input_tokens": 2,
+        "output_tokens": 12,
+    }
+    assert start["input_tokens"] + 1 + 2 == 10
 
 
 @pytest.mark.parametrize(
@@ -917,7 +1033,9 @@ def test_clean_shutdown_even_mid_stall() -> None:
 
 def test_cli_prints_ready_line_and_stops_on_sigterm(tmp_path: Any) -> None:
     spec = tmp_path / "fl.json"
-    spec.write_text(json.dumps([{"name": "fast", "api": "anthropic", "reply": "hi there"}]))
+    spec.write_text(
+        json.dumps([{"name": "fast", "api": "anthropic", "reply": "hi there", "response_headers": {"x-test": "1"}}])
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmroute.testing", "--spec", str(spec)], stdout=subprocess.PIPE, text=True
     )
@@ -930,12 +1048,27 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(tmp_path: Any) -> None:
             json={"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "x"}]},
             headers={"anthropic-version": "2023-06-01"},
         )
-        assert r.json()["content"][0]["text"] == "hi there"
+        assert r.json()["content"][0]["text"] == "hi there" and r.headers["x-test"] == "1"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
+        report = json.loads(proc.stdout.readline())["providers"]["fast"]  # what it served and would bill
+        assert report["calls"] == report["served"] == 1 and report["billed_output_tokens"] == 2
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_random_reply_lengths() -> None:
+    prov = FakeProvider("rnd", output_tokens=3, output_tokens_max=40, seed=5)
+    with Fleet([prov]) as fl:
+        lengths = set()
+        for _ in range(20):
+            r = httpx.post(
+                fl.base_url("rnd") + "/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+            )
+            lengths.add(r.json()["usage"]["completion_tokens"])
+    assert len(lengths) > 5 and min(lengths) >= 3 and max(lengths) <= 40
