@@ -54,7 +54,7 @@ from .types import Candidate, ChatRequest, Message, Reply, RouteTrace
 
 __all__ = ["Router"]
 
-logger = logging.getLogger("llmroute")
+logger = logging.getLogger("llmroute.router")
 
 
 @dataclass(frozen=True, slots=True)
