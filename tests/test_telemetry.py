@@ -107,20 +107,14 @@ def attempt_start_attrs(
     }
 
 
-def attempt_end_attrs(a: llmroute.Attempt) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
+def billed(a: llmroute.Attempt) -> dict[str, Any]:
+    """The llmroute.* attributes every finished attempt span carries."""
+    return {
         "llmroute.outcome": a.outcome,
         "llmroute.cost_usd": a.cost_usd,
         "llmroute.cost_estimated": a.cost_estimated,
         "llmroute.queued_s": a.queued_s,
     }
-    if a.usage is not None:
-        attrs.update(usage_attrs(a.usage))
-    if a.status is not None:
-        attrs["http.response.status_code"] = a.status
-    if a.ttft_s is not None:
-        attrs["gen_ai.response.time_to_first_chunk"] = a.ttft_s
-    return attrs
 
 
 def response_attrs(reply: llmroute.Reply) -> dict[str, Any]:
@@ -212,7 +206,8 @@ async def test_plain_call(fleet: Fleet, otel: Otel) -> None:
         span,
         {
             **attempt_start_attrs(attempt, "openai", trace, **request),
-            **attempt_end_attrs(attempt),
+            **billed(attempt),
+            **usage_attrs(reply.usage),
             **response_attrs(reply),
         },
     )
@@ -284,11 +279,12 @@ async def test_stream(fleet: Fleet, otel: Otel) -> None:
         span,
         {
             **attempt_start_attrs(attempt, "openai", trace, **request),
-            **attempt_end_attrs(attempt),
+            **billed(attempt),
+            **usage_attrs(attempt.usage),
             **response_attrs(reply),
+            "gen_ai.response.time_to_first_chunk": attempt.ttft_s,
         },
     )
-    assert span.attributes is not None and span.attributes["gen_ai.response.time_to_first_chunk"] == attempt.ttft_s
     assert_child(span, call)
 
     (ttft,) = otel.points("gen_ai.client.operation.time_to_first_chunk")
@@ -329,17 +325,24 @@ async def test_fallback_gives_two_attempt_spans_under_one_call_span(
         first,
         {
             **attempt_start_attrs(failed, "openai", trace),
-            **attempt_end_attrs(failed),
+            **billed(failed),
+            "http.response.status_code": 401,
             "error.type": "AuthenticationError",
         },
     )
-    assert first.attributes is not None and first.attributes["http.response.status_code"] == 401
-    assert first.attributes["llmroute.cost_usd"] == 0.0  # an error status is not billed
+    assert (
+        first.attributes is not None and first.attributes["llmroute.cost_usd"] == 0.0
+    )  # an error status is not billed
 
     assert second.status.status_code == StatusCode.UNSET
     assert_attrs(
         second,
-        {**attempt_start_attrs(answered, "openai", trace), **attempt_end_attrs(answered), **response_attrs(reply)},
+        {
+            **attempt_start_attrs(answered, "openai", trace),
+            **billed(answered),
+            **usage_attrs(reply.usage),
+            **response_attrs(reply),
+        },
     )
     assert second.attributes is not None and second.attributes["llmroute.provider"] == "oai2"
     for span in (first, second):
@@ -402,7 +405,8 @@ async def test_failure_sets_error_status_on_every_span(fleet: Fleet, otel: Otel,
             span,
             {
                 **attempt_start_attrs(attempt, "anthropic", trace),
-                **attempt_end_attrs(attempt),
+                **billed(attempt),
+                "http.response.status_code": 500,
                 "llmroute.route": "model:claude",
                 "error.type": "ServerError",
             },
