@@ -36,6 +36,7 @@ _EXPORTS = {
     "RouteTrace": "types",
     "Attempt": "types",
     "Candidate": "types",
+    "Capabilities": "types",
     "Message": "types",
     "Price": "costs",
     "LLMRouteError": "errors",
@@ -56,6 +57,7 @@ _EXPORTS = {
     "DeadlineExceededError": "errors",
     "BudgetExceededError": "errors",
     "PredictorUnavailableError": "predictor",
+    "http_status": "errors",
 }
 
 __all__ = [
@@ -66,6 +68,7 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "Candidate",
+    "Capabilities",
     "Chunk",
     "Config",
     "ConfigError",
@@ -94,6 +97,7 @@ __all__ = [
     "UnknownRouteError",
     "Usage",
     "__version__",
+    "http_status",
     "load_config",
 ]
 
@@ -132,10 +136,22 @@ if TYPE_CHECKING:  # pragma: no cover
         ResponseError,
         ServerError,
         UnknownRouteError,
+        http_status,
     )
     from .execute import ReplyStream
     from .hooks import Hooks
     from .policy.budget import Budget, MemoryBudget
     from .predictor import PredictorUnavailableError
     from .router import Router
-    from .types import Attempt, Candidate, Chunk, Message, Reply, RouteTrace, ToolCall, ToolCallDelta, Usage
+    from .types import (
+        Attempt,
+        Candidate,
+        Capabilities,
+        Chunk,
+        Message,
+        Reply,
+        RouteTrace,
+        ToolCall,
+        ToolCallDelta,
+        Usage,
+    )

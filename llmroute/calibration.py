@@ -8,6 +8,8 @@ Pure functions:
   the route escalates past the weak model when its predicted quality is below the target.
 * :func:`threshold_for_quality` - from labelled prompts, the smallest strong share (and its
   threshold) whose routed mean quality reaches a target.
+* :func:`accept_for_escalation_share` - a cascade route's ``accept`` threshold from the checks'
+  verdicts on a sample of the cheap tier's answers: about a target share of them escalates.
 * :func:`fit_model_vector` - a new model's vector from a handful of labelled prompts, with the
   network frozen (L2-regularised logistic regression on the prompt latents, pulled toward a prior).
 
@@ -37,6 +39,7 @@ from typing import Any
 
 __all__ = [
     "ModelRefit",
+    "accept_for_escalation_share",
     "fit_model_vector",
     "main",
     "quality_target_for_strong_share",
@@ -83,6 +86,22 @@ def quality_target_for_strong_share(predictions: Sequence[Any], weak_model: str,
     q = [-float(p.quality[weak_model]) for p in predictions]
     # escalate when q_weak < target  <=>  -q_weak > -target
     return -threshold_for_strong_share(q, target_share)
+
+
+def accept_for_escalation_share(verdicts_or_scores: Sequence[Any], target_share: float) -> float:
+    """A cascade ``accept`` threshold that escalates about *target_share* of the answers.
+
+    Items are :class:`~llmroute.checks.Verdict` values (their ``score``) or scores in [0, 1] of the
+    cheap tier's answers on a sample of real requests. A cascade keeps an answer when
+    ``score >= accept``, so the threshold is the *target_share* quantile of the scores (answers
+    scoring the same escalate together: the share is met as closely as ties allow).
+    """
+    scores = [float(v.score) if hasattr(v, "score") else float(v) for v in verdicts_or_scores]
+    if any(not math.isfinite(x) for x in scores):
+        raise ValueError("verdict scores must be finite numbers")
+    # escalate when 1 - score > t  <=>  score < 1 - t
+    t = threshold_for_strong_share([1.0 - x for x in scores], target_share)
+    return min(1.0, max(0.0, 1.0 - t))
 
 
 def threshold_for_quality(

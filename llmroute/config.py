@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -40,7 +40,9 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
+    model_validator,
 )
 
 from .costs import Price, lookup_price
@@ -52,8 +54,11 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "MAX_RETRY_ATTEMPTS",
     "BudgetConfig",
+    "CapabilitiesConfig",
     "Config",
     "DeploymentConfig",
+    "JudgeConfig",
+    "LearningConfig",
     "ModelConfig",
     "PriceConfig",
     "ProviderConfig",
@@ -61,6 +66,7 @@ __all__ = [
     "RetryConfig",
     "RouteConfig",
     "StoreConfig",
+    "TierConfig",
     "TimeoutConfig",
     "load_config",
 ]
@@ -209,6 +215,24 @@ class DeploymentConfig(_Strict):
     rate_limit: RateLimitConfig | None = None
 
 
+class CapabilitiesConfig(_Strict):
+    """What a model can do, declared for agent frameworks (their model profiles: which output modes
+    and inputs to use). llmroute forwards requests as they come; it does not check them against this.
+    """
+
+    #: Function tools (``tools=``, tool calls in replies).
+    tools: bool = True
+    #: Output constrained to a JSON schema (``response_format`` ``json_schema``). ``None`` (default):
+    #: true when every deployment's wire format enforces the schema (``openai``, ``gemini``), false
+    #: when one is ``anthropic``, where llmroute asks for the schema in the system prompt.
+    json_schema: bool | None = None
+    #: Image inputs (``image_url`` parts). A model that cannot see images answers them with a 400,
+    #: which falls back like any bad request.
+    vision: bool = True
+    #: Streamed replies.
+    streaming: bool = True
+
+
 class ModelConfig(_Strict):
     """A logical model the application asks for, and where it is served."""
 
@@ -221,6 +245,8 @@ class ModelConfig(_Strict):
     #: Budgets reserve ``input_margin`` x the tokenizer's input count, since a provider's own
     #: tokenizer may count more tokens than the configured one (e.g. Anthropic's vs ``o200k_base``).
     input_margin: float = Field(1.1, ge=1.0, le=10.0)
+    #: What the model can do, for agent frameworks (see :class:`CapabilitiesConfig`).
+    capabilities: CapabilitiesConfig = Field(default_factory=CapabilitiesConfig)
 
     @field_validator("tokenizer")
     @classmethod
@@ -230,13 +256,64 @@ class ModelConfig(_Strict):
         return v
 
 
-class RouteConfig(_Strict):
+#: A cascade check: a built-in name (``llmroute.checks.BUILTIN_CHECKS``) or a callable
+#: ``(answer) -> CheckResult | bool | float | None``, sync or async (not JSON-serialisable).
+CheckSpec = Union[str, Callable[..., Any]]  # noqa: UP007 - pydantic needs the Union at run time
+
+
+def _check_names(v: list[Any] | None) -> list[Any] | None:
+    if v is None:
+        return v
+    from .checks import BUILTIN_CHECKS
+
+    for item in v:
+        if isinstance(item, str) and item not in BUILTIN_CHECKS:
+            raise ValueError(f"unknown check {item!r}; built-in: {', '.join(BUILTIN_CHECKS)}")
+    return v
+
+
+def _dump_checks(v: list[Any] | None) -> list[str] | None:
+    if v is None:
+        return None
+    return [c if isinstance(c, str) else f"<callable {getattr(c, '__name__', type(c).__name__)}>" for c in v]
+
+
+class _Checked(_Strict):
+    """A config part with cascade ``checks``: names are validated, callables dumped by name."""
+
+    #: Answer checks: built-in names or callables (default ``llmroute.checks.DEFAULT_CHECKS``).
+    checks: list[CheckSpec] | None = None
+
+    @field_validator("checks")
+    @classmethod
+    def _names(cls, v: list[Any] | None) -> list[Any] | None:
+        return _check_names(v)
+
+    @field_serializer("checks")
+    def _dump(self, v: list[Any] | None) -> list[str] | None:
+        return _dump_checks(v)
+
+
+class TierConfig(_Checked):
+    """One tier of a cascade route: a model, or a choice among models, whose answer is judged."""
+
+    models: list[str] = Field(min_length=1)
+    #: How the tier picks among its models (as a route would): ``ordered``, ``cheapest``, ``predictive``.
+    strategy: Literal["ordered", "cheapest", "predictive"] = "ordered"
+    quality_target: float | None = Field(None, ge=0, le=1)
+    cost_weight: float | None = Field(None, ge=0)
+    #: This tier's accept threshold (default: the route's ``accept``); its ``checks`` replace the route's.
+    accept: float | None = Field(None, ge=0, le=1)
+
+
+class RouteConfig(_Checked):
     """Which models a request may use, in what order, with what strategy."""
 
     models: list[str] = Field(min_length=1)
     #: ``ordered``: the listed order; ``cheapest``: by estimated cost;
-    #: ``predictive``: the predictor picks the cheapest model good enough for the prompt.
-    strategy: Literal["ordered", "cheapest", "predictive"] = "ordered"
+    #: ``predictive``: the predictor picks the cheapest model good enough for the prompt;
+    #: ``cascade``: each model (or tier) in turn answers until the checks accept an answer.
+    strategy: Literal["ordered", "cheapest", "predictive", "cascade"] = "ordered"
     #: Predictive routes: the predicted quality a model must reach (0..1).
     quality_target: float | None = Field(None, ge=0, le=1)
     #: Predictive routes: maximise quality - cost_weight * cost_usd instead of a target.
@@ -246,6 +323,19 @@ class RouteConfig(_Strict):
     deadline_s: PositiveFloat | None = None
     #: Output tokens assumed for expected-cost estimates (ordering) when the request sets no max_tokens.
     est_output_tokens: PositiveInt = 256
+    #: Cascade routes: the tiers, cheapest first (default: one tier per model of ``models``).
+    tiers: list[TierConfig] | None = None
+    #: Cascade routes: keep a tier's answer when its checks score at least this (default 0.5).
+    accept: float | None = Field(None, ge=0, le=1)
+    #: Cascade routes: skip a tier (never the last) whose best predicted quality is below this.
+    skip_below: float | None = Field(None, ge=0, le=1)
+    #: Cascade routes, when streamed: ``validate`` (buffer each cheaper tier, stream only the
+    #: accepted answer) or ``strong_only`` (stream the last tier alone, no cascade).
+    stream: Literal["validate", "strong_only"] = "validate"
+    #: Cascade routes: ask the tiers before the last for token log-probabilities (OpenAI, Gemini).
+    logprobs: bool = True
+    #: Cascade routes: record each judged tier's verdict as a feedback label (``record_feedback``).
+    feedback: bool = True
     #: ``max_tokens`` sent when the request sets none; default: each deployment's
     #: ``max_output_tokens`` (config or price table), else :data:`DEFAULT_MAX_OUTPUT_TOKENS`.
     #: Budgets reserve for it, so it bounds what one attempt can cost.
@@ -253,6 +343,20 @@ class RouteConfig(_Strict):
     #: When a budget refuses a candidate: ``downgrade`` tries the next candidate that fits,
     #: ``refuse`` fails the call at once, ``wait`` waits for the budget to free (within the deadline).
     on_budget_exceeded: Literal["refuse", "downgrade", "wait"] = "downgrade"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _models_from_tiers(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("tiers") and "models" not in data:
+            tiers = data["tiers"]
+            if isinstance(tiers, list) and all(isinstance(t, Mapping) for t in tiers):
+                names = [m for t in tiers for m in (t.get("models") or ()) if isinstance(m, str)]
+                data = {**data, "models": list(dict.fromkeys(names))}
+        return data
+
+    def cascade_tiers(self) -> list[TierConfig]:
+        """The tiers of a cascade route: ``tiers``, or one per model of ``models``."""
+        return list(self.tiers) if self.tiers else [TierConfig(models=[m]) for m in self.models]
 
 
 BudgetScope = Literal["call", "global", "key", "tag", "user", "route", "model"]
@@ -311,6 +415,39 @@ class StoreConfig(_Strict):
         return v
 
 
+class JudgeConfig(_Strict):
+    """A sampled judge: a configured model grades a small share of predictive replies (labels for learning)."""
+
+    #: The route (or, instead, the model) that grades; its calls are ordinary routed calls.
+    route: str | None = None
+    model: str | None = None
+    #: Share of predictive replies sent to the judge (drawn from the learning seed).
+    share: float = Field(0.02, ge=0, le=1)
+    #: Most the judge may spend in total (USD, its estimated cost counted before each call).
+    max_cost_usd: float = Field(1.0, ge=0)
+    #: Judge calls in flight at once, and replies waiting for one (more are not graded).
+    max_concurrency: PositiveInt = 2
+    max_pending: PositiveInt = 64
+
+
+class LearningConfig(_Strict):
+    """Learning from your traffic (``llmroute/learning.py``, docs/predictor.md)."""
+
+    #: Online per-model heads over the predictor's features, updated by every label.
+    enabled: bool = True
+    #: Seed of exploration and judge sampling (decisions are reproducible given the same calls).
+    seed: int = 0
+    #: Thompson-sampling exploration, capped so that its extra estimated cost stays within this share
+    #: of the routed calls' estimated cost (0: never explore).
+    explore_share: float = Field(0.0, ge=0, le=1)
+    #: A reply that fails its own ``response_format`` JSON or whose tool arguments are not JSON
+    #: becomes a 0 label for the model that answered.
+    structured_output_labels: bool = True
+    #: Load the learned state from this file at start-up; ``await router.learning.save()`` writes it.
+    state_file: str | None = None
+    judge: JudgeConfig | None = None
+
+
 class Config(_Strict):
     """The whole router configuration."""
 
@@ -321,6 +458,7 @@ class Config(_Strict):
     default_route: str | None = None
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    learning: LearningConfig = Field(default_factory=LearningConfig)
     #: Connection pool limits of the shared HTTP client.
     max_connections: PositiveInt = 100
     max_keepalive_connections: PositiveInt = 20
@@ -442,6 +580,7 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
                 )
         if route.strategy != "predictive" and (route.quality_target is not None or route.cost_weight is not None):
             errors.append((f"routes.{rname}.strategy", "quality_target and cost_weight need strategy 'predictive'"))
+        errors += _cascade_errors(cfg, rname, route)
     if cfg.default_route is not None and cfg.default_route not in cfg.routes:
         errors.append(
             (
@@ -450,9 +589,36 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
             )
         )
     errors += _check_budgets(cfg)
+    judge = cfg.learning.judge
+    if judge is not None:
+        if (judge.route is None) == (judge.model is None):
+            errors.append(("learning.judge", "give route or model (one of them)"))
+        elif judge.route is not None and judge.route not in cfg.routes:
+            errors.append(("learning.judge.route", f"unknown route {judge.route!r}"))
+        elif judge.model is not None and judge.model not in cfg.models:
+            errors.append(("learning.judge.model", f"unknown model {judge.model!r}"))
     for pname, prov in cfg.providers.items():
         if prov.api_key is not None and prov.api_key_env is not None:
             errors.append((f"providers.{pname}.api_key_env", "give api_key or api_key_env, not both"))
+    return errors
+
+
+def _cascade_errors(cfg: Config, rname: str, route: RouteConfig) -> list[tuple[str, str]]:
+    """Cascade-only fields on other routes, unknown tier models, too few tiers."""
+    path = f"routes.{rname}"
+    if route.strategy != "cascade":
+        used = [f for f in ("tiers", "checks", "accept", "skip_below") if getattr(route, f) is not None]
+        return [(f"{path}.{f}", "needs strategy 'cascade'") for f in used]
+    errors: list[tuple[str, str]] = []
+    for i, tier in enumerate(route.tiers or ()):
+        for j, m in enumerate(tier.models):
+            if m not in cfg.models:
+                known = ", ".join(sorted(cfg.models))
+                errors.append((f"{path}.tiers.{i}.models.{j}", f"unknown model {m!r}; defined: {known}"))
+        if tier.strategy != "predictive" and (tier.quality_target is not None or tier.cost_weight is not None):
+            errors.append((f"{path}.tiers.{i}.strategy", "quality_target and cost_weight need strategy 'predictive'"))
+    if len(route.cascade_tiers()) < 2:
+        errors.append((f"{path}.models", "a cascade needs at least two tiers (models, or tiers)"))
     return errors
 
 

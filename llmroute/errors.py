@@ -26,6 +26,10 @@ Provider errors carry :attr:`ProviderError.retryable` and :attr:`ProviderError.f
 the same deployment may be tried again, and whether the route should move on to the next one.
 API keys never appear in any message: adapters build errors from status codes and response bodies
 only, and bodies are truncated.
+
+:func:`http_status` is the one mapping from these errors to HTTP statuses: what the OpenAI SDK
+transport (``llmroute.integrations.openai``) answers, and so what each framework integration
+raises its own exception types from (``docs/integrations.md`` has the table).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ __all__ = [
     "ResponseError",
     "ServerError",
     "UnknownRouteError",
+    "http_status",
 ]
 
 _BODY_LIMIT = 500
@@ -289,3 +294,34 @@ class BudgetExceededError(LLMRouteError):
     def needed_usd(self) -> float:
         """Alias of :attr:`requested`."""
         return self.requested
+
+
+def http_status(error: BaseException) -> int:
+    """The HTTP status a gateway answers for *error*, as the OpenAI API would for the same failure.
+
+    The request's own faults keep their 4xx (400 bad request or context window, 401/403 refused
+    credentials, 404 unknown route or model, 429 rate limit or budget: the OpenAI API's status for
+    an exhausted quota); upstream failures are 502 (bad or failed response), 503 (provider
+    overloaded) or 504 (timeout, deadline). :class:`AllAttemptsFailedError` answers as its last
+    error; anything else is 500.
+    """
+    if isinstance(error, AllAttemptsFailedError):
+        return http_status(error.last) if error.last is not None else 502
+    if isinstance(error, (RateLimitError, BudgetExceededError)):
+        return 429
+    if isinstance(error, (ProviderTimeoutError, DeadlineExceededError)):
+        return 504
+    if isinstance(error, BadRequestError):
+        return error.status if error.status in (400, 404, 413, 422) else 400
+    if isinstance(error, AuthenticationError):
+        return error.status if error.status in (401, 403) else 401
+    if isinstance(error, (ContentFilteredError, InvalidRequestError)):
+        return 400
+    if isinstance(error, UnknownRouteError):
+        return 404
+    if isinstance(error, ServerError) and error.status in (503, 529):
+        return 503
+    if isinstance(error, ProviderError):
+        return 502
+    return 500
+

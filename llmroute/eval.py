@@ -39,9 +39,28 @@ predictor never saw, difficulty beats the pool vectors' gap (leave-one-benchmark
 
     {"<benchmark>": {"apgr": float, "cpt50": float, "cpt80": float, "n": int}, ...}
 
+Cascade mode (``--score cascade --responses RESPONSES``): scores the cascade's answer checks
+(``llmroute.checks``, the defaults or ``--checks a,b,c``) as a router. RESPONSES (CSV, CSV.gz or
+Parquet with ``prompt_id, model, response``, e.g. ``routerbench_responses.parquet``, or a
+responses file that is also DATA) holds the weak model's recorded answers; a prompt's routing
+score is the escalation score ``1 - verdict.score`` of the checks on its weak answer, so the
+prompts whose cheap answers look worst go to the strong model first. Prompts without a weak
+response are skipped and counted on stderr. The human table adds the predictor's difficulty
+beside prompt length; ``--json`` keeps the per-benchmark format above.
+
 Multi-model mode (``--pool A,B,C --prices A=0.1,B=1,C=10``): for a sweep of the cost weight
 lambda, every prompt goes to the model maximising ``q - lambda * price``; prints the resulting
-(mean cost, mean score) curve against the oracle's and each single model's.
+(mean cost, mean score) curve against the oracle's and each single model's, and per benchmark
+``cost_ratio_at_95``: the lowest mean cost on the router's curve whose mean score reaches 95 % of
+the best single model's, divided by the price of the cheapest single model that reaches that
+score (below 1: routing beats picking one model; null when the curve never reaches it; see
+:func:`cost_ratio_at`). Models the predictor does not know get a family or price prior
+(:func:`llmroute.learning.prior_profiles`).
+
+Learning curves (``--learn N --observe both|routed [--seed K]``, both modes): the first N prompts
+in a seeded random order are handled as live traffic by the online learner, which learns after
+each; the rest are scored with learning frozen, beside the zero-shot prior, length and random.
+See ``llmroute/_learn_eval.py``.
 """
 
 from __future__ import annotations
@@ -61,10 +80,15 @@ from typing import Any
 __all__ = [
     "PairMetrics",
     "PromptRow",
+    "cost_ratio_at",
     "evaluate_pair",
     "load_long",
+    "load_responses",
     "main",
     "pgr_curve",
+    "pool_curve",
+    "pool_lambdas",
+    "pool_result",
 ]
 
 _EPS_GAP = 1e-6
@@ -242,11 +266,56 @@ def load_long(path: str | Path) -> list[PromptRow]:
         return list(_rows_from_dicts(csv.DictReader(f)).values())
 
 
+def load_responses(path: str | Path, models: Sequence[str] | None = None) -> dict[tuple[str, str], str]:
+    """``{(prompt_id, model): response}`` from a CSV / CSV.gz / Parquet file with ``prompt_id, model,
+    response`` (only *models*, when given). Rows without a response are left out."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such responses file: {p}")
+    wanted = set(models) if models else None
+    out: dict[tuple[str, str], str] = {}
+
+    def add(records: Iterable[Mapping[str, Any]]) -> None:
+        for rec in records:
+            try:
+                pid, model, text = rec["prompt_id"], rec["model"], rec["response"]
+            except KeyError as exc:
+                raise ValueError(
+                    f"responses file is missing column {exc.args[0]!r}; need prompt_id, model, response"
+                ) from None
+            if text is None or (wanted is not None and str(model) not in wanted):
+                continue
+            out[(str(pid), str(model))] = str(text)
+
+    if p.name.lower().endswith(".parquet"):
+        try:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise RuntimeError("reading Parquet needs pyarrow: pip install 'llmroute[parquet]' (or pyarrow)") from None
+        names = set(pq.read_schema(p).names)
+        missing = [c for c in ("prompt_id", "model", "response") if c not in names]
+        if missing:
+            raise ValueError(f"responses file is missing column {missing[0]!r}; need prompt_id, model, response")
+        table = pq.read_table(p, columns=["prompt_id", "model", "response"])
+        if wanted is not None:
+            table = table.filter(pc.is_in(table["model"].cast("string"), value_set=pa.array(sorted(wanted))))
+        add(table.to_pylist())
+        return out
+    opener: Callable[..., Any] = gzip.open if p.name.lower().endswith(".gz") else open
+    with opener(p, "rt", encoding="utf-8", newline="") as f:
+        csv.field_size_limit(1 << 30)
+        add(csv.DictReader(f))
+    return out
+
+
 # --------------------------------------------------------------------------- scoring
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, label: str = "predicting") -> None:
+        self.label = label
         self.total = total
         self.enabled = enabled and total >= 500
         self.last = -1
@@ -259,7 +328,7 @@ class _Progress:
         if pct // step != self.last // step or done >= self.total:
             self.last = pct
             bar = "#" * (pct // 4)
-            sys.stderr.write(f"\rpredicting [{bar:<25}] {pct:3d}% ({done}/{self.total})")
+            sys.stderr.write(f"\r{self.label} [{bar:<25}] {pct:3d}% ({done}/{self.total})")
             if done >= self.total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
@@ -302,23 +371,9 @@ def _config_profiles(path: str) -> dict[str, Any]:
     return out
 
 
-def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
-    from llmroute.predictor import ModelProfile
-
-    rows = [r for r in rows if args.strong in r.scores and args.weak in r.scores]
-    if not rows:
-        print(f"error: no prompt has scores for both {args.strong!r} and {args.weak!r}", file=sys.stderr)
-        return 2
-    try:
-        fitted = _config_profiles(args.config) if args.config else {}
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    profiles = [
-        fitted.get(args.strong) or ModelProfile(args.strong, like=args.strong_like),
-        fitted.get(args.weak) or ModelProfile(args.weak, like=args.weak_like),
-    ]
-    preds = _predict_all(rows, profiles, predictor, not args.no_progress)
+def _resolve_mode(args: argparse.Namespace, preds: Sequence[Any]) -> str:
+    """The routing score ``--score`` stands for: ``auto`` is the gap when both models have vectors
+    fitted on your own labels, else the difficulty; warns when ``gap`` has no vectors to use."""
     mode = args.score
     if mode == "auto":
         # the gap only when both vectors were fitted on your own labels; else the difficulty
@@ -331,6 +386,43 @@ def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) 
             "(give --strong-like / --weak-like); its quality is 1 - difficulty",
             file=sys.stderr,
         )
+    return mode
+
+
+def _pair_rows_profiles(args: argparse.Namespace, rows: list[PromptRow]) -> tuple[list[PromptRow], list[Any]] | None:
+    """The prompts scored for both models of the pair, and the two models' predictor profiles
+    (fitted vectors from ``--config``, else ``--strong-like`` / ``--weak-like``); None after an error."""
+    from llmroute.predictor import ModelProfile
+
+    rows = [r for r in rows if args.strong in r.scores and args.weak in r.scores]
+    if not rows:
+        print(f"error: no prompt has scores for both {args.strong!r} and {args.weak!r}", file=sys.stderr)
+        return None
+    try:
+        fitted = _config_profiles(args.config) if args.config else {}
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    profiles = [
+        fitted.get(args.strong) or ModelProfile(args.strong, like=args.strong_like),
+        fitted.get(args.weak) or ModelProfile(args.weak, like=args.weak_like),
+    ]
+    return rows, profiles
+
+
+def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
+    if args.score == "cascade":
+        pair = [r for r in rows if args.strong in r.scores and args.weak in r.scores]
+        if not pair:
+            print(f"error: no prompt has scores for both {args.strong!r} and {args.weak!r}", file=sys.stderr)
+            return 2
+        return _cascade_mode(args, pair, predictor)
+    got = _pair_rows_profiles(args, rows)
+    if got is None:
+        return 2
+    rows, profiles = got
+    preds = _predict_all(rows, profiles, predictor, not args.no_progress)
+    mode = _resolve_mode(args, preds)
     by_bench: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         by_bench.setdefault(r.benchmark, []).append(i)
@@ -368,6 +460,89 @@ def _pair_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) 
     return 0
 
 
+def _cascade_scores(
+    rows: Sequence[PromptRow], responses: Mapping[tuple[str, str], str], weak: str, checks: Any, progress: bool
+) -> list[float]:
+    """The cascade's escalation score ``1 - verdict.score`` of each prompt's weak answer."""
+    from llmroute.checks import Answer, judge
+
+    bar = _Progress(len(rows), progress, "judging")
+    out = []
+    for i, r in enumerate(rows):
+        out.append(1.0 - judge(Answer(responses[(r.prompt_id, weak)], prompt=r.prompt), checks).score)
+        if i % 200 == 0 or i + 1 == len(rows):
+            bar.update(i + 1)
+    return out
+
+
+def _cascade_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
+    """Strong/weak mode routed by the cascade's checks on the weak model's recorded answers."""
+    from llmroute.checks import resolve_checks
+
+    if not args.responses:
+        print("error: --score cascade needs --responses RESPONSES (prompt_id, model, response)", file=sys.stderr)
+        return 2
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
+    try:
+        resolve_checks(checks)
+        responses = load_responses(args.responses, [args.weak])
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    kept = [r for r in rows if (r.prompt_id, args.weak) in responses]
+    skipped = len(rows) - len(kept)
+    if skipped:
+        print(
+            f"note: {skipped} of {len(rows)} prompts have no recorded answer of {args.weak!r}: skipped", file=sys.stderr
+        )
+    if not kept:
+        print(f"error: no prompt has a recorded answer of {args.weak!r} in {args.responses}", file=sys.stderr)
+        return 2
+    scores = _cascade_scores(kept, responses, args.weak, checks, not args.no_progress)
+    by_bench: dict[str, list[int]] = {}
+    for i, r in enumerate(kept):
+        by_bench.setdefault(r.benchmark, []).append(i)
+    result: dict[str, dict[str, Any]] = {}
+    table = []
+    difficulty: list[float] | None = None
+    if not args.json:
+        try:
+            preds = _predict_all(kept, [], predictor, not args.no_progress)
+            difficulty = [p.difficulty for p in preds]
+        except Exception as exc:  # the predictor column is a reference, never a reason to fail
+            print(f"warning: predictor unavailable, its column is left out: {exc}", file=sys.stderr)
+    for bench in sorted(by_bench):
+        idx = by_bench[bench]
+        strong = [kept[i].scores[args.strong] for i in idx]
+        weak = [kept[i].scores[args.weak] for i in idx]
+        m = evaluate_pair([scores[i] for i in idx], strong, weak)
+        if m.degenerate:
+            print(f"warning: {bench}: strong and weak means are equal; reporting random values", file=sys.stderr)
+        result[bench] = {"apgr": m.apgr, "cpt50": m.cpt50, "cpt80": m.cpt80, "n": m.n}
+        lm = evaluate_pair([float(len(kept[i].prompt)) for i in idx], strong, weak)
+        pm = evaluate_pair([difficulty[i] for i in idx], strong, weak) if difficulty is not None else None
+        table.append((bench, m, lm, pm))
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    print(f"strong={args.strong}  weak={args.weak}  routing score=cascade (checks: {args.checks or 'default'})")
+    head = f"{'benchmark':<22}{'n':>6}  {'strong':>6} {'weak':>6} |  {'APGR':>6} {'CPT50':>6} {'CPT80':>6} {'AUC':>6}"
+    head += f" | {'len':>6} {'pred':>6} | {'rand':>5} {'oracle':>6}"
+    print(head)
+    print("-" * len(head))
+    for bench, m, lm, pm in table:
+        flag = " (degenerate)" if m.degenerate else ""
+        print(
+            f"{bench:<22}{m.n:>6}  {m.strong_mean:6.3f} {m.weak_mean:6.3f} |  {m.apgr:6.3f} "
+            f"{m.cpt50:6.3f} {m.cpt80:6.3f} {_fmt(m.auc)} | {lm.apgr:6.3f} {_fmt(pm.apgr if pm else None)} | "
+            f"{0.5:5.2f} {m.oracle_apgr:6.3f}{flag}"
+        )
+    print("APGR: area under PGR vs strong share (random 0.5); len: prompt length; pred: predictor difficulty.")
+    if skipped:
+        print(f"{skipped} prompts without a recorded weak answer were skipped.")
+    return 0
+
+
 def _parse_prices(text: str | None, pool: Sequence[str]) -> dict[str, float]:
     prices: dict[str, float] = {}
     for item in (text or "").split(","):
@@ -380,44 +555,43 @@ def _parse_prices(text: str | None, pool: Sequence[str]) -> dict[str, float]:
     return prices
 
 
-def _pool_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
-    from llmroute.predictor import ModelProfile
-
+def _pool_rows(
+    args: argparse.Namespace, rows: list[PromptRow]
+) -> tuple[list[str], dict[str, float], list[PromptRow]] | None:
+    """``(pool, prices, prompts scored for every pool model)`` of pool mode; None after an error."""
     pool = [m.strip() for m in args.pool.split(",") if m.strip()]
     prices = _parse_prices(args.prices, pool)
     rows = [r for r in rows if all(m in r.scores for m in pool)]
     if not rows:
         print("error: no prompt has scores for every model of --pool", file=sys.stderr)
+        return None
+    return pool, prices, rows
+
+
+def _pool_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) -> int:
+    from llmroute.learning import prior_profiles
+
+    got = _pool_rows(args, rows)
+    if got is None:
         return 2
-    preds = _predict_all(rows, [ModelProfile(m) for m in pool], predictor, not args.no_progress)
-    top = max(prices.values()) or 1.0
-    lambdas = [0.0] + [10 ** (k / 4.0) / top for k in range(-12, 13)] + [1e9]
+    pool, prices, rows = got
+
+    # models the predictor does not know get a family (like) or price prior, as in a router
+    preds = _predict_all(rows, prior_profiles(pool, prices, predictor), predictor, not args.no_progress)
     by_bench: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         by_bench.setdefault(r.benchmark, []).append(i)
     out: dict[str, Any] = {}
     for bench in sorted(by_bench):
-        idx = by_bench[bench]
-        n = len(idx)
-        single = {m: {"cost": prices[m], "score": sum(rows[i].scores[m] for i in idx) / n} for m in pool}
-        curve, oracle = [], []
-        for lam in lambdas:
-            for target, use_pred in ((curve, True), (oracle, False)):
-                cost = score = 0.0
-                for i in idx:
-                    q = preds[i].quality if use_pred else rows[i].scores
-                    best = max(pool, key=lambda m, q=q: (q[m] - lam * prices[m], -prices[m]))
-                    cost += prices[best]
-                    score += rows[i].scores[best]
-                target.append({"lambda": lam, "cost": cost / n, "score": score / n})
-        out[bench] = {"n": n, "curve": curve, "oracle": oracle, "single": single}
+        out[bench] = pool_result(rows, by_bench[bench], [p.quality for p in preds], pool, prices)
     if args.plot:
         _plot_pool(args.plot, out)
     if args.json:
         print(json.dumps(out, sort_keys=True))
         return 0
     for bench, res in out.items():
-        print(f"== {bench} (n={res['n']})")
+        ratio = res["cost_ratio_at_95"]
+        print(f"== {bench} (n={res['n']}; cost ratio at 95 % of the best single model: {_fmt(ratio).strip()})")
         print(
             "  single models: "
             + ", ".join(f"{m}: score {v['score']:.3f} @ {v['cost']:g}" for m, v in res["single"].items())
@@ -426,6 +600,84 @@ def _pool_mode(args: argparse.Namespace, rows: list[PromptRow], predictor: Any) 
         for c, o in zip(res["curve"], res["oracle"], strict=True):
             print(f"  {c['lambda']:10.4g} {c['cost']:10.4g} {c['score']:7.3f} | {o['cost']:11.4g} {o['score']:7.3f}")
     return 0
+
+
+def pool_lambdas(prices: Mapping[str, float]) -> list[float]:
+    """The cost weights of the pool-mode sweep: 0, 10^(k/4) / max price for k in -12..12, and 1e9."""
+    top = max(prices.values()) or 1.0
+    return [0.0] + [10 ** (k / 4.0) / top for k in range(-12, 13)] + [1e9]
+
+
+def pool_curve(
+    rows: Sequence[PromptRow],
+    idx: Sequence[int],
+    quality: Sequence[Mapping[str, float]],
+    pool: Sequence[str],
+    prices: Mapping[str, float],
+) -> list[dict[str, float]]:
+    """``[{lambda, cost, score}]``: every prompt of *idx* goes to the model maximising
+    ``quality[i][m] - lambda * price`` (ties to the cheaper), for each cost weight of the sweep."""
+    n = len(idx)
+    out = []
+    for lam in pool_lambdas(prices):
+        cost = score = 0.0
+        for i in idx:
+            q = quality[i]
+            best = max(pool, key=lambda m, q=q: (q[m] - lam * prices[m], -prices[m]))
+            cost += prices[best]
+            score += rows[i].scores[best]
+        out.append({"lambda": lam, "cost": cost / n, "score": score / n})
+    return out
+
+
+def cost_ratio_at(
+    curve: Sequence[Mapping[str, float]], single: Mapping[str, Mapping[str, float]], share: float = 0.95
+) -> float | None:
+    """Cost ratio of a routing curve at ``share`` of the best single model's mean score.
+
+    The lowest mean cost at which the curve's mean score reaches ``share x`` the best single
+    model's (between two points of the curve, a router that mixes those two cost weights at
+    random reaches every point of the segment, so segments are interpolated), divided by the
+    price of the cheapest single model that reaches that score. Below 1: routing beats picking
+    one model. ``None`` when the curve never reaches the score.
+    """
+    target = share * max(v["score"] for v in single.values())
+    price = min(v["cost"] for v in single.values() if v["score"] >= target - 1e-12)
+    pts = sorted((p["cost"], p["score"]) for p in curve)
+    best: float | None = None
+    for k, (c, sc) in enumerate(pts):
+        if sc >= target - 1e-12:
+            best = c if best is None else min(best, c)
+        if k:
+            c0, s0 = pts[k - 1]
+            if (s0 - target) * (sc - target) < 0:  # the segment crosses the target score
+                x = c0 + (c - c0) * (target - s0) / (sc - s0)
+                best = x if best is None else min(best, x)
+    if best is None:
+        return None
+    return best / price if price > 0 else None
+
+
+def pool_result(
+    rows: Sequence[PromptRow],
+    idx: Sequence[int],
+    quality: Sequence[Mapping[str, float]],
+    pool: Sequence[str],
+    prices: Mapping[str, float],
+) -> dict[str, Any]:
+    """One benchmark of pool mode: ``n``, the router's ``curve``, the ``oracle`` curve, each
+    ``single`` model's cost and score, and ``cost_ratio_at_95`` (:func:`cost_ratio_at`)."""
+    n = len(idx)
+    single = {m: {"cost": prices[m], "score": sum(rows[i].scores[m] for i in idx) / n} for m in pool}
+    curve = pool_curve(rows, idx, quality, pool, prices)
+    oracle = pool_curve(rows, idx, [r.scores for r in rows], pool, prices)
+    return {
+        "n": n,
+        "curve": curve,
+        "oracle": oracle,
+        "single": single,
+        "cost_ratio_at_95": cost_ratio_at(curve, single),
+    }
 
 
 def _plot_pool(path: str, out: Mapping[str, Any]) -> None:
@@ -506,12 +758,19 @@ def _build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--weak-like", help="a training-pool model the weak model resembles")
     ap.add_argument(
         "--score",
-        choices=("auto", "gap", "difficulty"),
+        choices=("auto", "gap", "difficulty", "cascade"),
         default="auto",
         help="routing score: predicted difficulty, the predicted quality gap of the two models, or auto "
         "(the default: the gap when both models have vectors fitted on your labels in --config, "
-        "else the difficulty, which is best on unseen tasks)",
+        "else the difficulty, which is best on unseen tasks); cascade: the answer checks on the weak "
+        "model's recorded answer (needs --responses)",
     )
+    ap.add_argument(
+        "--responses",
+        metavar="RESPONSES",
+        help="--score cascade: CSV, CSV.gz or Parquet with prompt_id, model, response (the weak model's answers)",
+    )
+    ap.add_argument("--checks", help="--score cascade: comma-separated check names (default: the default checks)")
     ap.add_argument(
         "--config",
         metavar="CFG.json",
@@ -521,6 +780,38 @@ def _build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--pool", help="multi-model mode: comma-separated model names")
     ap.add_argument("--prices", help="multi-model mode: NAME=PRICE,... (any unit, per call)")
     ap.add_argument("--model", help="predictor.onnx to use instead of the shipped one")
+    ap.add_argument(
+        "--learn",
+        type=int,
+        metavar="N",
+        help="handle the first N prompts (seeded random order, all benchmarks mixed) as live traffic, "
+        "learning online after each, then score the rest with learning frozen (see llmroute/_learn_eval.py)",
+    )
+    ap.add_argument(
+        "--observe",
+        choices=("both", "routed"),
+        default="both",
+        help="with --learn: see every model's score after each call (both), or only the routed model's (routed)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="with --learn: order of the prompts and exploration")
+    ap.add_argument(
+        "--learn-share",
+        type=float,
+        default=0.5,
+        help="with --learn --observe routed, strong/weak mode: share of strong calls the router aims at while learning",
+    )
+    ap.add_argument(
+        "--learn-cost-weight",
+        type=float,
+        help="with --learn --observe routed, pool mode: the cost weight the router routes by while learning "
+        "(default 0.1 / the highest price: the dearest model must buy 0.1 more quality than a free one)",
+    )
+    ap.add_argument(
+        "--explore-share",
+        type=float,
+        default=0.1,
+        help="with --learn --observe routed, pool mode: cap of exploration's extra cost, as a share of the routed cost",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--plot", metavar="FILE.png", help="draw the routing curves (needs matplotlib)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -547,6 +838,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llmroute.predictor import Predictor
 
     predictor = Predictor.load(args.model) if args.model else Predictor.default()
+    if args.learn is not None and args.score == "cascade":
+        print("error: --learn does not combine with --score cascade (it judges recorded answers)", file=sys.stderr)
+        return 2
+    if args.learn is not None:
+        from llmroute import _learn_eval
+
+        return _learn_eval.main(args, rows, predictor)
     if args.pool:
         return _pool_mode(args, rows, predictor)
     return _pair_mode(args, rows, predictor)

@@ -32,6 +32,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState
 
 from ._clock import Clock, Sleep
+from ._http import HTTPX, Wire
 from ._log import attempt_fields, call_fields
 from .config import RetryConfig
 from .costs import Price, cost_usd
@@ -40,7 +41,6 @@ from .errors import (
     BudgetExceededError,
     DeadlineExceededError,
     LLMRouteError,
-    ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
     RateLimitError,
@@ -176,53 +176,20 @@ class _Progress:
         self.headers: httpx.Headers | None = None
 
 
-#: httpx errors raised before any byte of the request left: the provider never saw it.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
-def _map_transport_error(exc: httpx.HTTPError, target: Target, *, reading: bool) -> ProviderError:
-    """An httpx exception as a ProviderError, keeping the cause.
-
-    A ``LocalProtocolError`` is the HTTP stack refusing to *send* the request (e.g. h11's
-    "Illegal header value"): its text, and that of the httpcore/h11 errors it chains, may quote a
-    request header, API key included. That text is blanked along the whole chain and the error
-    says only what kind of failure it was; it is not retried (the same request fails the same way).
-    """
-    fields = target.error_fields()
-    if isinstance(exc, httpx.LocalProtocolError):
-        link: BaseException | None = exc
-        for _ in range(8):  # the chain is httpx -> httpcore -> h11; bounded against cycles
-            if link is None:
-                break
-            link.args = ("(details withheld: they may quote request headers)",)
-            link = link.__cause__ or link.__context__
-        return ProviderError(
-            f"the HTTP client refused to send the request ({type(exc).__name__}; an invalid header or URL, "
-            "details withheld: they may quote request headers)",
-            **fields,
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return ProviderTimeoutError(f"timed out ({type(exc).__name__})", **fields)
-    if isinstance(exc, httpx.RemoteProtocolError) and reading:
-        return ResponseError(f"connection closed mid-response ({exc})", **fields)
-    if isinstance(exc, httpx.TransportError):
-        return ProviderConnectionError(f"connection failed ({type(exc).__name__}: {exc})", **fields)
-    return ProviderError(f"HTTP error ({type(exc).__name__}: {exc})", **fields)
-
-
 def _http_request(
-    pc: PlannedCandidate, request: ChatRequest, *, stream: bool, urls: dict[str, httpx.URL] | None = None
-) -> httpx.Request:
+    pc: PlannedCandidate, request: ChatRequest, wire: Wire, *, stream: bool, urls: dict[str, Any] | None = None
+) -> Any:
+    """The *wire* package's request for one attempt (an ``httpx.Request`` or an ``httpx2.Request``)."""
     spec = pc.adapter.build_request(pc.request or request, pc.target, stream=stream)
-    url: str | httpx.URL = spec.url
+    url: Any = spec.url
     if urls is not None:  # parsing a URL costs more than the rest of the request: keep them
         parsed = urls.get(spec.url)
         if parsed is None:
             if len(urls) >= 4096:
                 urls.clear()
-            parsed = urls[spec.url] = httpx.URL(spec.url)
+            parsed = urls[spec.url] = wire.URL(spec.url)
         url = parsed
-    return httpx.Request(spec.method, url, headers=spec.headers, content=spec.body, extensions={"timeout": pc.timeout})
+    return wire.Request(spec.method, url, headers=spec.headers, content=spec.body, extensions={"timeout": pc.timeout})
 
 
 async def send(
@@ -230,22 +197,24 @@ async def send(
     pc: PlannedCandidate,
     request: ChatRequest,
     *,
-    urls: dict[str, httpx.URL] | None = None,
+    urls: dict[str, Any] | None = None,
     progress: _Progress | None = None,
+    wire: Wire = HTTPX,
 ) -> Completion:
     """One non-streamed attempt: send, read, parse. Raises a ProviderError on failure.
 
-    *urls* is an optional cache of parsed URLs, shared across calls.
+    *urls* is an optional cache of parsed URLs, shared across calls; *wire* is the HTTP package of
+    *client* (``httpx`` or ``httpx2``: see ``llmroute._http``).
     """
-    http_request = _http_request(pc, request, stream=False, urls=urls)
+    http_request = _http_request(pc, request, wire, stream=False, urls=urls)
     if progress is not None:
         progress.sent = True
     try:
         response = await client.send(http_request)
-    except httpx.HTTPError as exc:
-        if progress is not None and isinstance(exc, _NOT_SENT):
+    except wire.HTTPError as exc:
+        if progress is not None and isinstance(exc, wire.not_sent):
             progress.sent = False
-        raise _map_transport_error(exc, pc.target, reading=True) from exc
+        raise wire.map_error(exc, pc.target.error_fields(), reading=True) from exc
     if progress is not None:
         progress.headers = response.headers
     if response.status_code >= 300:
@@ -256,13 +225,14 @@ async def send(
 class _AttemptStream:
     """One streamed attempt: the open response, its parser, and its admission place."""
 
-    __slots__ = ("_admission", "_bytes", "_parser", "_pc", "_pending", "_progress", "_response", "queued_s")
+    __slots__ = ("_admission", "_bytes", "_parser", "_pc", "_pending", "_progress", "_response", "_wire", "queued_s")
 
-    def __init__(self, pc: PlannedCandidate, progress: _Progress) -> None:
+    def __init__(self, pc: PlannedCandidate, progress: _Progress, wire: Wire = HTTPX) -> None:
         self._pc = pc
         self._progress = progress
+        self._wire = wire
         self._admission: Admission | None = None
-        self._response: httpx.Response | None = None
+        self._response: Any = None
         self._bytes: AsyncIterator[bytes] | None = None
         self._parser = pc.adapter.stream_parser(pc.target)
         self._pending: list[Chunk] = []
@@ -273,7 +243,7 @@ class _AttemptStream:
         self,
         client: httpx.AsyncClient,
         request: ChatRequest,
-        urls: dict[str, httpx.URL] | None = None,
+        urls: dict[str, Any] | None = None,
         admission: Admission | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -282,7 +252,8 @@ class _AttemptStream:
         With *admission*, first wait for a place (timed with *clock* into :attr:`queued_s`); it is
         held until :meth:`aclose`.
         """
-        http_request = _http_request(self._pc, request, stream=True, urls=urls)
+        wire = self._wire
+        http_request = _http_request(self._pc, request, wire, stream=True, urls=urls)
         if admission is not None:
             queued_at = None if clock is None else clock()
             await admission.acquire(self._progress)
@@ -292,16 +263,16 @@ class _AttemptStream:
         self._progress.sent = True
         try:
             self._response = await client.send(http_request, stream=True)
-        except httpx.HTTPError as exc:
-            if isinstance(exc, _NOT_SENT):
+        except wire.HTTPError as exc:
+            if isinstance(exc, wire.not_sent):
                 self._progress.sent = False
-            raise _map_transport_error(exc, self._pc.target, reading=False) from exc
+            raise wire.map_error(exc, self._pc.target.error_fields(), reading=False) from exc
         self._progress.headers = self._response.headers
         if self._response.status_code >= 300:
             try:
                 body = await self._response.aread()
-            except httpx.HTTPError as exc:
-                raise _map_transport_error(exc, self._pc.target, reading=True) from exc
+            except wire.HTTPError as exc:
+                raise wire.map_error(exc, self._pc.target.error_fields(), reading=True) from exc
             raise self._pc.adapter.parse_error(
                 self._response.status_code, self._response.headers, body, self._pc.target
             )
@@ -323,8 +294,8 @@ class _AttemptStream:
                 parser, self._parser = self._parser, None
                 self._pending.extend(parser.close())
                 break
-            except httpx.HTTPError as exc:
-                raise _map_transport_error(exc, self._pc.target, reading=True) from exc
+            except self._wire.HTTPError as exc:
+                raise self._wire.map_error(exc, self._pc.target.error_fields(), reading=True) from exc
             self._feed(data)
         return self._pending.pop(0) if self._pending else None
 
@@ -371,9 +342,12 @@ class Executor:
         budget: Budget | None = None,
         rng: Callable[[], float] | None = None,
         max_in_flight: int | None = None,
+        wire: Wire = HTTPX,
         rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.client = client
+        #: The HTTP package of *client* (``httpx`` or ``httpx2``): its request and exception classes.
+        self.wire = wire
         self.clock = clock
         self.sleep = sleep
         self.hooks = tuple(hooks)
@@ -384,7 +358,7 @@ class Executor:
         self.admission = Admission(max_in_flight) if max_in_flight else None
         self._rng = rng
         self._retrying = AsyncRetrying(sleep=sleep)  # only the owner object tenacity's retry state wants
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- bookkeeping
     async def _start(
@@ -540,6 +514,7 @@ class Executor:
             provider_model=completion.response_model or c.provider_model,
             route=plan.trace,
             response_id=completion.response_id,
+            logprobs=completion.logprobs,
         )
 
     def _call_started(self, plan: Plan, t0: float, stream: bool) -> None:
@@ -662,9 +637,9 @@ class Executor:
             attempt.queued_s = self.clock() - queued_at
         try:
             if pc.attempt_s is None:
-                return await send(self.client, pc, request, urls=self._urls, progress=progress)
+                return await send(self.client, pc, request, urls=self._urls, progress=progress, wire=self.wire)
             with anyio.move_on_after(pc.attempt_s):
-                return await send(self.client, pc, request, urls=self._urls, progress=progress)
+                return await send(self.client, pc, request, urls=self._urls, progress=progress, wire=self.wire)
             raise ProviderTimeoutError(f"attempt exceeded {pc.attempt_s:g}s", **pc.target.error_fields()) from None
         finally:
             if admission is not None:
@@ -753,7 +728,7 @@ class _StreamRun:
     ) -> tuple[_AttemptStream, Chunk, list[Chunk]]:
         """Open an attempt (after admission) and read up to its first content chunk."""
         ex = self.ex
-        stream = _AttemptStream(pc, progress)
+        stream = _AttemptStream(pc, progress, ex.wire)
         try:
             if deadline_at is None:
                 await stream.open(ex.client, self.plan.request, ex._urls, ex.admission, ex.clock)
@@ -889,7 +864,12 @@ class ReplyStream:
 
     @property
     def reply(self) -> Reply | None:
-        """The complete reply, once the stream has ended normally (else ``None``)."""
+        """The complete reply, once the stream has ended normally (else ``None``).
+
+        It is set before ``async for`` stops, so the end of the loop is the stream's end event:
+        code that needs the cost, the chosen model and deployment or the trace at the end of a
+        stream (the framework integrations do) reads ``stream.reply`` there. No chunk carries it.
+        """
         return self._run.reply
 
     @property

@@ -23,8 +23,6 @@ llmroute.predictor`` imports neither onnxruntime nor the tokenizer.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -39,6 +37,8 @@ except ImportError:  # pragma: no cover - errors.py not present
     _Base = Exception  # type: ignore[assignment,misc]
 
 __all__ = [
+    "FAMILIES",
+    "PRICE_EXPONENT",
     "ModelProfile",
     "Prediction",
     "Predictor",
@@ -72,6 +72,10 @@ class ModelProfile:
     like: str | None = None
     tier: str | None = None
     vector: tuple[float, ...] | None = None
+    #: For a model the predictor does not know: its price divided by the geometric mean price of
+    #: the models it is routed among (the router fills it in). Its predicted quality is then
+    #: ``1 - difficulty x price_ratio ** -PRICE_EXPONENT`` instead of ``1 - difficulty``.
+    price_ratio: float | None = None
 
     @classmethod
     def from_config(cls, name: str, cfg: Mapping[str, Any] | None) -> ModelProfile:
@@ -106,6 +110,9 @@ class Prediction:
     n_tokens: int
     #: First 12 hex digits of the ONNX file's sha256.
     model_id: str
+    #: The prompt's features (``llmroute._features.Features``) the prediction was made from, kept so
+    #: that learning from this prompt later (``llmroute.learning``) needs no second extraction.
+    features: Any = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for traces and logs)."""
@@ -117,6 +124,41 @@ class Prediction:
             "n_tokens": self.n_tokens,
             "model_id": self.model_id,
         }
+
+
+#: Failure rate of a model the predictor does not know scales as ``price_ratio ** -PRICE_EXPONENT``:
+#: the slope of log(failure rate) on log(mean cost per call) over RouterBench's 11 models (0.131).
+PRICE_EXPONENT = 0.13
+
+#: ``(regular expression on the lower-cased provider model id, training-pool model)``: the same
+#: family *and size* as a pool model (see :meth:`Predictor.family_like`).
+FAMILIES: tuple[tuple[str, str], ...] = (
+    (r"gpt-4-(1106|0125|turbo)", "gpt-4-1106-preview"),
+    (r"gpt-3\.5-turbo", "gpt-3.5-turbo-1106"),
+    (r"claude-instant", "claude-instant-v1"),
+    (r"claude-(v2|2)\b", "claude-v2"),
+    (r"claude-(v1|1)\b", "claude-v1"),
+    (r"mixtral-8x7b", "mistralai/mixtral-8x7b-chat"),
+    (r"mistral-7b-instruct", "mistralai/mistral-7b-chat"),
+    (r"mistral-7b-v0\.1$", "mistralai/Mistral-7B-v0.1"),
+    (r"metamath-mistral-7b", "meta-math/MetaMath-Mistral-7B"),
+    (r"dolphin-2\.6-mistral-7b", "cognitivecomputations/dolphin-2.6-mistral-7b"),
+    (r"dolphin-2\.9-llama-?3-8b", "cognitivecomputations/dolphin-2.9-llama3-8b"),
+    (r"chinese-mistral-7b", "itpossible/Chinese-Mistral-7B-v0.1"),
+    (r"zephyr-7b", "HuggingFaceH4/zephyr-7b-beta"),
+    (r"llama-?2-70b", "meta/llama-2-70b-chat"),
+    (r"code-?llama-34b", "meta/code-llama-instruct-34b-chat"),
+    (r"(meta-)?llama-?3-8b", "meta-llama/Meta-Llama-3-8B"),
+    (r"yi-34b", "zero-one-ai/Yi-34B-Chat"),
+    (r"wizardlm-13b", "WizardLM/WizardLM-13B-V1.2"),
+)
+
+
+def _unknown_quality(difficulty: float, price_ratio: float | None) -> float:
+    """Predicted quality of a model without a vector (see :data:`PRICE_EXPONENT`)."""
+    if price_ratio is None or not price_ratio > 0:
+        return 1.0 - difficulty
+    return min(1.0, max(0.0, 1.0 - difficulty * price_ratio**-PRICE_EXPONENT))
 
 
 def _as_profile(m: ModelProfile | str) -> ModelProfile:
@@ -182,27 +224,11 @@ class Predictor:
         with self._lock:
             if self._meta is not None:
                 return self._meta
-            try:
-                onnx_bytes = self.onnx_path.read_bytes()
-            except OSError as exc:
-                raise PredictorUnavailableError(
-                    f"predictor model not found or unreadable: {self.onnx_path} ({exc.strerror or exc})"
-                ) from exc
-            try:
-                meta = json.loads(self.sidecar_path.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise PredictorUnavailableError(
-                    f"predictor sidecar not found or unreadable: {self.sidecar_path}"
-                ) from exc
-            except ValueError as exc:
-                raise PredictorUnavailableError(f"predictor sidecar is not valid JSON: {self.sidecar_path}") from exc
-            digest = hashlib.sha256(onnx_bytes).hexdigest()
-            want = meta.get("onnx_sha256") if isinstance(meta, dict) else None
-            if want != digest:
-                raise PredictorUnavailableError(
-                    f"predictor model {self.onnx_path} is corrupt or does not match its sidecar "
-                    f"(sha256 {digest[:12]}..., sidecar says {str(want)[:12]}...)"
-                )
+            from llmroute._onnx import read_checked
+
+            onnx_bytes, meta, digest = read_checked(
+                self.onnx_path, self.sidecar_path, "predictor", PredictorUnavailableError
+            )
             from llmroute import _features
 
             feats = meta.get("features", {})
@@ -226,22 +252,10 @@ class Predictor:
         self._ensure_meta()
         with self._lock:
             if self._session is None:
-                try:
-                    import onnxruntime as ort
-                except ImportError as exc:  # pragma: no cover - runtime dependency
-                    raise PredictorUnavailableError("onnxruntime is not installed") from exc
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = 1
-                opts.inter_op_num_threads = 1
-                opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-                opts.log_severity_level = 3
-                try:
-                    sess = ort.InferenceSession(self._onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-                except Exception as exc:
-                    raise PredictorUnavailableError(
-                        f"predictor model {self.onnx_path} could not be loaded by onnxruntime: {exc}"
-                    ) from exc
-                from llmroute import _features
+                from llmroute import _features, _onnx
+
+                label = f"predictor model {self.onnx_path}"
+                sess = _onnx.inline_session(self._onnx_bytes, label, PredictorUnavailableError)
 
                 self._wants_tokens = any(i.name == "tokens" for i in sess.get_inputs())
                 self._encoder = _features._encoder()
@@ -279,7 +293,25 @@ class Predictor:
             return tuple(pool[profile.like]), True, f"like:{profile.like}"
         if profile.tier and profile.tier in tiers and profile.tier != "neutral":
             return tuple(tiers[profile.tier]), True, f"tier:{profile.tier}"
+        if profile.price_ratio is not None:
+            return tuple(tiers["neutral"]), False, f"price:{profile.price_ratio:.3g}"
         return tuple(tiers["neutral"]), False, "neutral"
+
+    def family_like(self, model_id: str) -> str | None:
+        """The training-pool model whose family and size *model_id* (a provider's model id, any
+        case, with or without ``org/`` or ``provider/`` prefixes) names, or None.
+
+        Deliberately narrow (:data:`FAMILIES`): a newer generation of a family (``gpt-4o``,
+        ``claude-3-5-sonnet``, ``llama-3.1``) is not the pool model and gets no match.
+        """
+        import re
+
+        pool = self._ensure_meta()["models"]
+        low = model_id.lower()
+        for pattern, like in FAMILIES:
+            if like in pool and re.search(pattern, low):
+                return like
+        return None
 
     def _vectors(self, models: Sequence[ModelProfile]) -> tuple[Any, tuple, tuple]:
         key = tuple(models)
@@ -325,8 +357,9 @@ class Predictor:
         d = float(difficulty[0])
         q = quality.tolist()
         if not all(known):
-            # no vector for this model: its quality is the transferable part, 1 - difficulty
-            q = [qi if k else 1.0 - d for qi, k in zip(q, known)]
+            # no vector for this model: its quality is the transferable part, 1 - difficulty,
+            # with the failure rate scaled by its relative price when the router gave one
+            q = [qi if k else _unknown_quality(d, p.price_ratio) for qi, k, p in zip(q, known, profiles)]
         return Prediction(
             difficulty=d,
             quality=dict(zip(names, q)),
@@ -335,6 +368,7 @@ class Predictor:
             latent=tuple(latent.tolist()),
             n_tokens=feats.n_tokens,
             model_id=self._model_id,
+            features=feats,
         )
 
     def try_predict(

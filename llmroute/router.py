@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
 from . import _clock
 from ._clock import Clock, Sleep
+from ._http import wire_for
 from ._request import validate_request
 from ._transport import PooledTransport, env_proxies
 from .config import (
@@ -43,6 +43,7 @@ from .costs import Price, estimate_cost_usd, lookup_price
 from .errors import ConfigError, ContextWindowExceededError, InvalidRequestError, UnknownRouteError
 from .execute import Executor, Plan, PlannedCandidate, ReplyStream
 from .hooks import Hooks
+from .learning import Learning
 from .policy.budget import Budget, Ledger, call_scope
 from .policy.ordering import order_candidates
 from .providers import get_adapter
@@ -50,7 +51,7 @@ from .providers.base import Adapter, Target
 from .ratelimit import RateLimiter
 from .stores import Store
 from .tokens import count_message_tokens
-from .types import Candidate, ChatRequest, Message, Reply, RouteTrace
+from .types import Candidate, Capabilities, ChatRequest, Message, Reply, RouteTrace
 
 __all__ = ["Router"]
 
@@ -100,6 +101,7 @@ def _with_max_tokens(req: ChatRequest, max_tokens: int) -> ChatRequest:
         req.stop,
         req.response_format,
         req.extra_body,
+        req.logprobs,
     )
 
 
@@ -130,21 +132,20 @@ class Router:
     """Routes chat calls across the providers, models and deployments of a :class:`Config`.
 
     Inject the parts tests and integrations need: ``http_client`` (or just ``transport``, an
-    ``httpx.AsyncBaseTransport``), ``clock`` and ``sleep`` (virtual time), ``hooks`` (attempt
-    observers), ``budget`` (reserve/settle spending), ``store`` (where the config's budgets and rate
-    limits live; default: the one ``config.store`` names) and ``predictor`` (predictive routes).
+    ``AsyncBaseTransport``), of either ``httpx`` or ``httpx2`` (the package is found once, here, so
+    the router can share one connection pool with an SDK built on either), ``clock`` and ``sleep``
+    (virtual time), ``hooks`` (attempt observers), ``budget`` (reserve/settle spending), ``store``
+    (where the config's budgets and rate limits live; default: the one ``config.store`` names) and
+    ``predictor`` (predictive routes).
     Close it with ``await router.aclose()`` or use ``async with``.
     """
-
-    #: Feedback labels kept per model by :meth:`record_feedback` (the oldest are dropped).
-    feedback_limit: int = 10_000
 
     def __init__(
         self,
         config: Config | Mapping[str, Any],
         *,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: Any = None,
+        transport: Any = None,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
         hooks: Sequence[Hooks] = (),
@@ -163,12 +164,13 @@ class Router:
             transport = PooledTransport(
                 max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_keepalive_connections
             )
-        self._client = http_client or httpx.AsyncClient(
+        wire = wire_for(http_client if http_client is not None else transport)
+        self._client = http_client or wire.AsyncClient(
             transport=transport,
-            limits=httpx.Limits(
+            limits=wire.Limits(
                 max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_keepalive_connections
             ),
-            timeout=httpx.Timeout(cfg.timeout.read_s, connect=cfg.timeout.connect_s),
+            timeout=wire.Timeout(cfg.timeout.read_s, connect=cfg.timeout.connect_s),
             follow_redirects=False,
         )
         self._clock = clock or _clock.monotonic
@@ -179,14 +181,16 @@ class Router:
             hooks=hooks,
             budget=budget,
             max_in_flight=cfg.max_connections,
+            wire=wire,
             rate_limiter=limiter,
         )
         self._predictor = predictor
+        self._cascade_runner: Any = None
         self._warm = False
         self._warm_lock = anyio.Lock()
         self._profiles: dict[str, Any] = {}
-        #: Feedback labels per model: ``(prompt latent, score)`` (see :meth:`record_feedback`).
-        self._feedback: dict[str, Any] = {}
+        self._learning = Learning(self)
+        self._background: Any = None
         self._deployments: dict[str, list[_Deployment]] = {
             name: self._resolve_model(name, model) for name, model in cfg.models.items()
         }
@@ -273,6 +277,28 @@ class Router:
             )
         return out
 
+    def capabilities(self, *, route: str | None = None, model: str | None = None) -> Capabilities:
+        """What every model of *route* (or the one *model*; default: the default route) can do.
+
+        From each model's ``capabilities`` in the config; a capability holds for a route when it
+        holds for all its models, since any of them may answer.
+        """
+        _, rcfg = self._route(route, model)
+        models = [self.config.models[m] for m in rcfg.models]
+
+        def schema(m: ModelConfig) -> bool:
+            declared = m.capabilities.json_schema
+            if declared is not None:
+                return declared
+            return all(self.config.providers[d.provider].api != "anthropic" for d in m.deployments)
+
+        return Capabilities(
+            tools=all(m.capabilities.tools for m in models),
+            json_schema=all(schema(m) for m in models),
+            vision=all(m.capabilities.vision for m in models),
+            streaming=all(m.capabilities.streaming for m in models),
+        )
+
     # ------------------------------------------------------------------ planning
     def _route(self, route: str | None, model: str | None) -> tuple[str, RouteConfig]:
         cfg = self.config
@@ -301,11 +327,17 @@ class Router:
         tags: Sequence[str] | None = None,
         **request: Any,
     ) -> Plan:
-        """Decide how a call would be routed, without sending anything (also a dry run)."""
+        """Decide how a call would be routed, without sending anything (also a dry run).
+
+        For a cascade route the plan lists every tier's candidates in tier order (the cascade
+        itself runs each tier as its own plan and judges its answer: ``llmroute.cascade``).
+        """
         name, rcfg = self._route(route, model)
         who, labels = call_scope(user, tags)
         req = ChatRequest(messages=_as_messages(messages), **request)
         validate_request(req)  # bad input fails here, before anything is planned or sent
+        if rcfg.strategy == "cascade":
+            return self._cascade_dry_run(name, rcfg, req, _call_deadline(deadline_s, rcfg), who, labels)
         return self._plan(name, rcfg, req, _call_deadline(deadline_s, rcfg), who, labels)
 
     def _plan(
@@ -390,6 +422,52 @@ class Router:
             on_budget_exceeded=rcfg.on_budget_exceeded,
         )
 
+    def _cascade_dry_run(
+        self, name: str, rcfg: RouteConfig, req: ChatRequest, deadline: float | None, who: str | None, labels: Any
+    ) -> Plan:
+        from .policy.cascade import tiers_of
+
+        plans = [self._plan(name, t.route, req, deadline, who, labels) for t in tiers_of(rcfg)]
+        first = plans[0]
+        cands = [c for p in plans for c in p.trace.candidates]
+        tiers = " then ".join(f"tier {i + 1} ({p.trace.reason})" for i, p in enumerate(plans))
+        trace = RouteTrace(name, "cascade", cands, est_input_tokens=first.est_input_tokens, reason=f"cascade: {tiers}")
+        return dataclasses.replace(
+            first,
+            candidates=[pc for p in plans for pc in p.candidates],
+            trace=trace,
+            skipped=[e for p in plans for e in p.skipped],
+        )
+
+    def _cascade(self) -> Any:
+        """The cascade runner (built once): tiers planned by this router, judged, labelled."""
+        runner = self._cascade_runner
+        if runner is None:
+            from .cascade import Cascade
+
+            def plan_tier(name: str, tier: Any, req: ChatRequest, deadline: float | None, scope: Any) -> Plan:
+                return self._plan(name, tier.route, req, deadline, *scope)
+
+            runner = self._cascade_runner = Cascade(
+                self._executor,
+                plan=plan_tier,
+                clock=self._clock,
+                predict=self._predict_quality,
+                feedback=self.record_feedback,
+                prepare=self._ensure_warm,
+            )
+        return runner
+
+    def _predict_quality(self, req: ChatRequest, models: Sequence[str]) -> tuple[Mapping[str, float], Any] | None:
+        """The predictor's quality per model for a request (``None`` when it is unavailable)."""
+        profiles = self._learning.route_profiles(list(models))  # unknown models: a price or family prior
+        prediction = self._get_predictor().try_predict(req.messages, profiles, tools=req.tools)
+        return None if prediction is None else (dict(prediction.quality), prediction)
+
+    async def _ensure_warm(self) -> None:
+        if not self._warm:
+            await self.warmup()
+
     def _predictive(
         self, req: ChatRequest, rcfg: RouteConfig, deps: list[_Deployment], cands: list[Candidate]
     ) -> tuple[list[_Deployment], list[Candidate], str, Any]:
@@ -416,16 +494,16 @@ class Router:
 
     def _predict_order(self, req: ChatRequest, rcfg: RouteConfig, cands: list[Candidate]) -> tuple[list[str], Any]:
         """Ask the predictor about this prompt and let the predictive policy order the models."""
-        from .policy.predictive import PredictiveCandidate, choose
+        from .policy.predictive import PredictiveCandidate
         from .predictor import Predictor
 
         if self._predictor is None:
             self._predictor = Predictor.default()
         models = list(dict.fromkeys(c.model for c in cands))
-        profiles = [self._profile(m) for m in models]
+        profiles = self._learning.route_profiles(models)  # unknown models: a price or family prior
         prediction = self._predictor.try_predict(req.messages, profiles, tools=req.tools)
         cheapest = {m: min(c.est_cost_usd for c in cands if c.model == m) for m in models}
-        decision = choose(
+        decision = self._learning.decide(  # the prior's choice, adjusted by what was learned (learning.py)
             prediction,
             [PredictiveCandidate(m, cheapest[m]) for m in models],
             quality_target=rcfg.quality_target,
@@ -476,13 +554,17 @@ class Router:
         validate_request(req)
         who, labels = call_scope(user, tags)
         deadline = _call_deadline(deadline_s, rcfg)
+        if rcfg.strategy == "cascade":  # each tier judged, kept or escalated (llmroute/cascade.py)
+            return await self._cascade().complete(name, rcfg, req, deadline, (who, labels))
 
         async def make_plan() -> Plan:
             if not self._warm:
                 await self.warmup()
             return self._plan(name, rcfg, req, deadline, who, labels)
 
-        return await self._executor.complete(make_plan, deadline_s=deadline, route=name, t0=t0)
+        reply = await self._executor.complete(make_plan, deadline_s=deadline, route=name, t0=t0)
+        self._learning.observe(req, reply)  # labels from the reply itself (learning.py)
+        return reply
 
     def stream(
         self,
@@ -523,6 +605,8 @@ class Router:
         validate_request(req)
         who, labels = call_scope(user, tags)
         deadline = _call_deadline(deadline_s, rcfg)
+        if rcfg.strategy == "cascade":
+            return self._cascade().stream(name, rcfg, req, deadline, (who, labels))
 
         async def make_plan() -> Plan:
             if not self._warm:
@@ -531,48 +615,78 @@ class Router:
 
         return self._executor.stream(make_plan, deadline_s=deadline, route=name)
 
-    # ------------------------------------------------------------------ calibration
+    # ------------------------------------------------------------------ learning (llmroute/learning.py)
+    @property
+    def learning(self) -> Learning:
+        """What this router learns from its traffic: calibration, feedback, refits (``llmroute.learning``)."""
+        return self._learning
+
+    @property
+    def feedback_limit(self) -> int:
+        """Feedback labels kept per model by :meth:`record_feedback` (the oldest are dropped)."""
+        return self._learning.feedback_limit
+
+    @feedback_limit.setter
+    def feedback_limit(self, value: int) -> None:
+        self._learning.feedback_limit = value
+
     def calibrate(
         self,
         prompts: Sequence[Sequence[Message] | str],
         *,
         route: str,
         strong_share: float,
+        answers: Sequence[str | Reply] | None = None,
     ) -> float:
         """Fit a predictive route to your own traffic: set its ``quality_target`` so that about
         *strong_share* of *prompts* (unlabelled; a sample of real requests) go past the route's
         cheapest model. Returns the target; ``router.config`` holds it from now on (save it with
         ``router.config.model_dump(mode="json")``). For labelled data and new model vectors, see
         ``llmroute calibrate``. Runs the predictor inline: call it at start-up, not per request.
-        """
-        from .calibration import quality_target_for_strong_share
-        from .predictor import Predictor
 
+        A cascade route needs *answers*: the first tier's recorded answers to *prompts* (texts or
+        replies, in order). Its ``accept`` threshold is set so that about *strong_share* of them
+        escalate, judged by the first tier's checks (sync checks only).
+        """
         name, rcfg = self._route(route, None)
-        if rcfg.strategy != "predictive":
-            raise InvalidRequestError(f"route {name!r} has strategy {rcfg.strategy!r}; calibrate needs 'predictive'")
+        if rcfg.strategy == "cascade":
+            return self._calibrate_cascade(name, rcfg, prompts, strong_share, answers)
+        return self._learning.calibrate(prompts, route=route, strong_share=strong_share)
+
+    def _calibrate_cascade(
+        self,
+        name: str,
+        rcfg: RouteConfig,
+        prompts: Sequence[Sequence[Message] | str],
+        strong_share: float,
+        answers: Sequence[str | Reply] | None,
+    ) -> float:
+        """``calibrate`` for a cascade route: its ``accept`` from the first tier's recorded answers."""
+        from .calibration import accept_for_escalation_share
+        from .checks import Answer, judge, prompt_of
+        from .policy.cascade import tiers_of
+
         if not 0.0 <= strong_share <= 1.0:
             raise InvalidRequestError(f"strong_share must be within [0, 1], got {strong_share}")
-        if not prompts:
-            raise InvalidRequestError("calibrate needs at least one prompt")
-
-        def unit_price(model: str) -> float:
-            return min(d.price.input + d.price.output for d in self._deployments[model])
-
-        weak = min(rcfg.models, key=unit_price)
-        profiles = [self._profile(m) for m in rcfg.models]
-        predictor = self._predictor = self._predictor or Predictor.default()
-        requests = [ChatRequest(_as_messages(p)) for p in prompts]
-        for request in requests:
-            validate_request(request)
-        predictions = [predictor.predict(r.messages, profiles) for r in requests]
-        target = min(1.0, max(0.0, quality_target_for_strong_share(predictions, weak, strong_share)))
+        if not prompts or answers is None or len(answers) != len(prompts):
+            raise InvalidRequestError(
+                "calibrating a cascade needs prompts and answers=, the first tier's answers to them, in order"
+            )
+        tier = tiers_of(rcfg)[0]
+        verdicts = []
+        for p, a in zip(prompts, answers):
+            request = ChatRequest(messages=_as_messages(p))
+            answer = Answer(a, prompt=prompt_of(request.messages)) if isinstance(a, str) else Answer.of(a, request)
+            try:
+                verdicts.append(judge(answer, tier.checks))
+            except TypeError as exc:
+                raise InvalidRequestError(f"calibrate runs the checks synchronously: {exc}") from None
+        accept = accept_for_escalation_share(verdicts, strong_share)
         routes = dict(self.config.routes)
-        routes[name] = rcfg.model_copy(update={"quality_target": target, "cost_weight": None})
+        routes[name] = rcfg.model_copy(update={"accept": accept})
         self.config = self.config.model_copy(update={"routes": routes})
-        return target
+        return accept
 
-    # ------------------------------------------------------------------ learning from your traffic
     def record_feedback(self, reply: Reply, score: float) -> None:
         """Tell the router how good *reply* was: *score* in [0, 1] (1 good, 0 bad), from a user's
         thumbs, a test that passed, a grader, a cascade's verdict...
@@ -582,31 +696,11 @@ class Router:
         model that answered, at most :attr:`feedback_limit` per model (oldest dropped). No I/O and
         no fitting here: :meth:`refit_models` learns from what was recorded.
         """
-        decision = reply.route.prediction
-        latent = tuple(getattr(decision, "latent", ()) or ())
-        if not latent:
-            raise InvalidRequestError(
-                f"reply of route {reply.route.route!r} ({reply.route.strategy}) carries no prediction: "
-                "only replies of predictive routes with a working predictor can be used as feedback"
-            )
-        try:
-            value = float(score)
-        except (TypeError, ValueError):
-            raise InvalidRequestError(f"feedback score must be a number in [0, 1], got {score!r}") from None
-        if not 0.0 <= value <= 1.0:  # also refuses NaN
-            raise InvalidRequestError(f"feedback score must be within [0, 1], got {score!r}")
-        if reply.model not in self.config.models:
-            raise InvalidRequestError(f"reply's model {reply.model!r} is not in this router's config")
-        store = self._feedback.get(reply.model)
-        if store is None:
-            from collections import deque
-
-            store = self._feedback[reply.model] = deque(maxlen=self.feedback_limit)
-        store.append((latent, value))
+        self._learning.record_feedback(reply, score)
 
     def feedback_counts(self) -> dict[str, int]:
         """Feedback labels held per model (see :meth:`record_feedback`)."""
-        return {m: len(d) for m, d in self._feedback.items()}
+        return self._learning.feedback_counts()
 
     async def refit_models(self, *, min_labels: int = 30, l2: float = 1.0) -> dict[str, Any]:
         """Refit the predictor vector of every model with at least *min_labels* feedback labels.
@@ -624,37 +718,15 @@ class Router:
         The fit conditions on the prompt latent, which is what makes that usable, but it cannot
         learn about prompts a model never gets.
         """
-        import anyio.to_thread
+        return await self._learning.refit_models(min_labels=min_labels, l2=l2)
 
-        from .calibration import ModelRefit, fit_model_vector
-        from .predictor import ModelProfile, Predictor
+    def _get_predictor(self) -> Any:
+        """The predictor of predictive routes (the shipped one unless one was injected)."""
+        if self._predictor is None:
+            from .predictor import Predictor
 
-        if min_labels < 1:
-            raise InvalidRequestError(f"min_labels must be at least 1, got {min_labels}")
-        if l2 <= 0:
-            raise InvalidRequestError(f"l2 must be positive, got {l2}")
-        predictor = self._predictor = self._predictor or Predictor.default()
-        out: dict[str, Any] = {}
-        for model, store in sorted(self._feedback.items()):
-            if len(store) < min_labels:
-                continue
-            latents = [z for z, _ in store]
-            scores = [y for _, y in store]
-            old = self._profile(model)
-            prior, _known, source = predictor.resolve(old)
-            vector = await anyio.to_thread.run_sync(
-                lambda latents=latents, scores=scores, prior=prior: fit_model_vector(
-                    latents, scores, prior=prior, l2=l2
-                )
-            )
-            self._profiles[model] = ModelProfile(model, like=old.like, tier=old.tier, vector=tuple(vector))
-            models = dict(self.config.models)
-            entry = dict(models[model].predictor or {})
-            entry["vector"] = list(vector)
-            models[model] = models[model].model_copy(update={"predictor": entry})
-            self.config = self.config.model_copy(update={"models": models})
-            out[model] = ModelRefit(model, len(scores), sum(scores) / len(scores), source, tuple(prior), tuple(vector))
-        return out
+            self._predictor = Predictor.default()
+        return self._predictor
 
     # ------------------------------------------------------------------ lifecycle
     async def warmup(self) -> None:
@@ -673,13 +745,24 @@ class Router:
         import anyio.to_thread
 
         encodings = {m.tokenizer for m in self.config.models.values()}
-        predictive = any(r.strategy == "predictive" for r in self.config.routes.values())
+        routes = self.config.routes.values()
+        cascade = any(r.strategy == "cascade" for r in routes)
+        predictive = any(r.strategy == "predictive" for r in routes) or any(
+            r.strategy == "cascade"
+            and (r.skip_below is not None or any(t.strategy == "predictive" for t in r.tiers or ()))
+            for r in routes
+        )
 
         def load() -> None:
             from .tokens import get_encoding
 
             for name in sorted(encodings):
                 get_encoding(name)
+            if cascade:  # the confidence check's model: loaded here, not on the event loop
+                from ._answer import FEATURE_NAMES
+                from .quality import AnswerQuality
+
+                AnswerQuality.default().try_score([0.0] * len(FEATURE_NAMES))
             if predictive:
                 from .predictor import Predictor
 
@@ -701,9 +784,19 @@ class Router:
             await self.store.aclose()
 
     async def __aenter__(self) -> Router:
+        if self.config.learning.judge is not None:  # the sampled judge grades in the background
+            import anyio
+
+            self._background = anyio.create_task_group()
+            await self._background.__aenter__()
+            self._background.start_soon(self._learning.run_judge)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        background, self._background = self._background, None
+        if background is not None:
+            background.cancel_scope.cancel()
+            await background.__aexit__(None, None, None)
         await self.aclose()
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ string or a list of parts (``{"type": "text", "text": ...}``, ``{"type": "image_
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 __all__ = [
     "Attempt",
     "Candidate",
+    "Capabilities",
     "ChatRequest",
     "Chunk",
     "Completion",
@@ -22,6 +24,7 @@ __all__ = [
     "Message",
     "Reply",
     "RouteTrace",
+    "TokenLogprobs",
     "ToolCall",
     "ToolCallDelta",
     "Usage",
@@ -61,6 +64,19 @@ class Usage:
             self.cached_input_tokens + other.cached_input_tokens,
             self.cache_write_input_tokens + other.cache_write_input_tokens,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    """A compact summary of the answer's token log-probabilities (natural log), where the provider
+    returned them (OpenAI ``logprobs``, Gemini ``responseLogprobs``): the cascade's confidence."""
+
+    #: Tokens summarised.
+    tokens: int
+    #: Mean log-probability per token (<= 0).
+    mean: float
+    #: The least likely token's log-probability (<= 0).
+    min: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +133,8 @@ class ChatRequest:
     response_format: Mapping[str, Any] | None = None
     #: Extra top-level fields merged into the provider's request body as given.
     extra_body: Mapping[str, Any] | None = None
+    #: Ask for token log-probabilities where the wire format has them (OpenAI, Gemini); cascades set it.
+    logprobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +148,8 @@ class Completion:
     #: The model id the provider says answered.
     response_model: str | None = None
     response_id: str | None = None
+    #: Token log-probabilities, when asked for and returned.
+    logprobs: TokenLogprobs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +222,24 @@ class Attempt:
     cost_estimated: bool = False
     #: The ``call_id`` of the routed call this attempt belongs to (see :attr:`RouteTrace.call_id`).
     call_id: int = 0
+    #: Wall-clock time the attempt started, in seconds since the epoch (``time.time()``), for logs
+    #: and framework traces; the other timings are on the router's clock, relative to the call.
+    started_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What every model of a route (or one model) can do: ``router.capabilities(route=...)``.
+
+    Built from each model's ``capabilities`` in the config; frameworks build their model profiles
+    from it (which structured-output mode, whether to offer tools, images, streaming).
+    """
+
+    tools: bool = True
+    #: Output constrained to a JSON schema (``response_format`` ``json_schema``) is enforced.
+    json_schema: bool = True
+    vision: bool = True
+    streaming: bool = True
 
 
 @dataclass(slots=True)
@@ -220,6 +258,8 @@ class RouteTrace:
     reason: str = ""
     #: Seconds the call took (while it runs, as ``Hooks.call_started`` sees it: the time so far).
     duration_s: float = 0.0
+    #: Cascade routes: one record per tier (answer, checks, cost, accepted / escalated / skipped, why).
+    cascade: list[Any] | None = None
     #: A random 63-bit id given to the call when it starts (its attempts carry it too): ties
     #: attempts, hooks, spans and log records to one call. 0 until the call starts.
     call_id: int = 0
@@ -247,6 +287,8 @@ class RouteTrace:
             data["prediction"] = pred.as_dict()
         elif hasattr(pred, "__dataclass_fields__"):
             data["prediction"] = asdict(pred)
+        if self.cascade is not None:
+            data["cascade"] = [t.as_dict() if hasattr(t, "as_dict") else t for t in self.cascade]
         return data
 
 
@@ -268,6 +310,8 @@ class Reply:
     provider_model: str
     route: RouteTrace
     response_id: str | None = None
+    #: Token log-probabilities of the answer, when asked for and returned.
+    logprobs: TokenLogprobs | None = None
 
     @property
     def total_cost_usd(self) -> float:

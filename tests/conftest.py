@@ -9,6 +9,9 @@ import pytest
 
 from llmroute.testing import FakeProvider, Fleet
 
+#: The agent fleet fixtures of the framework integration tests (tests/integrations/).
+pytest_plugins = ["fleet_for_agents"]
+
 #: A sentinel key: the security tests assert it never shows up anywhere.
 SECRET = "sk-SENTINEL-DO-NOT-LEAK-0123456789"
 

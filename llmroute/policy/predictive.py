@@ -86,6 +86,12 @@ class PredictiveDecision:
     cost_weight: float | None = None
     #: The prompt latent the prediction came from (what :meth:`Router.record_feedback` learns from).
     latent: tuple[float, ...] = ()
+    #: Whether an exploring learner chose differently from its best guess (``llmroute.learning``).
+    explored: bool = False
+    #: The shipped prior's predicted quality, when learning from your traffic adjusted ``quality``.
+    prior_quality: Mapping[str, float] = field(default_factory=dict)
+    #: The prediction this decision was made from (not serialised; what learning reads later).
+    source: Any = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict for traces."""
@@ -99,6 +105,8 @@ class PredictiveDecision:
             "known": dict(self.known),
             "quality_target": self.quality_target,
             "cost_weight": self.cost_weight,
+            "explored": self.explored,
+            **({"prior_quality": dict(self.prior_quality)} if self.prior_quality else {}),
         }
 
 
@@ -154,7 +162,9 @@ def choose(
 
     def record(order: list[str], reason: str, target: float | None, lam: float | None) -> PredictiveDecision:
         full = tuple(order + missing)
-        return PredictiveDecision(full, full[0], reason, True, difficulty, shown, known, target, lam, latent)
+        return PredictiveDecision(
+            full, full[0], reason, True, difficulty, shown, known, target, lam, latent, source=prediction
+        )
 
     if not have:
         return PredictiveDecision(
@@ -168,6 +178,7 @@ def choose(
             quality_target,
             cost_weight,
             latent,
+            source=prediction,
         )
     suffix = f" (difficulty {difficulty:.2f})"
     if missing:

@@ -31,7 +31,7 @@ from ..errors import (
     ResponseError,
     ServerError,
 )
-from ..types import ChatRequest, Chunk, Completion
+from ..types import ChatRequest, Chunk, Completion, TokenLogprobs
 
 __all__ = [
     "Adapter",
@@ -43,6 +43,7 @@ __all__ = [
     "function_tools",
     "google_thought_signature",
     "json_loads",
+    "logprob_summary",
     "parse_retry_after",
 ]
 
@@ -289,3 +290,16 @@ def google_thought_signature(call: Any) -> str | None:
     google = extra.get("google") if isinstance(extra, Mapping) else None
     sig = google.get("thought_signature") if isinstance(google, Mapping) else None
     return sig if isinstance(sig, str) and sig else None
+
+
+def logprob_summary(values: Any) -> TokenLogprobs | None:
+    """The compact summary (count, mean, min) of token log-probabilities; ``None`` when there are
+    none. Values that are not finite numbers (or are positive) are left out."""
+    n, total, low = 0, 0.0, 0.0
+    for v in values if isinstance(values, (list, tuple)) else ():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (-1e9 < v <= 0.0):
+            continue
+        n += 1
+        total += v
+        low = min(low, v)
+    return TokenLogprobs(n, total / n, low) if n else None

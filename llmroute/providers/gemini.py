@@ -64,7 +64,7 @@ from ..errors import (
     ProviderError,
     ResponseError,
 )
-from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
+from ..types import ChatRequest, Chunk, Completion, FinishReason, TokenLogprobs, ToolCall, ToolCallDelta, Usage
 from .base import (
     HTTPRequest,
     SSEStream,
@@ -73,6 +73,7 @@ from .base import (
     function_tools,
     google_thought_signature,
     json_loads,
+    logprob_summary,
 )
 
 __all__ = ["DUMMY_THOUGHT_SIGNATURE", "GeminiAdapter", "GeminiStream", "requires_thought_signatures"]
@@ -368,7 +369,7 @@ def _api_key_invalid(details: Any) -> bool:
 class _Reply:
     """The parts of one GenerateContentResponse that matter, validated."""
 
-    __slots__ = ("blocked", "calls", "finish", "model", "rid", "text", "usage")
+    __slots__ = ("blocked", "calls", "finish", "logprobs", "model", "rid", "text", "usage")
 
     def __init__(self, data: Any) -> None:
         if not isinstance(data, Mapping):
@@ -383,10 +384,15 @@ class _Reply:
         #: ``(id, name, arguments JSON, thought signature)`` per function call.
         self.calls: list[tuple[str | None, str, str, str | None]] = []
         self.finish: str | None = None
+        self.logprobs: TokenLogprobs | None = None
         candidates = data.get("candidates") or []
         if not candidates:
             return
         candidate = candidates[0]
+        result = candidate.get("logprobsResult")
+        chosen = result.get("chosenCandidates") if isinstance(result, Mapping) else None
+        if isinstance(chosen, list):
+            self.logprobs = logprob_summary([c.get("logProbability") for c in chosen if isinstance(c, Mapping)])
         self.finish = candidate.get("finishReason")
         if self.finish is not None and not isinstance(self.finish, str):
             raise TypeError("finishReason is not a string")
@@ -440,6 +446,8 @@ class GeminiAdapter:
                     config["responseJsonSchema"] = spec["schema"]
             elif kind not in (None, "text"):
                 raise InvalidRequestError(f"unsupported response_format type {kind!r}")
+        if request.logprobs:
+            config["responseLogprobs"] = True
         if config:
             body["generationConfig"] = config
         if request.extra_body:
@@ -477,7 +485,7 @@ class GeminiAdapter:
         finish = _finish(reply.finish, bool(calls))
         if finish == "content_filter" and not text and not calls:
             raise ContentFilteredError(f"the reply was filtered ({reply.finish})", **target.error_fields())
-        return Completion(text, calls, finish, reply.usage or Usage(), reply.model, reply.rid)
+        return Completion(text, calls, finish, reply.usage or Usage(), reply.model, reply.rid, reply.logprobs)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> ProviderError:
         """Map ``{"error": {"code", "message", "status", "details"}}`` and the status to the hierarchy."""

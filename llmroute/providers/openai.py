@@ -37,7 +37,15 @@ from typing import Any
 from .._sse import SSEEvent
 from ..errors import ContentFilteredError, ProviderError, ResponseError
 from ..types import ChatRequest, Chunk, Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from .base import HTTPRequest, SSEStream, Target, error_from_status, google_thought_signature, json_loads
+from .base import (
+    HTTPRequest,
+    SSEStream,
+    Target,
+    error_from_status,
+    google_thought_signature,
+    json_loads,
+    logprob_summary,
+)
 
 __all__ = ["OpenAIAdapter"]
 
@@ -177,6 +185,8 @@ class OpenAIAdapter:
             body["stop"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
         if request.response_format is not None:
             body["response_format"] = dict(request.response_format)
+        if request.logprobs:
+            body["logprobs"] = True
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -206,6 +216,12 @@ class OpenAIAdapter:
             )
             text = _text(message.get("content"))
             finish = _finish(choice.get("finish_reason"))
+            lp = choice.get("logprobs")
+            logprobs = (
+                logprob_summary([t.get("logprob") for t in lp["content"] if isinstance(t, dict)])
+                if (isinstance(lp, dict) and isinstance(lp.get("content"), list))
+                else None
+            )
             usage = _usage(data.get("usage")) or Usage()
             model = data.get("model")
             rid = data.get("id")
@@ -216,7 +232,7 @@ class OpenAIAdapter:
             ) from None
         if finish == "content_filter" and not text and not calls:
             raise ContentFilteredError("the provider filtered the reply", **target.error_fields())
-        return Completion(text, calls, finish, usage, model, rid)
+        return Completion(text, calls, finish, usage, model, rid, logprobs)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> ProviderError:
         """Map ``{"error": {"message", "type", "code"}}`` and the status to the hierarchy."""

@@ -108,6 +108,8 @@ class Turn:
     redacted_thinking: bool = False
     #: Anthropic only: the text block carries a citation (``citations_delta`` when streamed).
     citations: bool = False
+    #: Log-probability of each text piece, when the request asked for them (OpenAI, Gemini).
+    logprobs: list[float] | None = None
 
     @property
     def text(self) -> str:
@@ -181,12 +183,19 @@ def openai_body(t: Turn) -> bytes:
             {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
             for cid, name, args in t.tool_calls
         ]
+    logprobs = None
+    if t.logprobs is not None:  # the shape of OpenAI's ChoiceLogprobs
+        content = [
+            {"token": p, "logprob": lp, "bytes": list(p.encode()), "top_logprobs": []}
+            for p, lp in zip(t.pieces, t.logprobs)
+        ]
+        logprobs = {"content": content, "refusal": None}
     body = {
         "id": t.id,
         "object": "chat.completion",
         "created": t.created,
         "model": t.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": _OPENAI_FINISH[t.finish]}],
+        "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": _OPENAI_FINISH[t.finish]}],
         "usage": _openai_usage(t),
         "service_tier": "default",
         "system_fingerprint": _FINGERPRINT,
@@ -477,8 +486,16 @@ def gemini_body(t: Turn) -> bytes:
     if t.pieces:
         parts.append(_gemini_text_part(t, t.text, True))
     parts += _gemini_call_parts(t)
+    candidate = _gemini_candidate(parts, _GEMINI_FINISH[t.finish])
+    if t.logprobs is not None and t.pieces:  # responseLogprobs: avgLogprobs and logprobsResult
+        chosen = [{"token": p, "logProbability": lp} for p, lp in zip(t.pieces, t.logprobs)]
+        candidate["avgLogprobs"] = sum(t.logprobs) / len(t.logprobs)
+        candidate["logprobsResult"] = {
+            "topCandidates": [{"candidates": [c]} for c in chosen],
+            "chosenCandidates": chosen,
+        }
     body = {
-        "candidates": [_gemini_candidate(parts, _GEMINI_FINISH[t.finish])],
+        "candidates": [candidate],
         "usageMetadata": _gemini_usage(t, t.output_tokens, t.thinking_tokens),
         "modelVersion": t.model,
         "responseId": t.id,

@@ -155,11 +155,17 @@ class Fault:
 
 @dataclass(frozen=True, slots=True)
 class FakeReply:
-    """A scripted model reply: text and/or tool calls ``(name, arguments)``; *finish* overrides the finish reason."""
+    """A scripted model reply: text and/or tool calls ``(name, arguments)``; *finish* overrides the finish reason.
+
+    *logprobs* is what the reply's text tokens report when the request asks for log-probabilities
+    (OpenAI ``logprobs: true``, Gemini ``generationConfig.responseLogprobs``): one value for every
+    token, or one per token (repeated as needed); ``None``: ``-0.05`` each.
+    """
 
     text: str | None = None
     tool_calls: Sequence[tuple[str, Mapping[str, Any]]] = ()
     finish: Finish | None = None
+    logprobs: float | Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_calls", tuple((str(n), dict(a)) for n, a in self.tool_calls))

@@ -481,6 +481,8 @@ class FakeProvider:
             turn.pieces = turn.pieces[: max(0, prompt.max_tokens)]
             finish = "length"
         turn.finish = reply.finish or finish
+        if _asks_logprobs(api, body):
+            turn.logprobs = _logprobs(reply.logprobs, len(turn.pieces))
         return turn
 
     def _default_reply(self, p: Prompt) -> FakeReply:
@@ -607,6 +609,28 @@ class FakeProvider:
         self.served += 1  # counted before the last bytes leave, so a client sees settled counters
         await resp.end()
         return True
+
+
+def _asks_logprobs(api: API, body: Any) -> bool:
+    """Whether the request asks for token log-probabilities (OpenAI ``logprobs``, Gemini ``responseLogprobs``)."""
+    if not isinstance(body, dict):
+        return False
+    if api == "openai":
+        return body.get("logprobs") is True
+    if api == "gemini":
+        config = body.get("generationConfig") or body.get("generation_config")
+        return isinstance(config, dict) and (config.get("responseLogprobs") or config.get("response_logprobs")) is True
+    return False
+
+
+def _logprobs(spec: float | Any, n: int) -> list[float]:
+    """*n* token log-probabilities from a :class:`FakeReply`'s ``logprobs`` (see there)."""
+    if spec is None:
+        return [-0.05] * n
+    if isinstance(spec, (int, float)):
+        return [float(spec)] * n
+    values = [float(v) for v in spec] or [-0.05]
+    return [values[i % len(values)] for i in range(n)]
 
 
 def _tokens(text: str) -> list[str]:

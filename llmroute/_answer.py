@@ -1,0 +1,909 @@
+"""Text analysis behind the cascade's answer checks: pure, standard library only, microseconds.
+
+One :func:`analyse` pass over an answer (with the :class:`Question` it answers) finds what the
+checks in ``llmroute.checks`` and the answer-quality model need:
+
+* the **final answer** the text states (``#### 42``, ``\\boxed{42}``, ``"answer": "42"``, ``the
+  answer is 42``, ``Answer: B``, else a closing ``so ... 42``), and its number when it is one;
+* the **arithmetic** it shows: every chain ``a op b = c`` whose sides are plain arithmetic
+  (``16 - 3 - 4 = 9``, ``$2 \\times 9 = $18``, ``<<48/2=24>>``) is evaluated by a small parser
+  (never ``eval``) and compared, rounding tolerated to the decimals the text wrote;
+* **refusals** (at the start), **hedges** (uncertainty, impossibility, approximation) and
+  **self-corrections** ("wait", "re-evaluate", "mistake"), from one split of the words;
+* **multiple choice**: the options the question offers and the option letters the answer picks;
+* **code** blocks (fenced, or a bare program) and whether the Python ones parse (on demand);
+* length, repetition, whether the text ends cleanly, and how many of the question's numbers it uses.
+
+Speed: the text is scanned by a handful of C-speed passes (``lower``, ``translate``, ``split``,
+substring finds); regular expressions only run on the few lines holding ``=`` and on short
+windows, so a 1,000-token answer costs well under 100 µs (``bench/cascade_checks.py``).
+Everything is bounded: the answer scanned is capped (head and tail windows), so a 10 MB answer
+costs the same as a 24 kB one, and no pattern can backtrack badly (no nested quantifiers).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "FEATURE_NAMES",
+    "FEATURE_VERSION",
+    "Analysis",
+    "Question",
+    "analyse",
+    "eval_arithmetic",
+    "features",
+    "question",
+]
+
+#: Characters of an answer scanned (head + tail) and of a question.
+_MAX_ANSWER = 24_000
+_MAX_PROMPT = 8_000
+#: Lines holding "=" whose arithmetic is checked (the first ones and the last ones).
+_MAX_EQ_LINES = 20
+#: Characters of those lines checked (head and tail), and equations judged at most.
+_MAX_EQ_CHARS = 900
+_MAX_EQUATIONS = 10
+#: Characters at the end of an answer searched for its final answer.
+_FINAL_TAIL = 1_500
+
+# ---------------------------------------------------------------------------------------- maths
+
+#: Replacements when the text holds a backslash (LaTeX), then the ones always looked for.
+_LATEX = (
+    ("\\\\", "\\"),
+    ("\\times", "*"),
+    ("\\cdot", "*"),
+    ("\\div", "/"),
+    ("\\left", ""),
+    ("\\right", ""),
+    ("\\$", ""),
+    ("\\,", ""),
+    ("\\!", ""),
+    ("\\%", "%"),
+    ("\\[", " "),
+    ("\\]", " "),
+    ("\\(", " "),
+    ("\\)", " "),
+)
+_PLAIN = (
+    ("×", "*"),
+    ("·", "*"),
+    ("÷", "/"),
+    ("−", "-"),
+    ("–", "-"),
+    ("$", ""),
+    ("{,}", ""),
+    ("<<", " "),
+    (">>", " "),
+    ("**", " "),  # markdown bold (Python's power is left out: "2 3" is not arithmetic)
+)
+_FRAC = re.compile(r"\\[dt]?frac\{([^{}]{1,40})\}\{([^{}]{1,40})\}")
+#: Thousands separators ("1,200") and "3 x 4" products, in one pass that only stops at digits.
+_DIGIT_GLUE = re.compile(r"(\d)(?:,(?=\d{3}(?!\d))|\s?[xX]\s?(?=\d))")
+_BRACES = str.maketrans({"{": " ", "}": " "})
+#: A chain of at least two plain-arithmetic sides joined by "=": ``16 - 3 - 4 = 9``, ``a = b = c``.
+_CHAIN = re.compile(r"[0-9.(\-][0-9.()+\-*/^% ]*(?:=[0-9.()+\-*/^% ]+)+")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_DIGIT = re.compile(r"\d")
+
+
+def _normalise_maths(text: str) -> str:
+    """*text* with LaTeX operators, currency, thousands separators and ``3 x 4`` made plain."""
+    if "\\" in text:
+        for old, new in _LATEX:
+            if old in text:
+                text = text.replace(old, new)
+    for old, new in _PLAIN:
+        if old in text:
+            text = text.replace(old, new)
+    if "frac" in text:
+        text = _FRAC.sub(_frac, text)
+    text = _DIGIT_GLUE.sub(_glue, text)
+    if "{" in text:
+        text = text.translate(_BRACES)
+    return text
+
+
+def _frac(m: re.Match[str]) -> str:
+    return f"({m.group(1)})/({m.group(2)})"
+
+
+def _glue(m: re.Match[str]) -> str:
+    return m.group(1) if m.group()[1:2] == "," else m.group(1) + "*"
+
+
+_TOKEN = re.compile(r"\d+(?:\.\d*)?|\.\d+|[-+*/^%()]|\S")
+
+
+class _Parser:
+    """Recursive-descent evaluator of ``+ - * / ^ % ( )`` over decimal numbers (tokens in, float out)."""
+
+    __slots__ = ("i", "t")
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.t = tokens
+        self.i = 0
+
+    def _peek(self) -> str:
+        return self.t[self.i] if self.i < len(self.t) else ""
+
+    def expr(self) -> float:
+        value = self.term()
+        while True:
+            c = self._peek()
+            if c == "+":
+                self.i += 1
+                value += self.term()
+            elif c == "-":
+                self.i += 1
+                value -= self.term()
+            else:
+                return value
+
+    def term(self) -> float:
+        value = self.power()
+        while True:
+            c = self._peek()
+            if c == "*":
+                self.i += 1
+                value *= self.power()
+            elif c == "/":
+                self.i += 1
+                d = self.power()
+                if d == 0:
+                    raise ValueError("division by zero")
+                value /= d
+            elif c == "(":  # implicit multiplication: 2(3 + 4)
+                value *= self.power()
+            else:
+                return value
+
+    def power(self) -> float:
+        base = self.unary()
+        if self._peek() == "^":
+            self.i += 1
+            exp = self.unary()
+            if abs(exp) > 64 or abs(base) > 1e12:
+                raise ValueError("power too large")
+            return float(base) ** exp
+        return base
+
+    def unary(self) -> float:
+        c = self._peek()
+        if c == "-":
+            self.i += 1
+            return -self.unary()
+        if c == "+":
+            self.i += 1
+            return self.unary()
+        return self.atom()
+
+    def atom(self) -> float:
+        c = self._peek()
+        self.i += 1
+        if c == "(":
+            value = self.expr()
+            if self._peek() != ")":
+                raise ValueError("unbalanced")
+            self.i += 1
+        elif c[:1].isdigit() or c[:1] == ".":
+            value = float(c)
+        else:
+            raise ValueError("number expected")
+        if self._peek() == "%":
+            self.i += 1
+            value /= 100.0
+        return value
+
+
+def eval_arithmetic(expression: str) -> float | None:
+    """The value of a plain arithmetic *expression* (``+ - * / ^ % ( )``), or ``None``.
+
+    A tiny parser, not ``eval``: no names, no calls, powers bounded, at most 200 characters.
+    """
+    if len(expression) > 200:
+        return None
+    try:
+        return float(expression) if expression.isdigit() else _evaluate(_TOKEN.findall(expression))
+    except (ValueError, OverflowError, IndexError, ZeroDivisionError, RecursionError, TypeError):
+        return None
+
+
+def _evaluate(tokens: list[str]) -> float | None:
+    p = _Parser(tokens)
+    value = p.expr()
+    if p.i != len(tokens) or isinstance(value, complex) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _agree(a: float, b: float, da: int | None, db: int | None) -> bool:
+    """Whether two computed sides agree, tolerating rounding to the decimals written."""
+    tol = 1e-6 * max(abs(a), abs(b), 1.0)
+    for d in (da, db):
+        if d is not None:
+            tol = max(tol, 0.5 * 10.0 ** (-d) + 1e-9)
+    return abs(a - b) <= tol
+
+
+_OPS = frozenset("+-*/^")
+#: Characters that glue a number to a variable or a function ("2x", "x+1", "\\sqrt 2", "f(3)").
+_GLUE_BEFORE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_\\^{)]|!'")
+_GLUE_AFTER = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_\\^{([|!")
+
+
+def _side(tokens: list[str]) -> tuple[float, int | None, bool] | None:
+    """``(value, decimals written when a bare number, has an operator)`` of one side, or ``None``."""
+    if not tokens:
+        return None
+    if len(tokens) == 1:
+        tok = tokens[0]
+        if not tok[:1].isdigit() and tok[:1] != ".":
+            return None
+        return float(tok), (len(tok) - tok.index(".") - 1 if "." in tok else 0), False
+    if len(tokens) == 3 and tokens[1] in _OPS and tokens[0][:1].isdigit() and tokens[2][:1].isdigit():
+        a, op, b = float(tokens[0]), tokens[1], float(tokens[2])  # "84 * 2.50": most sides
+        if op == "+":
+            return a + b, None, True
+        if op == "-":
+            return a - b, None, True
+        if op == "*":
+            return a * b, None, True
+        if op == "/" and b:
+            return a / b, None, True
+    try:
+        value = _evaluate(tokens)
+    except (ValueError, OverflowError, IndexError, ZeroDivisionError, RecursionError, TypeError):
+        return None
+    if value is None:
+        return None
+    has_op = any(t in _OPS for t in tokens[1:])
+    if len(tokens) == 2 and tokens[0] == "-":
+        return value, (len(tokens[1]) - tokens[1].index(".") - 1 if "." in tokens[1] else 0), False
+    return value, None, has_op
+
+
+def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
+    """``(equations checked, equations wrong, value of the last checked one)`` over *norm*.
+
+    A side glued to a variable or function (``2x``, ``x+1``, ``f(3)``, ``2^{x}``) is not plain
+    arithmetic and is left out, so only equations whose both sides are numbers are judged.
+    """
+    checked = wrong = 0
+    last: float | None = None
+    n = len(norm)
+    for m in _CHAIN.finditer(norm):
+        chain = m.group()
+        if not any(op in chain for op in "+*/^") and "-" not in chain[1:]:
+            continue  # "a = b": nothing computed, nothing to check
+        sides = chain.split("=")
+        start = m.start()
+        end = start + len(chain.rstrip())
+        if start > 0 and (norm[start - 1] in _GLUE_BEFORE or _prev_op(norm, start)):
+            sides[0] = ""
+        elif chain[0] == "-" and start > 0 and _prev_glued(norm, start):
+            sides[0] = ""  # "x - 3 = 7": the minus belongs to the variable before it
+        if end < n and (norm[end] in _GLUE_AFTER or _next_op(norm, end)):
+            sides[-1] = ""
+        sides[-1] = sides[-1].rstrip(" .").rstrip("+-*/^( ")
+        prev: tuple[float, int | None, bool] | None = None
+        for side in sides:
+            cur = _side(_TOKEN.findall(side)) if side.strip() else None
+            if cur is None:
+                prev = None
+                continue
+            if prev is not None and (cur[2] or prev[2]):
+                checked += 1
+                if not _agree(prev[0], cur[0], prev[1], cur[1]):
+                    wrong += 1
+                last = cur[0]
+            prev = cur
+        if checked >= _MAX_EQUATIONS:
+            break
+    return checked, wrong, last
+
+
+def _prev_op(s: str, i: int) -> bool:
+    """Whether the first non-space character before *i* is an operator or a letter glued by one."""
+    j = i - 1
+    while j >= 0 and s[j] == " ":
+        j -= 1
+    return j >= 0 and s[j] in "+*/^<>"
+
+
+def _prev_glued(s: str, i: int) -> bool:
+    j = i - 1
+    while j >= 0 and s[j] == " ":
+        j -= 1
+    return j >= 0 and (s[j].isalnum() or s[j] in ")]}")
+
+
+def _next_op(s: str, i: int) -> bool:
+    j = i
+    while j < len(s) and s[j] == " ":
+        j += 1
+    return j < len(s) and s[j] in "+-*/^<>"
+
+
+# ---------------------------------------------------------------------------------- final answer
+
+#: Read at a found "answer": ``final answer is X``, ``the answer: X``, ``answer = X``.
+_ANSWER_AT = re.compile(r"answer\**\s*(?:is|would\s+be|will\s+be|should\s+be)?\s*[:=]?\s*\**\s*(?P<v>[^\n]{1,80})")
+_JSON_ANSWER = re.compile(r"\"answer\"\s*:\s*(?P<v>\"(?:[^\"\\\n]|\\.){0,200}\"|[^,}\n]{1,80})")
+_ANSWER_LEAD = re.compile(r"(?:final|the|correct|my|an?)\s*\**\s*$|^\s*[#*]*\s*$")
+_CONCLUSION = re.compile(
+    r"(?:therefore|thus|hence|so|in total|altogether|in all|the result is|which gives|we get)\b[^.\n]{0,160}?"
+    r"(-?\$?\d[\d,]*(?:\.\d+)?)"
+)
+_FIRST_CLAUSE = re.compile(r"[,;]\s|\.\s|\s\(|\s(?:because|since|which|as)\s")
+_ANSWER_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?")
+
+
+def _boxed(text: str) -> list[str]:
+    """Contents of every ``\\boxed{...}`` (braces matched), in order; at most 20."""
+    out: list[str] = []
+    start = text.find("\\boxed")
+    while start >= 0 and len(out) < 20:
+        i = text.find("{", start, start + 12)
+        if i < 0:
+            break
+        depth, j = 0, i
+        end = min(len(text), i + 200)
+        while j < end:
+            c = text[j]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        if depth == 0 and j > i:
+            out.append(text[i + 1 : j])
+        start = text.find("\\boxed", j)
+    return out
+
+
+def _clean_answer(value: str) -> str:
+    value = value.strip().strip(" .*:`")
+    for old in ("\\text{", "\\textbf{", "\\mathrm{"):
+        if old in value:
+            value = value.replace(old, "")
+    return value.strip("{} $").strip()
+
+
+def _final(text: str, lower: str) -> tuple[str | None, str | None, int]:
+    """``(kind, text, distinct answers stated)``: the final answer the text states.
+
+    Kinds, by precedence: ``json`` (the first ``"answer"`` field, as graders read it), then the
+    last of ``hash`` (``####``), ``boxed`` and ``stated`` (``the answer is``, ``Answer:``), else
+    ``conclusion`` (a closing ``so / therefore ... <number>``) or ``None``.
+    """
+    found: list[tuple[int, str, str]] = []
+    if "####" in text:
+        i = text.rfind("####")
+        line = text[i + 4 :].split("\n", 1)[0]
+        if line.strip():
+            found.append((i, "hash", _clean_answer(line)))
+    if "\\boxed" in text:
+        i = text.find("\\boxed")
+        for value in _boxed(text):
+            found.append((i, "boxed", _clean_answer(value)))
+            i += 1
+    json_first = None
+    if '"answer"' in text:
+        m = _JSON_ANSWER.search(text, text.find('"answer"'))
+        if m is not None:
+            v = m.group("v").strip().strip('"').strip()
+            if v and v not in ("___", "...", "..."):
+                json_first = _clean_answer(v)
+    if "answer" in lower:
+        same = len(lower) == len(text)
+        i = lower.find("answer")
+        seen = 0
+        while i >= 0 and seen < 30:
+            seen += 1
+            lead = lower[max(0, i - 12) : i]
+            if lower[i - 1 : i] != '"' and _ANSWER_LEAD.search(lead):
+                m = _ANSWER_AT.match(lower, i)
+                if m is not None:
+                    a, b = m.span("v")
+                    v = _clean_answer(_FIRST_CLAUSE.split(text[a:b] if same else lower[a:b], 1)[0])
+                    if v and "\\boxed" not in v:
+                        found.append((i, "stated", v))
+            i = lower.find("answer", i + 6)
+    values = {v.lower() for _, _, v in found if v}
+    if json_first is not None:
+        values.add(json_first.lower())
+        return "json", json_first, len(values)
+    if found:
+        found.sort(key=lambda f: f[0])
+        _, kind, value = found[-1]
+        return kind, value, len(values)
+    last = None
+    for last in _CONCLUSION.finditer(lower, max(0, len(lower) - 300)):  # noqa: B007 - the last one
+        pass
+    if last is not None:
+        return "conclusion", last.group(1), 1
+    return None, None, 0
+
+
+def _answer_number(text: str) -> float | None:
+    norm = _normalise_maths(text)
+    m = _ANSWER_NUMBER.search(norm)
+    if m is None:
+        return None
+    return eval_arithmetic(m.group().replace(" ", ""))
+
+
+# ------------------------------------------------------------------------------ words and tells
+
+_PUNCT = str.maketrans({c: " " for c in '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~\n\t\r'})
+_TELL_WORDS: dict[str, str] = {
+    # self-corrections: the answer doubts its own work
+    "wait": "correction",
+    "mistake": "correction",
+    "mistakes": "correction",
+    "incorrect": "correction",
+    "re-evaluate": "correction",
+    "reevaluate": "correction",
+    "recalculate": "correction",
+    "re-calculate": "correction",
+    "recheck": "correction",
+    "re-check": "correction",
+    "re-examine": "correction",
+    "reconsider": "correction",
+    "revisit": "correction",
+    "double-check": "correction",
+    "oops": "correction",
+    "actually": "correction",
+    "however": "correction",
+    "error": "correction",
+    # uncertainty
+    "unsure": "uncertain",
+    "maybe": "uncertain",
+    "perhaps": "uncertain",
+    "possibly": "uncertain",
+    "probably": "uncertain",
+    "likely": "uncertain",
+    "unclear": "uncertain",
+    "ambiguous": "uncertain",
+    "assume": "uncertain",
+    "assuming": "uncertain",
+    "seems": "uncertain",
+    "guess": "uncertain",
+    # the answer says there is no answer
+    "impossible": "impossible",
+    "undetermined": "impossible",
+    "insufficient": "impossible",
+    # approximation
+    "approximately": "approx",
+    "approx": "approx",
+    "roughly": "approx",
+    "closest": "approx",
+    "nearest": "approx",
+    "estimate": "approx",
+    "≈": "approx",
+}
+#: Phrases checked when one of their words is present.
+_TELL_PHRASES: tuple[tuple[str, str, str], ...] = (
+    ("sure", "not sure", "uncertain"),
+    ("think", "i think", "uncertain"),
+    ("believe", "i believe", "uncertain"),
+    ("determined", "cannot be determined", "impossible"),
+    ("determined", "can't be determined", "impossible"),
+    ("possible", "not possible", "impossible"),
+    ("none", "none of the", "impossible"),
+    ("information", "not enough information", "impossible"),
+    ("solution", "no solution", "impossible"),
+    ("match", "not match any", "impossible"),
+    ("listed", "not listed", "impossible"),
+)
+_PHRASES_BY_KEY: dict[str, list[tuple[str, str]]] = {}
+for _key, _phrase, _cat in _TELL_PHRASES:
+    _PHRASES_BY_KEY.setdefault(_key, []).append((_phrase, _cat))
+#: Words whose presence is worth a look: tells, and the key words of the phrases.
+_TELL_KEYS = frozenset(_TELL_WORDS) | frozenset(_PHRASES_BY_KEY)
+_REFUSALS = (
+    "i'm sorry",
+    "i am sorry",
+    "i'm unable",
+    "i am unable",
+    "i'm not able",
+    "i am not able",
+    "i can't help",
+    "i can't assist",
+    "i cannot help",
+    "i cannot assist",
+    "i cannot provide",
+    "i can't provide",
+    "i won't be able",
+    "i will not",
+    "i can't comply",
+    "i cannot comply",
+    "as an ai",
+    "i do not have access",
+    "i don't have access",
+    "i'm not comfortable",
+)
+_REFUSAL_HEAD = 300
+
+# ---------------------------------------------------------------------------------------- choices
+
+_OPTION = re.compile(r"(?:^|[\s\[])\(?([A-J])[).:]\s*\S|(?:^|\s)\(([A-J])\)\s*\S", re.M)
+_CHOICE_STATEMENT = re.compile(
+    r"\\boxed\s*\{\s*\(?([A-J])\b"
+    r"|(?:[Aa]nswer|[Oo]ption|[Cc]hoice)(?:\s+is|\s*:)?\s*[:=]?\s*\(?\**([A-J])\b(?!['’])"
+    r"|^\s*\(?\**([A-J])\**\)?\s*[.)\]:]?\s*$",
+    re.M,
+)
+
+# ------------------------------------------------------------------------------------------ code
+
+_PY_LINE = re.compile(r"^(?:def |class |import |from \w+ import |for .* in .*:|if .*:|while .*:|return\b)", re.M)
+_PY_LANGS = frozenset({"python", "py", "python3", "py3"})
+_PY_STARTS = ("def ", "import", "from ", "class ")
+_PY_BARE = re.compile(r"\n(?:def|import|from|class) ")
+#: Strings and comments of Python source, removed before brackets are counted.
+_PY_SKIP = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*')
+_PY_OPEN_END = (":", ",", "\\", "(", "[", "{", "=", "+", "-", "*", "/", ".")
+_PY_FENCES = ("```py", "```\n", "```Py", "``` py", "```\r")
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What the answer checks need from the question: its size, numbers and options (see :func:`question`)."""
+
+    chars: int
+    #: Numbers written in the question (absolute values, thousands separators removed).
+    numbers: frozenset[float]
+    #: How many numbers the question writes (with repeats).
+    number_count: int
+    #: Option letters the question offers (``"ABCDE"``), empty when it offers none.
+    options: str
+
+    @property
+    def multiple_choice(self) -> bool:
+        """Whether the question offers lettered options."""
+        return bool(self.options)
+
+
+_NO_QUESTION = Question(0, frozenset(), 0, "")
+
+
+def _window(text: str, cap: int) -> str:
+    if len(text) <= cap:
+        return text
+    head = cap * 3 // 4
+    return text[:head] + "\n" + text[-(cap - head) :]
+
+
+def question(prompt: str) -> Question:
+    """Analyse the question *prompt* once (its numbers and options), for every answer to it.
+
+    The last 256 questions under 64 kB are remembered (a cascade judges every tier's answer to the
+    same question).
+    """
+    if not prompt:
+        return _NO_QUESTION
+    return _question_cached(prompt) if len(prompt) <= 65_536 else _question(prompt)
+
+
+@functools.lru_cache(maxsize=256)
+def _question_cached(prompt: str) -> Question:
+    return _question(prompt)
+
+
+def _question(prompt: str) -> Question:
+    chars = len(prompt)
+    prompt = _window(prompt, _MAX_PROMPT)
+    norm = _normalise_maths(prompt)
+    found = _NUMBER.findall(norm)
+    numbers = set()
+    for s in found[:400]:
+        try:
+            numbers.add(abs(float(s)))
+        except ValueError:
+            continue
+    letters = sorted({a or b for a, b in _OPTION.findall(prompt[-3000:])})
+    options = "".join(letters) if len(letters) >= 2 and letters[0] == "A" and "B" in letters else ""
+    return Question(chars, frozenset(numbers), len(found), options)
+
+
+@dataclass(slots=True)
+class Analysis:
+    """What :func:`analyse` found in one answer (see the module docstring)."""
+
+    chars: int
+    words: int
+    lines: int
+    question: Question
+    #: ``hash``, ``boxed``, ``json``, ``stated``, ``conclusion`` or ``None``.
+    final_kind: str | None
+    final_text: str | None
+    final_value: float | None
+    #: Distinct final answers stated (by text), 0 when none.
+    final_distinct: int
+    equations: int
+    equations_wrong: int
+    #: Whether the last computed value differs from the stated final number.
+    final_mismatch: bool
+    refusal: bool
+    impossible: int
+    uncertain: int
+    approx: int
+    correction: int
+    #: Share of the non-trivial lines that repeat an earlier line (looping).
+    repeated: float
+    ends_cleanly: bool
+    #: Share of the question's distinct numbers the answer writes (``None``: the question has < 2).
+    coverage: float | None
+    #: Option letters the answer states as its choice.
+    chosen: str
+    #: The answer text as scanned (windowed), for the checks computed on demand.
+    text: str
+    _parses: bool | None = None
+    _parsed: bool = False
+    _shape: str | None = None
+
+    @property
+    def looks_mathematical(self) -> bool:
+        """Whether the answer shows arithmetic or states a numeric final answer."""
+        return self.equations > 0 or self.final_value is not None
+
+    def code_blocks(self) -> list[tuple[str, str]]:
+        """``(language, source)`` of each fenced code block; a bare program is one untagged block."""
+        text = self.text
+        if "```" in text:
+            return _fenced(text)
+        if (text.lstrip()[:6].startswith(_PY_STARTS) or _PY_BARE.search(text)) and _PY_LINE.search(text):
+            return [("", text)]  # a bare program: a line opens with def / import / from / class
+        return []
+
+    def python_sources(self) -> list[str]:
+        """The Python code in the answer: ``python``-tagged blocks, untagged ones that look like Python."""
+        return [src for lang, src in self.code_blocks() if lang in _PY_LANGS or (lang == "" and _PY_LINE.search(src))]
+
+    def python_shape(self) -> str | None:
+        """What is wrong with the shape of the Python code, cheaply: unbalanced brackets, an
+        unterminated string, a last line that cannot end a program (``"``: no Python, ``None``: fine)."""
+        if self._shape is None:
+            sources = self.python_sources()
+            self._shape = "" if not sources else next((p for p in map(_python_shape, sources) if p), "ok")
+        return None if self._shape == "ok" else self._shape
+
+    def python_parses(self) -> bool | None:
+        """Whether every Python block parses with :func:`ast.parse` (``None``: no Python). About
+        100 µs per kB of code: the ``code_parses`` check, not a default one."""
+        if not self._parsed:
+            self._parsed = True
+            sources = self.python_sources()
+            if sources:
+                import ast
+
+                ok = True
+                for src in sources:
+                    try:
+                        ast.parse(src[:20_000])
+                    except (SyntaxError, ValueError, MemoryError, RecursionError):
+                        ok = False
+                        break
+                self._parses = ok
+        return self._parses
+
+
+def _fenced(text: str) -> list[tuple[str, str]]:
+    """``(language, source)`` of the fenced blocks of *text* (an unclosed last fence runs to the end)."""
+    out: list[tuple[str, str]] = []
+    i = text.find("```")
+    while i >= 0 and len(out) < 32:
+        eol = text.find("\n", i + 3)
+        if eol < 0:
+            break
+        lang = text[i + 3 : eol].strip().split(" ", 1)[0].lower()
+        close = text.find("```", eol + 1)
+        out.append((lang, text[eol + 1 : close if close >= 0 else len(text)]))
+        if close < 0:
+            break
+        i = text.find("```", close + 3)
+    return out
+
+
+def _python_shape(src: str) -> str | None:
+    """Why Python *src* cannot be a whole program, from its shape alone (``None``: it can)."""
+    code = _PY_SKIP.sub(" ", src[:20_000])
+    for a, b in ("()", "[]", "{}"):
+        if code.count(a) != code.count(b):
+            return f"unbalanced {a}{b}"
+    if '"' in code or "'" in code:
+        return "unterminated string"
+    last = code.rstrip()
+    if last.endswith(_PY_OPEN_END) and not last.endswith(("...", "*/")):
+        return "code cut off"
+    return None
+
+
+def _equation_lines(lines: list[str]) -> str:
+    eq = [ln for ln in lines if "=" in ln and _DIGIT.search(ln)]
+    if len(eq) > _MAX_EQ_LINES:
+        half = _MAX_EQ_LINES // 2
+        eq = eq[:half] + eq[-half:]
+    text = "\n".join(ln[:400] for ln in eq)
+    if len(text) > _MAX_EQ_CHARS:
+        half = _MAX_EQ_CHARS // 2
+        text = text[:half] + "\n" + text[-half:]
+    return text
+
+
+def _coverage(text: str, q: Question) -> float | None:
+    nums = [n for n in q.numbers if n >= 2 or n != int(n)]
+    if len(nums) < 2:
+        return None
+    nums = nums[:30]
+    hit = 0
+    for n in nums:
+        s = str(int(n)) if n == int(n) else repr(n)
+        if s in text or (n >= 1000 and n == int(n) and f"{int(n):,}" in text):
+            hit += 1
+    return hit / len(nums)
+
+
+def analyse(text: str, q: Question | str | None = None) -> Analysis:
+    """Analyse one answer *text* to the question *q* (a :class:`Question`, or its text)."""
+    if not isinstance(q, Question):
+        q = question(q or "")
+    raw = text or ""
+    text = _window(raw, _MAX_ANSWER)
+    stripped = text.strip()
+    lower = text.lower()
+    # -- tells: one split of the words, phrases only where one of their words occurs
+    words = lower.translate(_PUNCT).split()
+    counts = {"impossible": 0, "uncertain": 0, "approx": 0, "correction": 0}
+    for w in _TELL_KEYS.intersection(words):
+        cat = _TELL_WORDS.get(w)
+        if cat is not None:
+            counts[cat] += lower.count(w)
+        for phrase, cat in _PHRASES_BY_KEY.get(w, ()):
+            if phrase in lower:
+                counts[cat] += 1
+    head = lower[:_REFUSAL_HEAD]
+    refusal = any(r in head for r in _REFUSALS) if ("sorry" in head or "i " in head or "as an" in head) else False
+    # -- lines
+    lines = [ln.strip() for ln in stripped.split("\n")]
+    lines = [ln for ln in lines if ln]
+    long_lines = [ln for ln in lines if len(ln) > 12]
+    repeated = 1.0 - len(set(long_lines)) / len(long_lines) if len(long_lines) > 2 else 0.0
+    # -- arithmetic, on the lines holding "=" only
+    equations = wrong = 0
+    last_value = None
+    if "=" in text:
+        equations, wrong, last_value = _check_arithmetic(_normalise_maths(_equation_lines(lines)))
+    # -- final answer: the end of the text, a JSON "answer" field wherever it is
+    cut = max(0, len(text) - _FINAL_TAIL)
+    kind, final_text, distinct = _final(text[cut:], lower[cut:])
+    if kind != "json" and cut and '"answer"' in text[:cut]:
+        head = _final(text[:cut], lower[:cut])
+        if head[0] == "json":
+            kind, final_text, distinct = head[0], head[1], distinct + 1
+    final_value = _answer_number(final_text) if final_text else None
+    mismatch = bool(
+        final_value is not None and last_value is not None and not _agree(final_value, last_value, None, None)
+    )
+    # -- ending
+    last_char = stripped[-1:]
+    ends_cleanly = bool(last_char) and (last_char in ".!?)]}>`\"'*|$" or last_char.isalnum())
+    if ends_cleanly and last_char.isalpha() and len(stripped) > 200 and kind is None:
+        ends_cleanly = False  # a long answer stopping mid-word without any answer: cut off
+    # -- multiple choice
+    chosen = ""
+    if q.options:
+        picks = []
+        for m in _CHOICE_STATEMENT.finditer(text[-1500:]):
+            letter = m.group(1) or m.group(2) or m.group(3)
+            if letter and letter in q.options:
+                picks.append(letter)
+        if picks:
+            chosen = "".join(sorted(set(picks[-3:])))
+    return Analysis(
+        chars=len(raw),
+        words=len(words),
+        lines=len(lines),
+        question=q,
+        final_kind=kind,
+        final_text=final_text,
+        final_value=final_value,
+        final_distinct=distinct,
+        equations=equations,
+        equations_wrong=wrong,
+        final_mismatch=mismatch,
+        refusal=refusal,
+        impossible=counts["impossible"],
+        uncertain=counts["uncertain"],
+        approx=counts["approx"],
+        correction=counts["correction"],
+        repeated=repeated,
+        ends_cleanly=ends_cleanly,
+        coverage=_coverage(text, q) if q.numbers else None,
+        chosen=chosen,
+        text=text,
+    )
+
+
+# -------------------------------------------------------------------------------------- features
+
+FEATURE_VERSION = 3
+
+#: The answer-quality model's inputs, in order (see :func:`features`).
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_chars",
+    "log_lines",
+    "log_prompt_chars",
+    "log_prompt_numbers",
+    "log_len_ratio",
+    "final_explicit",
+    "final_conclusion",
+    "final_none",
+    "final_not_integer",
+    "final_negative",
+    "final_copies_prompt",
+    "final_distinct_extra",
+    "log_equations",
+    "equations_wrong_any",
+    "log_equations_wrong",
+    "final_mismatch",
+    "impossible",
+    "uncertain",
+    "approx",
+    "correction",
+    "repeated",
+    "not_ends_cleanly",
+    "coverage_missing",
+    "choice_none",
+    "choice_many",
+    "short_answer",
+)
+
+
+def _log(x: float) -> float:
+    return math.log1p(max(0.0, x))
+
+
+def features(a: Analysis) -> list[float]:
+    """The answer-quality model's feature vector of one analysed answer (:data:`FEATURE_NAMES` order)."""
+    q = a.question
+    fv = a.final_value
+    explicit = a.final_kind is not None and a.final_kind != "conclusion"
+    # an open question answered with one of its own numbers: usually a copied, unworked answer
+    copies = 1.0 if fv is not None and not q.options and abs(fv) in q.numbers else 0.0
+    return [
+        _log(a.chars) / 8.0,
+        _log(a.lines) / 4.0,
+        _log(q.chars) / 8.0,
+        _log(q.number_count) / 4.0,
+        (_log(a.chars) - _log(q.chars)) / 4.0,
+        1.0 if explicit else 0.0,
+        1.0 if a.final_kind == "conclusion" else 0.0,
+        1.0 if a.final_kind is None else 0.0,
+        1.0 if fv is not None and abs(fv - round(fv)) > 1e-9 else 0.0,
+        1.0 if fv is not None and fv < 0 else 0.0,
+        copies,
+        min(3.0, max(0, a.final_distinct - 1)) / 3.0,
+        _log(a.equations) / 3.0,
+        1.0 if a.equations_wrong else 0.0,
+        _log(a.equations_wrong) / 2.0,
+        1.0 if a.final_mismatch else 0.0,
+        min(3, a.impossible) / 3.0,
+        min(5, a.uncertain) / 5.0,
+        min(5, a.approx) / 5.0,
+        min(5, a.correction) / 5.0,
+        a.repeated,
+        0.0 if a.ends_cleanly else 1.0,
+        0.0 if a.coverage is None else 1.0 - a.coverage,
+        1.0 if q.options and not a.chosen else 0.0,
+        1.0 if len(a.chosen) > 1 else 0.0,
+        1.0 if a.chars <= 8 else 0.0,
+    ]

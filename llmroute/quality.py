@@ -1,0 +1,147 @@
+"""The answer-quality model: how likely is this answer right? (the cascade's confidence check)
+
+A small ONNX model shipped in ``models/`` (``llmroute/_models/`` in a wheel),
+``answer_quality.onnx`` with its sidecar ``answer_quality.json``: a linear score over the
+features ``llmroute._answer`` computes from one answer and its question, calibrated to a
+probability. It is what the ``confidence`` check uses when the provider returned no token
+log-probabilities. Trained by ``python -m training.train_answer_quality`` (see
+``models/ANSWER_QUALITY_CARD.md`` for data, metrics and limits).
+
+The ONNX session is created on first use (one intra-op and one inter-op thread) and runs inline:
+a score costs a few microseconds. ``import llmroute.quality`` imports neither onnxruntime nor numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import LLMRouteError
+
+__all__ = ["AnswerQuality", "AnswerQualityUnavailableError"]
+
+_log = logging.getLogger("llmroute.quality")
+_OUTPUTS = ["quality"]
+
+
+class AnswerQualityUnavailableError(LLMRouteError):
+    """The answer-quality model's files are missing, unreadable or corrupt.
+
+    The confidence check then reports itself as not applicable instead of failing a call.
+    """
+
+
+class AnswerQuality:
+    """The answer-quality model: features in, probability of a right answer out. Thread-safe."""
+
+    _default: AnswerQuality | None = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, onnx_path: str | Path, sidecar_path: str | Path | None = None) -> None:
+        self.onnx_path = Path(onnx_path)
+        self.sidecar_path = Path(sidecar_path) if sidecar_path is not None else self.onnx_path.with_suffix(".json")
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._meta: dict[str, Any] | None = None
+        self._np: Any = None
+        self._warned = False
+        self._model_id = ""
+
+    @classmethod
+    def default(cls) -> AnswerQuality:
+        """The process-wide model over the shipped files (nothing is loaded until first use)."""
+        if cls._default is None:
+            with cls._default_lock:
+                if cls._default is None:
+                    from .predictor import default_model_dir
+
+                    cls._default = cls(default_model_dir() / "answer_quality.onnx")
+        return cls._default
+
+    @classmethod
+    def load(cls, path: str | Path) -> AnswerQuality:
+        """A model over ``path`` (an ``.onnx`` file or a folder holding ``answer_quality.onnx``), checked now."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "answer_quality.onnx"
+        model = cls(p)
+        model._ensure_meta()
+        return model
+
+    def _ensure_meta(self) -> dict[str, Any]:
+        if self._meta is not None:
+            return self._meta
+        with self._lock:
+            if self._meta is not None:
+                return self._meta
+            from ._onnx import read_checked
+
+            data, meta, digest = read_checked(
+                self.onnx_path, self.sidecar_path, "answer-quality", AnswerQualityUnavailableError
+            )
+            from . import _answer
+
+            feats = meta.get("features") or {}
+            if feats.get("version") != _answer.FEATURE_VERSION or list(feats.get("names") or ()) != list(
+                _answer.FEATURE_NAMES
+            ):
+                raise AnswerQualityUnavailableError(
+                    f"answer-quality model {self.onnx_path} was trained for other features "
+                    f"(version {feats.get('version')}, this llmroute computes {_answer.FEATURE_VERSION})"
+                )
+            self._bytes = data
+            self._model_id = digest[:12]
+            self._meta = meta
+            return meta
+
+    def _ensure_session(self) -> Any:
+        if self._session is not None:
+            return self._session
+        self._ensure_meta()
+        with self._lock:
+            if self._session is None:
+                import numpy as np
+
+                from ._onnx import inline_session
+
+                sess = inline_session(
+                    self._bytes, f"answer-quality model {self.onnx_path}", AnswerQualityUnavailableError
+                )
+                self._np = np
+                self._session = sess
+        return self._session
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The sidecar: feature names, weights, calibration, training settings and metrics."""
+        return MappingProxyType(self._ensure_meta())
+
+    @property
+    def model_id(self) -> str:
+        """First 12 hex digits of the ONNX file's sha256."""
+        self._ensure_meta()
+        return self._model_id
+
+    def score(self, features: Sequence[float]) -> float:
+        """The probability that the answer with these features (``llmroute._answer.features``) is right.
+
+        Raises :class:`AnswerQualityUnavailableError` if the model cannot be loaded.
+        """
+        sess = self._session or self._ensure_session()
+        x = self._np.asarray(features, dtype=self._np.float32).reshape(1, -1)
+        (quality,) = sess.run(_OUTPUTS, {"features": x})
+        return float(quality[0, 0])
+
+    def try_score(self, features: Sequence[float]) -> float | None:
+        """Like :meth:`score`, but ``None`` (logged once) when the model is unavailable."""
+        try:
+            return self.score(features)
+        except AnswerQualityUnavailableError as exc:
+            if not self._warned:
+                self._warned = True
+                _log.warning("answer-quality model unavailable, the confidence check is skipped: %s", exc)
+            return None
