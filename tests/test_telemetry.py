@@ -511,18 +511,8 @@ async def test_content_is_recorded_only_when_asked(fleet: Fleet, otel: Otel) -> 
     assert not any(k.startswith(("gen_ai.input", "gen_ai.output.m", "gen_ai.tool")) for k in span.attributes)
 
 
-class _CascadeTrace(llmroute.RouteTrace):
-    """A trace with a cascade record (what a cascade route's trace carries)."""
-
-
-@dataclass
-class _Tier:
-    tier: int
-    outcome: str
-    model: str | None
-
-
 def test_decision_attributes_cascade_hedged_and_predicted_quality(otel: Otel) -> None:
+    from llmroute.policy.cascade import TierTrace
     from llmroute.types import Attempt, Candidate, ChatRequest, Reply, Usage
 
     hooks = otel.hooks()
@@ -530,8 +520,11 @@ def test_decision_attributes_cascade_hedged_and_predicted_quality(otel: Otel) ->
         Candidate("small", "oai/small-1", "oai", "small-1", 0.001, 0.62, 100, 0.002),
         Candidate("large", "claude/claude-x", "claude", "claude-x", 0.01, 0.91, 100, 0.02),
     ]
-    trace = _CascadeTrace("smart", "cascade", cands, call_id=42)
-    trace.cascade = [_Tier(0, "escalated", "small"), _Tier(1, "accepted", "large")]  # type: ignore[attr-defined]
+    tiers = [
+        TierTrace(0, ("small",), "escalated", "checks failed", model="small"),
+        TierTrace(1, ("large",), "accepted", "score 0.90 >= accept 0.50", model="large"),
+    ]
+    trace = llmroute.RouteTrace("smart", "cascade", cands, call_id=42, cascade=tiers)
     hooks.call_started(trace, ChatRequest([{"role": "user", "content": "hi"}]), False)
     a = Attempt("small", "oai/small-1", "oai", "small-1", 1, 0.0, call_id=42)
     b = Attempt("large", "claude/claude-x", "claude", "claude-x", 1, 0.1, call_id=42)
