@@ -432,7 +432,7 @@ def _call_end_attrs(trace: RouteTrace, reply: Reply | None) -> dict[str, Any]:
     difficulty = getattr(trace.prediction, "difficulty", None)
     if isinstance(difficulty, (int, float)):
         attrs["llmroute.predicted_difficulty"] = float(difficulty)
-    tiers = getattr(trace, "cascade", None)  # cascade routes: one record per tier
+    tiers = trace.cascade  # cascade routes: one record per tier
     if tiers:
         attrs["llmroute.cascade.tiers"] = len(tiers)
         answered = [t for t in tiers if getattr(t, "outcome", None) == "accepted"] or [
