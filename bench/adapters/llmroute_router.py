@@ -3,6 +3,7 @@ configs), so planning, cost estimates, retries/fallback bookkeeping and the trac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import llmroute
@@ -11,7 +12,7 @@ NAME = "llmroute.Router"
 
 
 class Client:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, hooks: Sequence[llmroute.Hooks] = ()) -> None:
         price = {"input": 0.15, "output": 0.6}
         self._router = llmroute.Router.from_dict(
             {
@@ -33,7 +34,8 @@ class Client:
                     },
                 },
                 "routes": {"default": {"models": ["small", "large"]}},
-            }
+            },
+            hooks=hooks,
         )
 
     async def call(self, messages: list[dict[str, Any]]) -> str:
