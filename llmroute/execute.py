@@ -24,6 +24,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from random import getrandbits
 from typing import Any
 
 import anyio
@@ -32,6 +33,7 @@ from tenacity import AsyncRetrying, RetryCallState
 
 from ._clock import Clock, Sleep
 from ._http import HTTPX, Wire
+from ._log import attempt_fields, call_fields
 from .config import RetryConfig
 from .costs import Price, cost_usd
 from .errors import (
@@ -44,7 +46,13 @@ from .errors import (
     RateLimitError,
     ResponseError,
 )
-from .hooks import Hooks, dispatch_attempt_finished, dispatch_attempt_started, dispatch_call_finished
+from .hooks import (
+    Hooks,
+    dispatch_attempt_finished,
+    dispatch_attempt_started,
+    dispatch_call_finished,
+    dispatch_call_started,
+)
 from .policy.budget import Budget, Reservation, Spend, budget_wait
 from .policy.fallback import retry_if_retryable, should_fall_back, stop_for, wait_retry_after_or_backoff
 from .providers.base import Adapter, Target
@@ -53,7 +61,7 @@ from .types import Attempt, Candidate, ChatRequest, Chunk, Completion, Reply, Ro
 
 __all__ = ["Admission", "Executor", "Plan", "PlannedCandidate", "ReplyStream", "send"]
 
-logger = logging.getLogger("llmroute")
+logger = logging.getLogger("llmroute.execute")
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +225,7 @@ async def send(
 class _AttemptStream:
     """One streamed attempt: the open response, its parser, and its admission place."""
 
-    __slots__ = ("_admission", "_bytes", "_parser", "_pc", "_pending", "_progress", "_response", "_wire")
+    __slots__ = ("_admission", "_bytes", "_parser", "_pc", "_pending", "_progress", "_response", "_wire", "queued_s")
 
     def __init__(self, pc: PlannedCandidate, progress: _Progress, wire: Wire = HTTPX) -> None:
         self._pc = pc
@@ -228,6 +236,8 @@ class _AttemptStream:
         self._bytes: AsyncIterator[bytes] | None = None
         self._parser = pc.adapter.stream_parser(pc.target)
         self._pending: list[Chunk] = []
+        #: Seconds :meth:`open` waited for an admission place.
+        self.queued_s = 0.0
 
     async def open(
         self,
@@ -235,16 +245,21 @@ class _AttemptStream:
         request: ChatRequest,
         urls: dict[str, Any] | None = None,
         admission: Admission | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """Send the request; raise the provider's error for a non-2xx status.
 
-        With *admission*, first wait for a place; it is held until :meth:`aclose`.
+        With *admission*, first wait for a place (timed with *clock* into :attr:`queued_s`); it is
+        held until :meth:`aclose`.
         """
         wire = self._wire
         http_request = _http_request(self._pc, request, wire, stream=True, urls=urls)
         if admission is not None:
+            queued_at = None if clock is None else clock()
             await admission.acquire(self._progress)
             self._admission = admission
+            if queued_at is not None and clock is not None:
+                self.queued_s = clock() - queued_at
         self._progress.sent = True
         try:
             self._response = await client.send(http_request, stream=True)
@@ -395,7 +410,9 @@ class Executor:
         if self.budget is not None:
             reservation = await self.budget.reserve(pc.candidate.max_cost_usd, plan.spend(pc))
         c = pc.candidate
-        attempt = Attempt(c.model, c.deployment, c.provider, c.provider_model, number, self.clock() - t0)
+        attempt = Attempt(
+            c.model, c.deployment, c.provider, c.provider_model, number, self.clock() - t0, call_id=plan.trace.call_id
+        )
         plan.trace.attempts.append(attempt)
         if self.hooks:
             dispatch_attempt_started(self.hooks, attempt)
@@ -463,14 +480,24 @@ class Executor:
         state.set_exception((type(exc), exc, exc.__traceback__))
         cfg = pc.retry
         if not retry_if_retryable(cfg.max_retry_after_s)(state):
+            _log_gave_up(plan, attempt)
             return None
         kw = {} if self._rng is None else {"rng": self._rng}
         delay = wait_retry_after_or_backoff(cfg.initial_backoff_s, cfg.max_backoff_s, cfg.jitter_s, **kw)(state)
         state.upcoming_sleep = delay
         if stop_for(cfg, deadline_at, self.clock)(state):
+            _log_gave_up(plan, attempt)
             return None
         attempt.wait_s = delay
-        logger.debug("retrying %s after %.3fs: %s", pc.candidate.deployment, delay, exc)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "retrying %s in %.3fs after attempt %d failed: %s",
+                attempt.deployment,
+                delay,
+                attempt.number,
+                attempt.error,
+                extra=attempt_fields(plan.route, attempt),
+            )
         await self.sleep(delay)
         state.prepare_for_next_attempt()
         return state
@@ -491,6 +518,38 @@ class Executor:
             response_id=completion.response_id,
             logprobs=completion.logprobs,
         )
+
+    def _call_started(self, plan: Plan, t0: float, stream: bool) -> None:
+        """The plan is made: give the call its id and tell the hooks."""
+        trace = plan.trace
+        trace.call_id = getrandbits(63)
+        if self.hooks:
+            trace.duration_s = self.clock() - t0
+            dispatch_call_started(self.hooks, trace, plan.request, stream)
+
+    def _call_finished(self, trace: RouteTrace, reply: Reply | None, error: BaseException | None) -> None:
+        """The call ended: tell the hooks, and log it (DEBUG; INFO when it failed)."""
+        if self.hooks:
+            dispatch_call_finished(self.hooks, trace, reply, error)
+        if error is None:
+            outcome, level = "ok", logging.DEBUG
+        elif isinstance(error, (anyio.get_cancelled_exc_class(), GeneratorExit)):
+            outcome, level = "cancelled", logging.DEBUG
+        else:
+            outcome, level = "error", logging.INFO
+        if logger.isEnabledFor(level):
+            answer = trace.chosen
+            logger.log(
+                level,
+                "call on route %r %s after %d attempt(s) in %.3fs, $%.6f%s",
+                trace.route,
+                f"answered by {answer.deployment}" if answer is not None else outcome,
+                len(trace.attempts),
+                trace.duration_s,
+                trace.cost_usd,
+                "" if error is None or outcome == "cancelled" else f": {_error_text(error)}",
+                extra=call_fields(trace, outcome, error),
+            )
 
     def _failed(self, plan: Plan, errors: list[BaseException]) -> LLMRouteError:
         if errors and all(isinstance(e, BudgetExceededError) for e in errors):
@@ -537,10 +596,10 @@ class Executor:
         finally:
             trace = current.trace if current is not None else RouteTrace(route, "", [])
             trace.duration_s = self.clock() - t0
-            if self.hooks:
-                dispatch_call_finished(self.hooks, trace, reply, error)
+            self._call_finished(trace, reply, error)
 
     async def _complete(self, plan: Plan, t0: float, deadline_at: float | None, errors: list[BaseException]) -> Reply:
+        self._call_started(plan, t0, False)
         for pc in plan.candidates:
             state: RetryCallState | None = None
             number = 0
@@ -673,13 +732,12 @@ class _StreamRun:
         ex = self.ex
         stream = _AttemptStream(pc, progress, ex.wire)
         try:
-            queued_at = ex.clock()
             if deadline_at is None:
-                await stream.open(ex.client, self.plan.request, ex._urls, ex.admission)
+                await stream.open(ex.client, self.plan.request, ex._urls, ex.admission, ex.clock)
             else:
                 with anyio.fail_after(max(0.0, deadline_at - ex.clock())):
-                    await stream.open(ex.client, self.plan.request, ex._urls, ex.admission)
-            attempt.queued_s = 0.0 if ex.admission is None else ex.clock() - queued_at
+                    await stream.open(ex.client, self.plan.request, ex._urls, ex.admission, ex.clock)
+            attempt.queued_s = stream.queued_s  # the wait for a place alone, not the time to the response
             early: list[Chunk] = []
             while True:
                 chunk = await stream.next_chunk(deadline_at, ex.clock)
@@ -712,6 +770,7 @@ class _StreamRun:
                     except TimeoutError as exc:
                         raise self._deadline_error() from exc
             plan = self.plan
+            ex._call_started(plan, t0, True)
             errors: list[BaseException] = list(plan.skipped)
             for pc in plan.candidates:
                 state: RetryCallState | None = None
@@ -789,8 +848,7 @@ class _StreamRun:
         finally:
             self.finished = True
             self.plan.trace.duration_s = ex.clock() - t0
-            if ex.hooks:
-                dispatch_call_finished(ex.hooks, self.plan.trace, self.reply, error)
+            ex._call_finished(self.plan.trace, self.reply, error)
 
 
 class ReplyStream:
@@ -866,6 +924,18 @@ class ReplyStream:
     def __repr__(self) -> str:
         run = getattr(self, "_run", None)
         return f"<ReplyStream route={getattr(run, 'route', '?')!r} finished={getattr(run, 'finished', '?')}>"
+
+
+def _log_gave_up(plan: Plan, attempt: Attempt) -> None:
+    """Log (INFO) an attempt that is not retried on its deployment."""
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(
+            "attempt %d on %s failed, not retried there: %s",
+            attempt.number,
+            attempt.deployment,
+            attempt.error,
+            extra=attempt_fields(plan.route, attempt),
+        )
 
 
 def _estimate_usage(plan: Plan, completion: Completion) -> Usage:

@@ -67,7 +67,7 @@ from .types import Candidate, Capabilities, ChatRequest, Message, Reply, RouteTr
 
 __all__ = ["Router"]
 
-logger = logging.getLogger("llmroute")
+logger = logging.getLogger("llmroute.router")
 
 
 @dataclass(frozen=True, slots=True)

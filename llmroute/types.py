@@ -223,6 +223,8 @@ class Attempt:
     #: usage (cancelled, timed out, cut off): then ``cost_estimated`` is true.
     cost_usd: float = 0.0
     cost_estimated: bool = False
+    #: The ``call_id`` of the routed call this attempt belongs to (see :attr:`RouteTrace.call_id`).
+    call_id: int = 0
     #: Wall-clock time the attempt started, in seconds since the epoch (``time.time()``), for logs
     #: and framework traces; the other timings are on the router's clock, relative to the call.
     started_at: float = field(default_factory=time.time)
@@ -261,6 +263,7 @@ class RouteTrace:
     prediction: Any = None
     #: A one-line human-readable reason for the order.
     reason: str = ""
+    #: Seconds the call took (while it runs, as ``Hooks.call_started`` sees it: the time so far).
     duration_s: float = 0.0
     #: How deployments of each model were ordered from their live health, one
     #: :class:`~llmroute.policy.selection.SelectionDecision` per model; ``None`` when the route
@@ -268,6 +271,9 @@ class RouteTrace:
     selection: Any = None
     #: Cascade routes: one record per tier (answer, checks, cost, accepted / escalated / skipped, why).
     cascade: list[Any] | None = None
+    #: A random 63-bit id given to the call when it starts (its attempts carry it too): ties
+    #: attempts, hooks, spans and log records to one call. 0 until the call starts.
+    call_id: int = 0
 
     @property
     def chosen(self) -> Attempt | None:

@@ -18,6 +18,17 @@ def test_import_loads_no_heavy_modules() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_reaching_the_router_and_telemetry_loads_no_heavy_modules() -> None:
+    code = (
+        "import sys, llmroute, llmroute.telemetry; llmroute.Router; "
+        "heavy = ('onnxruntime', 'tiktoken', 'numpy', 'llmroute.predictor', 'opentelemetry', "
+        "'openai', 'langchain_core', 'pydantic_ai', 'agents', 'litellm'); "
+        "print(','.join(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
 def test_public_names_resolve_and_have_docstrings() -> None:
     for name in llmroute.__all__:
         if name == "__version__":

@@ -16,7 +16,7 @@ import pytest
 from conftest import SECRET, make_config, provider_cfg
 
 import llmroute
-from llmroute.testing import FakeProvider, FakeReply, Fleet
+from llmroute.testing import FakeProvider, FakeReply, Fault, Fleet
 
 pytestmark = pytest.mark.anyio
 
@@ -252,6 +252,31 @@ async def test_admission_wait_is_in_the_trace(fleet: Fleet) -> None:
         fleet["oai"].ttft_s = saved
     waits = sorted(reply.route.attempts[0].queued_s for reply in replies)
     assert waits[0] < 0.05 and waits[1] >= 0.08
+
+
+async def test_a_streamed_attempt_s_admission_wait_is_not_its_wait_for_the_response(fleet: Fleet) -> None:
+    cfg = make_config(fleet, max_connections=1, max_keepalive_connections=1)
+    replies: list[llmroute.Reply] = []
+    async with llmroute.Router.from_dict(cfg) as r:
+
+        async def one() -> None:
+            async with r.stream(MSG, model="small") as s:
+                await s.text()
+            assert s.reply is not None
+            replies.append(s.reply)
+
+        fleet["oai"].enqueue(Fault.stall(0.1))  # no response headers for 0.1 s
+        await one()
+        (alone,) = replies.pop().route.attempts
+        assert alone.queued_s < 0.05 and alone.ttft_s is not None and alone.ttft_s >= 0.08
+
+        fleet["oai"].enqueue(Fault.stall(0.1))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one)
+            tg.start_soon(one)
+    first, second = sorted((reply.route.attempts[0] for reply in replies), key=lambda a: a.queued_s)
+    assert first.queued_s < 0.05  # it waited for the provider, not for a place
+    assert second.queued_s >= 0.08  # held back while the first stream kept the only place
 
 
 # ---------------------------------------------------------------------------- deadlines

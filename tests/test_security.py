@@ -158,3 +158,45 @@ async def test_a_header_the_http_stack_refuses_does_not_leak(fleet: Fleet) -> No
     assert not info.value.retryable and info.value.fallback
     assert SECRET not in _everything_said_about(info.value)
     assert fleet["oai"].calls == 0
+
+
+async def test_key_never_in_log_fields_or_telemetry(
+    fleet: Fleet, vsleep: VirtualSleep, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every log record (message and structured fields) and every span and metric attribute, over
+    failed, retried, fallen-back and streamed calls, with prompts and completions captured."""
+    sdk = pytest.importorskip("opentelemetry.sdk.trace", reason="needs opentelemetry-sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from llmroute.telemetry import OTelHooks
+
+    caplog.set_level(logging.DEBUG)
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    tracer_provider = sdk.TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    hooks = OTelHooks(
+        tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[reader]), capture_content=True
+    )
+    cfg = make_config(fleet)
+    cfg["providers"]["oai"]["headers"] = {"x-extra-auth": SECRET}
+    fleet["oai"].enqueue(Fault.auth(), Fault.rate_limit(retry_after=0.1))
+    fleet["oai2"].enqueue(Fault.server_error(500), Fault.server_error(500))
+    async with llmroute.Router.from_dict(cfg, sleep=vsleep, hooks=[hooks]) as r:
+        await r.complete("hi")
+        await r.stream("hello").text()
+        for name in ("oai", "oai2", "claude", "gem"):
+            fleet[name].enqueue(Fault.auth())
+        with pytest.raises(llmroute.AllAttemptsFailedError):
+            await r.complete("again")
+    texts = [rec.getMessage() + repr(vars(rec)) for rec in caplog.records]
+    assert any("retrying" in t for t in texts) and any("failed" in t for t in texts)
+    spans = exporter.get_finished_spans()
+    assert len(spans) >= 8
+    texts += [repr(dict(s.attributes or {})) + repr(s.status.description) + repr(s.events) for s in spans]
+    texts.append(reader.get_metrics_data().to_json())
+    for text in texts:
+        assert SECRET not in text
+    assert fleet["oai"].requests[0].headers["x-extra-auth"] == SECRET  # it was sent

@@ -3,6 +3,7 @@ configs), so planning, cost estimates, retries/fallback bookkeeping and the trac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import llmroute
@@ -34,8 +35,10 @@ def config(base_url: str) -> dict[str, Any]:
 
 
 class Client:
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        self._router = llmroute.Router.from_dict(cfg)
+    def __init__(
+        self, base_url: str, hooks: Sequence[llmroute.Hooks] = (), *, cfg: dict[str, Any] | None = None
+    ) -> None:
+        self._router = llmroute.Router.from_dict(cfg or config(base_url), hooks=hooks)
 
     async def call(self, messages: list[dict[str, Any]]) -> str:
         reply = await self._router.complete(messages)
@@ -57,4 +60,4 @@ class Client:
 
 
 async def make(base_url: str) -> Client:
-    return Client(config(base_url))
+    return Client(base_url)

@@ -11,4 +11,4 @@ NAME = "llmroute.Router+selection"
 async def make(base_url: str) -> Client:
     cfg = config(base_url)
     cfg["routes"]["default"]["selection"] = {"objective": {"price": 1, "latency": 1}}
-    return Client(cfg)
+    return Client(base_url, cfg=cfg)

@@ -33,6 +33,7 @@ _KNOBS = {
     "cache_write_input_tokens",
     "models",
     "error_rate",
+    "fault_mix",
     "seed",
     "record_requests",
     "thought_signatures",

@@ -26,7 +26,17 @@ from ._server import Request, Responder, ServerThread
 from ._wire import API, ErrorKind, Finish, Turn
 from .faults import FakeReply, Fault, FaultKind, RecordedRequest, ReplyFn
 
-__all__ = ["API", "FakeProvider", "FakeReply", "Fault", "FaultKind", "Fleet", "RecordedRequest", "ReplyFn"]
+__all__ = [
+    "API",
+    "MIX_FAULTS",
+    "FakeProvider",
+    "FakeReply",
+    "Fault",
+    "FaultKind",
+    "Fleet",
+    "RecordedRequest",
+    "ReplyFn",
+]
 
 _DEFAULT_CONTEXT = {"openai": 128_000, "anthropic": 200_000, "gemini": 1_048_576}
 _DEFAULT_MODEL = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
@@ -50,6 +60,20 @@ _FILLER = [
 ]
 _TOKEN_RE = re.compile(r"\s*\S+")
 
+#: The faults *fault_mix* can draw, by name: what a busy, flaky provider does to a share of requests.
+MIX_FAULTS: Mapping[str, Fault] = {
+    "rate_limit": Fault.rate_limit(retry_after=0.05),
+    "rate_limit_no_header": Fault.rate_limit(retry_after=None),
+    "server_error": Fault.server_error(503),
+    "overloaded": Fault.overloaded(),
+    "stall": Fault.stall(30.0),
+    "reset": Fault.reset(),
+    "drop_stream": Fault.drop_stream(after_tokens=3),
+    "stream_error": Fault.stream_error(after_tokens=3),
+    "malformed": Fault.malformed(),
+    "trickle": Fault.slow(tokens_per_s=4.0),
+}
+
 
 class FakeProvider:
     """One fake LLM provider speaking *api*'s wire format; every knob may be changed at run time.
@@ -61,7 +85,9 @@ class FakeProvider:
     JSON mode); *context_window* rejects larger prompts with the provider's real error;
     *cached_input_tokens* are reported as prompt-cache hits and *cache_write_input_tokens* as
     prompt-cache writes (Anthropic only, the one API that reports them); *models* restricts the model ids
-    (404 otherwise); *error_rate* answers that fraction of requests with a 500 (RNG seeded with
+    (404 otherwise); *fault_mix* strikes requests at random with named faults (``{"rate_limit": 0.05,
+    "reset": 0.01, ...}``: the share of requests for each name in :data:`MIX_FAULTS`, RNG seeded
+    with *seed*); *error_rate* answers that fraction of requests with a 500 (RNG seeded with
     *seed*); *api_key* enforces authentication; *faults* are queued as by :meth:`enqueue`.
     *thought_signatures* (Gemini only) makes the model act like Gemini 3: replies carry a
     ``thoughtSignature``, and a request whose current-turn function calls lack one gets Gemini 3's
@@ -93,6 +119,7 @@ class FakeProvider:
         cache_write_input_tokens: int = 0,
         models: Iterable[str] | None = None,
         error_rate: float = 0.0,
+        fault_mix: Mapping[str, float] | None = None,
         seed: int = 0,
         faults: Iterable[Fault] = (),
         record_requests: bool = True,
@@ -122,6 +149,13 @@ class FakeProvider:
         self.cache_write_input_tokens = cache_write_input_tokens
         self.models: set[str] | None = set(models) if models is not None else None
         self.error_rate = error_rate
+        for key, share in (fault_mix or {}).items():
+            if key not in MIX_FAULTS or not 0.0 <= share <= 1.0:
+                raise ValueError(f"fault_mix: unknown fault {key!r} or share {share!r} outside [0, 1]")
+        if sum((fault_mix or {}).values()) > 1.0:
+            raise ValueError("fault_mix: the shares add up to more than 1")
+        #: Named faults that strike requests at random, and the share of requests for each.
+        self.fault_mix: dict[str, float] = dict(fault_mix or {})
         self.seed = seed
         self.record_requests = record_requests
         self.thought_signatures = thought_signatures
@@ -184,6 +218,12 @@ class FakeProvider:
             return self._queue.popleft()
         except IndexError:
             pass
+        if self.fault_mix:
+            draw = self._rng.random()
+            for key, share in self.fault_mix.items():
+                if draw < share:
+                    return MIX_FAULTS[key]
+                draw -= share
         if self.error_rate and self._rng.random() < self.error_rate:
             return Fault("status", 500, "server_error")
         return None
