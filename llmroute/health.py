@@ -326,6 +326,7 @@ class _Deployment:
         "rate_limit",
         "rate_limit_at",
         "rate_limit_started",
+        "starts",
         "t_ref",
         "tps",
         "ttft",
@@ -343,7 +344,10 @@ class _Deployment:
         self.out_sum = 0.0
         self.out_n = 0.0
         #: id(attempt) -> (start time, attempt), oldest first.
-        self.in_flight: dict[int, tuple[float, Attempt]] = {}
+        #: id(attempt) -> (start time, attempt, start number), oldest first.
+        self.in_flight: dict[int, tuple[float, Attempt, int]] = {}
+        #: Attempts started so far (numbers them, so "started since" is a subtraction).
+        self.starts = 0
         self.rate_limit: RateLimitInfo | None = None
         self.rate_limit_at = 0.0
         self.rate_limit_started = 0
@@ -386,6 +390,8 @@ class HealthTracker(Hooks):
         self._deps: dict[str, _Deployment] = {}
         #: prompt-prefix key -> (deployment that last served it, when).
         self._affinity: dict[str, tuple[str, float]] = {}
+        #: Deployments whose circuit is not closed (so a router can skip the check when empty).
+        self._not_closed: set[str] = set()
         s = self.settings
         self._prior_ttft_log = math.log(s.prior_ttft_s) - s.prior_log_sd**2 / 2  # so the prior's mean is prior_ttft_s
         self._prior_tps_log = math.log(s.prior_tokens_per_s) - s.prior_log_sd**2 / 2
@@ -427,7 +433,8 @@ class HealthTracker(Hooks):
         """Count *attempt* in flight (and claim a probe slot of a half-open circuit)."""
         d = self._dep(attempt)
         now = self.clock()
-        d.in_flight[id(attempt)] = (now, attempt)
+        d.starts += 1
+        d.in_flight[id(attempt)] = (now, attempt, d.starts)
         d.rate_limit_started += 1
         rl = d.rate_limit
         if rl is not None and rl.remaining_requests is not None and rl.remaining_requests - d.rate_limit_started <= 1:
@@ -440,6 +447,7 @@ class HealthTracker(Hooks):
         now = self.clock()
         entry = d.in_flight.pop(id(attempt), None)
         started = entry[0] if entry is not None else now - attempt.duration_s
+        seq = entry[2] if entry is not None else d.starts
         w = self._weight(d, now)
         kind = error_kind(error)
         rl = attempt.rate_limit
@@ -447,11 +455,28 @@ class HealthTracker(Hooks):
             if d.rate_limit is None or (rl.remaining_requests is not None and rl.remaining_requests <= 4):
                 d.urgent = True  # first headers, or nearly out of requests: selection must know now
             # The headers came with the response (at its first token, for a stream): attempts sent
-            # since then may already have used what they said was left.
-            said_at = started + (attempt.ttft_s if attempt.ttft_s is not None else attempt.duration_s)
+            # since this one may already have used what they said was left.
             d.rate_limit = rl
-            d.rate_limit_at = said_at
-            d.rate_limit_started = sum(1 for t, _ in d.in_flight.values() if t >= said_at)
+            d.rate_limit_at = started + (attempt.ttft_s if attempt.ttft_s is not None else attempt.duration_s)
+            d.rate_limit_started = d.starts - seq
+        try:
+            self._finish(d, attempt, error, kind, now, started, w)
+        finally:
+            if d.breaker.state is CircuitState.CLOSED:
+                self._not_closed.discard(attempt.deployment)
+            else:
+                self._not_closed.add(attempt.deployment)
+
+    def _finish(
+        self,
+        d: _Deployment,
+        attempt: Attempt,
+        error: BaseException | None,
+        kind: str,
+        now: float,
+        started: float,
+        w: float,
+    ) -> None:
         if kind == "cancelled":
             d.breaker.released(now)
             self._censored(d, attempt, now - started, w)
@@ -597,15 +622,15 @@ class HealthTracker(Hooks):
         p95 = self._p95_hint(d)
         stale = now - self.settings.stale_in_flight_s
         out: list[tuple[float, float]] = []
-        for started, a in d.in_flight.values():  # oldest first
+        younger = now - p95  # started after this: not overdue, whatever it is
+        for started, a, _ in d.in_flight.values():  # oldest first
+            if started >= younger:
+                break  # every later one is younger still: the scan stays short
             if started < stale or a.ttft_s is not None:
                 continue
             wait = now - started - self._decode_part(d, a, now_w)
-            if wait <= p95:
-                if a.stream:
-                    break  # every later one is younger
-                continue
-            out.append((wait, now_w))
+            if wait > p95:
+                out.append((wait, now_w))
         return out
 
     def get(self, deployment: str, *, fresh: bool = False) -> DeploymentHealth:
@@ -646,17 +671,16 @@ class HealthTracker(Hooks):
     def _newer_headers(self, d: _Deployment) -> None:
         """Adopt rate-limit headers that in-flight streams already received (they are read at the
         first token, long before the attempt ends)."""
-        best: tuple[float, Attempt] | None = None
-        for started, a in d.in_flight.values():
+        best: tuple[float, Attempt, int] | None = None
+        for started, a, seq in d.in_flight.values():
             if a.rate_limit is not None and a.ttft_s is not None:
                 said_at = started + a.ttft_s
                 if said_at > d.rate_limit_at and (best is None or said_at > best[0]):
-                    best = (said_at, a)
+                    best = (said_at, a, seq)
         if best is not None:
-            said_at, a = best
+            d.rate_limit_at, a, seq = best
             d.rate_limit = a.rate_limit
-            d.rate_limit_at = said_at
-            d.rate_limit_started = sum(1 for t, _ in d.in_flight.values() if t >= said_at)
+            d.rate_limit_started = d.starts - seq
 
     def _compute(self, name: str, d: _Deployment, now: float, *, fresh: bool) -> DeploymentHealth:
         s = self.settings
@@ -714,6 +738,11 @@ class HealthTracker(Hooks):
             mean_output_tokens=d.out_sum / d.out_n if d.out_n > 0 else None,
             last_seen_s=None if d.last_seen is None else now - d.last_seen,
         )
+
+    @property
+    def all_closed(self) -> bool:
+        """Whether every circuit was closed at its last attempt (then no check is needed)."""
+        return not self._not_closed
 
     def allows(self, deployment: str) -> bool:
         """Whether the deployment's circuit lets a new attempt through now."""

@@ -525,6 +525,8 @@ class Router:
         health = self._health
         settings = self._selection.get(route)
         if settings is None:
+            if health.all_closed:
+                return deps, cands, None, ""
             kept, dropped = circuit_filter([health.allows(d.name) for d in deps])
             if not dropped:
                 return deps, cands, None, ""
