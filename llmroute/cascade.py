@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from random import getrandbits
 from typing import Any
 
 import anyio
@@ -50,6 +51,7 @@ from .checks import Answer, judge_async, resolve_checks
 from .config import RouteConfig
 from .errors import AllAttemptsFailedError, BudgetExceededError, DeadlineExceededError, LLMRouteError
 from .execute import Executor, Plan, ReplyStream
+from .hooks import dispatch_call_finished, dispatch_call_started
 from .policy.budget import Reservation, Spend
 from .policy.cascade import Tier, TierTrace, decide, skip_reason, summary, tiers_of
 from .types import Candidate, ChatRequest, Chunk, Reply, RouteTrace, ToolCallDelta
@@ -79,6 +81,8 @@ class _Run:
     t0: float
     deadline_s: float | None = None
     scope: Any = None
+    #: The cascade call's id (hooks): each tier's own call carries it as ``parent_call_id``.
+    call_id: int = 0
     traces: list[TierTrace] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
     attempts: list[Any] = field(default_factory=list)
@@ -114,6 +118,7 @@ class _Run:
             reason=summary(self.traces),
             duration_s=duration_s,
             cascade=list(self.traces),
+            call_id=self.call_id,
         )
 
 
@@ -157,7 +162,7 @@ class Cascade:
     ) -> tuple[_Run, list[Tier]]:
         if self._prepare is not None:
             await self._prepare()
-        run = _Run(name, route, self._clock(), deadline_s, scope)
+        run = _Run(name, route, self._clock(), deadline_s, scope, getrandbits(63))
         tiers = tiers_of(route)
         if route.skip_below is not None and self._predict is not None:
             try:
@@ -174,6 +179,7 @@ class Cascade:
             request = replace(request, logprobs=True)
         remaining = None if deadline_at is None else max(0.0, deadline_at - self._clock())
         plan = self._plan(run.name, tier, request, remaining, run.scope)
+        plan.trace.parent_call_id = run.call_id  # hooks see the tier as a call inside the cascade's
         if plan.trace.prediction is None and run.prediction is not None:
             plan.trace.prediction = run.prediction  # so a verdict can be learned from (record_feedback)
         return plan
@@ -321,6 +327,19 @@ class Cascade:
         trace = run.trace(self._clock() - run.t0)
         return replace(reply, cost_usd=run.answered_cost, route=trace)
 
+    def _call_started(self, run: _Run, request: ChatRequest, stream: bool) -> None:
+        """Tell the hooks the cascade call started (each tier then reports a call of its own,
+        whose trace's ``parent_call_id`` is this call's id)."""
+        hooks = self._executor.hooks
+        if hooks:
+            dispatch_call_started(hooks, run.trace(self._clock() - run.t0), request, stream)
+
+    def _call_finished(self, run: _Run, reply: Reply | None, error: BaseException | None) -> None:
+        hooks = self._executor.hooks
+        if hooks:
+            trace = reply.route if reply is not None else run.trace(self._clock() - run.t0)
+            dispatch_call_finished(hooks, trace, reply, error)
+
     # ------------------------------------------------------------------ complete
     async def complete(
         self, name: str, route: RouteConfig, request: ChatRequest, deadline_s: float | None = None, scope: Any = None
@@ -329,16 +348,27 @@ class Cascade:
         accepted reply, its trace covering every tier. *scope* goes to every tier's plan."""
         deadline = deadline_s
         run, tiers = await self._start(name, route, request, deadline, scope)
-        if deadline is None:
-            reply = await self._walk(run, tiers, request, None, stream_last=False)
-            assert isinstance(reply, Reply)
-            return self._final(run, reply)
-        with anyio.move_on_after(deadline) as scope:
-            reply = await self._walk(run, tiers, request, run.t0 + deadline, stream_last=False)
-            assert isinstance(reply, Reply)
-            return self._final(run, reply)
-        assert scope.cancelled_caught
-        raise DeadlineExceededError(name, deadline, run.errors)
+        self._call_started(run, request, False)
+        final: Reply | None = None
+        error: BaseException | None = None
+        try:
+            if deadline is None:
+                reply = await self._walk(run, tiers, request, None, stream_last=False)
+                assert isinstance(reply, Reply)
+                final = self._final(run, reply)
+                return final
+            with anyio.move_on_after(deadline) as cancel:
+                reply = await self._walk(run, tiers, request, run.t0 + deadline, stream_last=False)
+                assert isinstance(reply, Reply)
+                final = self._final(run, reply)
+                return final
+            assert cancel.cancelled_caught
+            raise DeadlineExceededError(name, deadline, run.errors)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._call_finished(run, final, error)
 
     # ------------------------------------------------------------------ stream
     def stream(
@@ -418,33 +448,39 @@ class _CascadeStreamRun:
         raise DeadlineExceededError(self.route, self.deadline_s or 0.0, run.errors)
 
     async def chunks(self) -> AsyncIterator[Chunk]:
+        """The cascade's chunks. One generator (no nested one), so a stream dropped without
+        ``aclose`` is closed as a whole by the event loop's async-generator finalizer."""
+        c = self.cascade
         try:
-            async for chunk in self._chunks():
-                yield chunk
+            run, tiers = await c._start(self.route, self.route_cfg, self.request, self.deadline_s, self.scope)
+            self.run = run
+            c._call_started(run, self.request, True)
+            error: BaseException | None = None
+            try:
+                deadline_at = None if self.deadline_s is None else run.t0 + self.deadline_s
+                head = await self._prefix(run, tiers, deadline_at)
+                if isinstance(head, Reply):  # a cheaper tier was accepted: its whole answer, once
+                    self.reply = c._final(run, head)
+                    yield _first_chunk(head)
+                    return
+                plan, last = head, tiers[-1]
+                started = c._clock() - run.t0
+                inner = c._executor.stream(plan)
+                try:
+                    async with inner:
+                        async for chunk in inner:
+                            yield chunk
+                except LLMRouteError as exc:
+                    tier_error = c._tier_error(run, last, plan, exc, started)
+                    raise (tier_error or exc) from exc
+                run.absorb(plan, started)
+                assert inner.reply is not None
+                await c._judge(run, last, plan, inner.reply, started)
+                self.reply = c._final(run, inner.reply)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                c._call_finished(run, self.reply, error)
         finally:
             self.finished = True
-
-    async def _chunks(self) -> AsyncIterator[Chunk]:
-        c = self.cascade
-        run, tiers = await c._start(self.route, self.route_cfg, self.request, self.deadline_s, self.scope)
-        self.run = run
-        deadline_at = None if self.deadline_s is None else run.t0 + self.deadline_s
-        head = await self._prefix(run, tiers, deadline_at)
-        if isinstance(head, Reply):  # a cheaper tier was accepted: its whole answer, once
-            self.reply = c._final(run, head)
-            yield _first_chunk(head)
-            return
-        plan, last = head, tiers[-1]
-        started = c._clock() - run.t0
-        inner = c._executor.stream(plan)
-        try:
-            async with inner:
-                async for chunk in inner:
-                    yield chunk
-        except LLMRouteError as exc:
-            error = c._tier_error(run, last, plan, exc, started)
-            raise (error or exc) from exc
-        run.absorb(plan, started)
-        assert inner.reply is not None
-        await c._judge(run, last, plan, inner.reply, started)
-        self.reply = c._final(run, inner.reply)

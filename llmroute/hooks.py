@@ -7,6 +7,11 @@ raises is logged and swallowed, never breaking the call. For one routed call the
 ``call_finished``; ``trace.call_id`` and ``attempt.call_id`` tie them together (calls run
 concurrently, so hooks see them interleaved). A call whose planning fails (e.g. its deadline
 passes during warm-up) reports only ``call_finished``.
+
+A cascade route is one call whose tiers are calls of their own, inside it: ``call_started`` for
+the cascade, then each tier's ``call_started`` ... ``call_finished`` (its trace's
+``parent_call_id`` is the cascade's ``call_id``), then the cascade's ``call_finished`` with the
+whole trace (``trace.cascade``). Count calls by ``parent_call_id == 0`` to count each once.
 """
 
 from __future__ import annotations

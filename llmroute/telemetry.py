@@ -218,8 +218,16 @@ class OTelHooks(Hooks):
             attrs["gen_ai.input.messages"] = _json(_input_messages(request.messages))
             if request.tools:
                 attrs["gen_ai.tool.definitions"] = _json(_tool_definitions(request.tools))
+        parent = self._calls.get(trace.parent_call_id) if trace.parent_call_id else None
+        if parent is not None:  # a cascade's tier: its call span goes under the cascade's
+            attrs["llmroute.parent_call_id"] = trace.parent_call_id
         start = time_ns() - int(max(0.0, trace.duration_s) * 1e9)
-        span = self._tracer.start_span(f"{_CHAT} {trace.route}", attributes=attrs, start_time=start)
+        span = self._tracer.start_span(
+            f"{_CHAT} {trace.route}",
+            context=None if parent is None else parent.ctx,
+            attributes=attrs,
+            start_time=start,
+        )
         ctx = self._trace.set_span_in_context(span)
         self._calls[trace.call_id] = _Call(span, ctx, trace, request, stream)
 
@@ -311,6 +319,8 @@ class OTelHooks(Hooks):
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, description))
         span.set_attributes(attrs)
         span.end(end_time=end)
+        if trace.parent_call_id:
+            return  # a cascade's tier: the cascade call records the call's metrics, once
         metric = {
             "gen_ai.operation.name": _CHAT,
             "llmroute.route": trace.route,

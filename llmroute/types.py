@@ -274,6 +274,8 @@ class RouteTrace:
     #: A random 63-bit id given to the call when it starts (its attempts carry it too): ties
     #: attempts, hooks, spans and log records to one call. 0 until the call starts.
     call_id: int = 0
+    #: For one tier of a cascade: the ``call_id`` of the cascade call it belongs to (0: none).
+    parent_call_id: int = 0
 
     @property
     def chosen(self) -> Attempt | None:

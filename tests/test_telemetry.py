@@ -580,3 +580,32 @@ def test_no_opentelemetry_no_import_and_a_no_op_hook() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
     assert "llmroute.telemetry opentelemetry-api is not installed" in out.stderr
+
+
+async def test_a_cascade_is_one_call_span_with_its_tiers_inside(fleet: Fleet, otel: Otel) -> None:
+    """A cascade route: one call span for the whole call (cascade attributes, its cost), each
+    tier a call span under it with its attempts under that; call metrics recorded once."""
+    cfg = make_config(fleet)
+    cfg["routes"]["smart"] = {"strategy": "cascade", "models": ["small", "claude"], "checks": ["non_empty"]}
+    saved = fleet["oai"].reply
+    fleet["oai"].reply = ""  # the cheap answer is empty: escalate
+    try:
+        async with llmroute.Router.from_dict(cfg, hooks=[otel.hooks()]) as r:
+            reply = await r.complete("Name three moons of Jupiter.", route="smart")
+    finally:
+        fleet["oai"].reply = saved
+    assert [t.outcome for t in reply.route.cascade] == ["escalated", "accepted"]
+    spans = otel.exporter.get_finished_spans()
+    calls = [s for s in spans if s.kind == SpanKind.INTERNAL]
+    (outer,) = [s for s in calls if s.parent is None]
+    tiers = sorted((s for s in calls if s is not outer), key=lambda s: s.start_time or 0)
+    assert len(tiers) == 2 and all(t.parent.span_id == outer.context.span_id for t in tiers)
+    assert outer.attributes["llmroute.strategy"] == "cascade"
+    assert outer.attributes["llmroute.cascade.tiers"] == 2 and outer.attributes["llmroute.cascade.tier"] == 1
+    assert outer.attributes["llmroute.call_id"] == reply.route.call_id != 0
+    attempts = [s for s in spans if s.kind == SpanKind.CLIENT]
+    assert len(attempts) == 2
+    assert {a.parent.span_id for a in attempts} == {t.context.span_id for t in tiers}
+    assert outer.start_time <= tiers[0].start_time and tiers[-1].end_time <= outer.end_time
+    durations = otel.points("llmroute.call.duration")
+    assert sum(p.count for p in durations) == 1  # the cascade call, not each tier again
