@@ -59,6 +59,7 @@ __all__ = [
     "Config",
     "DeploymentConfig",
     "HealthConfig",
+    "HedgeConfig",
     "JudgeConfig",
     "LearningConfig",
     "ModelConfig",
@@ -295,6 +296,24 @@ class HealthConfig(_Strict):
 Objective = Literal["price", "latency", "throughput"]
 
 
+class HedgeConfig(_Strict):
+    """Hedged requests: when an attempt is slow to answer, race it against another deployment."""
+
+    enabled: bool = True
+    #: A fixed delay before hedging; default: the deployment's p95 time to first token x ``delay_factor``.
+    delay_s: PositiveFloat | None = None
+    delay_factor: PositiveFloat = 1.0
+    #: Bounds on the computed delay, seconds.
+    min_delay_s: float = Field(0.05, ge=0)
+    max_delay_s: PositiveFloat = 30.0
+    #: Hedges per attempt (each one more request in flight, and billed).
+    max_hedges: int = Field(1, ge=1, le=4)
+    #: Refuse a hedge on a deployment whose worst-case cost is over this multiple of the slow one's.
+    max_cost_ratio: PositiveFloat | None = None
+    #: Prefer a deployment of another provider (a provider-wide slowdown hits all of its deployments).
+    prefer_other_provider: bool = True
+
+
 class SelectionConfig(_Strict):
     """How a route picks among the deployments of each model, from their live health."""
 
@@ -406,6 +425,8 @@ class RouteConfig(_Checked):
     est_output_tokens: PositiveInt = 256
     #: Order each model's deployments by live health (``None``: configured order, open circuits skipped).
     selection: SelectionConfig | None = None
+    #: Race a slow attempt against the plan's next deployment (see docs/health.md); ``None``: never.
+    hedge: HedgeConfig | None = None
     #: Cascade routes: the tiers, cheapest first (default: one tier per model of ``models``).
     tiers: list[TierConfig] | None = None
     #: Cascade routes: keep a tier's answer when its checks score at least this (default 0.5).

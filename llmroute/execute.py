@@ -34,6 +34,7 @@ from tenacity import AsyncRetrying, RetryCallState
 from ._clock import Clock, Sleep
 from ._http import HTTPX, Wire
 from ._log import attempt_fields, call_fields
+from ._race import LostRace, race
 from .config import RetryConfig
 from .costs import Price, cost_usd
 from .errors import (
@@ -55,6 +56,7 @@ from .hooks import (
 )
 from .policy.budget import Budget, Reservation, Spend, budget_wait
 from .policy.fallback import retry_if_retryable, should_fall_back, stop_for, wait_retry_after_or_backoff
+from .policy.hedging import HedgeSettings
 from .providers.base import Adapter, Target
 from .ratelimit import RateLimiter, parse_rate_limit_headers
 from .types import Attempt, Candidate, ChatRequest, Chunk, Completion, Reply, RouteTrace, ToolCall, Usage
@@ -94,6 +96,8 @@ class Plan:
     est_input_tokens: int = 0
     #: Errors found while planning (e.g. candidates skipped for their context window).
     skipped: list[BaseException] = field(default_factory=list)
+    #: How the route hedges slow attempts (``llmroute.policy.hedging``); ``None``: it does not.
+    hedge: HedgeSettings | None = None
     #: Who the call is for and its tags (budget scopes).
     user: str | None = None
     tags: tuple[str, ...] = ()
@@ -356,6 +360,8 @@ class Executor:
         self.rate_limiter = rate_limiter
         #: Requests let into the HTTP client at once (``None``: no limit here).
         self.admission = Admission(max_in_flight) if max_in_flight else None
+        #: The router's health tracker (hedged routes read it); ``None``: no hedging.
+        self.health: Any = None
         self._rng = rng
         self._retrying = AsyncRetrying(sleep=sleep)  # only the owner object tenacity's retry state wants
         self._urls: dict[str, Any] = {}
@@ -443,7 +449,7 @@ class Executor:
         if error is None:
             attempt.outcome = "ok"
         else:
-            cancelled = isinstance(error, (anyio.get_cancelled_exc_class(), GeneratorExit))
+            cancelled = isinstance(error, (anyio.get_cancelled_exc_class(), GeneratorExit, LostRace))
             attempt.outcome = "cancelled" if cancelled else "error"
             attempt.error_type = type(error).__name__
             attempt.error = _error_text(error)
@@ -611,7 +617,9 @@ class Executor:
                 attempt, reservation = begun
                 progress = _Progress()
                 try:
-                    completion = await self._send(pc, plan.request, attempt, progress)
+                    completion, pc, attempt, progress, reservation = await race(
+                        self, plan, pc, attempt, progress, reservation, t0, deadline_at, errors, self._sender(plan)
+                    )
                 except BaseException as exc:
                     unbilled = _unbilled(exc, progress)
                     await self._end(attempt, pc, t0, reservation, exc, unbilled=unbilled, progress=progress)
@@ -627,6 +635,14 @@ class Executor:
                 await self._end(attempt, pc, t0, reservation, None, completion.usage, progress=progress)
                 return self._reply(plan, pc, completion, attempt)
         raise self._failed(plan, errors)
+
+    def _sender(self, plan: Plan) -> Callable[[PlannedCandidate, Attempt, _Progress], Awaitable[Completion]]:
+        """:meth:`_send` for *plan*'s request, as a racer's opener (``llmroute._race``)."""
+
+        def opener(pc: PlannedCandidate, attempt: Attempt, progress: _Progress) -> Awaitable[Completion]:
+            return self._send(pc, plan.request, attempt, progress)
+
+        return opener
 
     async def _send(
         self, pc: PlannedCandidate, request: ChatRequest, attempt: Attempt, progress: _Progress
@@ -695,6 +711,11 @@ class _Assembler:
         return Completion(text, calls, self.finish, self.usage or Usage(), self.model, self.rid)
 
 
+async def _close_opened(opened: tuple[_AttemptStream, Chunk, list[Chunk]]) -> None:
+    """Close a stream opened by a racer that lost (its first token came second)."""
+    await opened[0].aclose()
+
+
 def _has_content(chunk: Chunk) -> bool:
     return bool(chunk.text or chunk.tool_calls or chunk.finish_reason is not None)
 
@@ -750,6 +771,19 @@ class _StreamRun:
             await stream.aclose()
             raise
 
+    def _opener(
+        self, deadline_at: float | None
+    ) -> Callable[[PlannedCandidate, Attempt, _Progress], Awaitable[tuple[_AttemptStream, Chunk, list[Chunk]]]]:
+        """:meth:`_open_first` as a racer's opener (``llmroute._race``): a stream's first token."""
+
+        def opener(
+            pc: PlannedCandidate, attempt: Attempt, progress: _Progress
+        ) -> Awaitable[tuple[_AttemptStream, Chunk, list[Chunk]]]:
+            attempt.stream = True
+            return self._open_first(pc, attempt, progress, deadline_at)
+
+        return opener
+
     def _deadline_error(self, errors: Sequence[BaseException] = ()) -> DeadlineExceededError:
         return DeadlineExceededError(self.route, self.deadline_s or 0.0, errors)
 
@@ -784,7 +818,19 @@ class _StreamRun:
                     attempt.stream = True
                     progress = _Progress()
                     try:
-                        stream, first, early = await self._open_first(pc, attempt, progress, deadline_at)
+                        (stream, first, early), pc, attempt, progress, reservation = await race(
+                            ex,
+                            plan,
+                            pc,
+                            attempt,
+                            progress,
+                            reservation,
+                            t0,
+                            deadline_at,
+                            errors,
+                            self._opener(deadline_at),
+                            _close_opened,
+                        )
                     except BaseException as exc:
                         err: BaseException = exc
                         timed_out = isinstance(exc, TimeoutError) and not isinstance(exc, LLMRouteError)

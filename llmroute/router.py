@@ -47,6 +47,7 @@ from .health import HealthSettings, HealthSnapshot, HealthTracker
 from .hooks import Hooks
 from .learning import Learning
 from .policy.budget import Budget, Ledger, call_scope
+from .policy.hedging import HedgeSettings
 from .policy.ordering import order_candidates
 from .policy.selection import (
     Option,
@@ -215,6 +216,8 @@ class Router:
             for d in deps:
                 self._health.register(d.name, model=d.model, provider=d.target.provider)
         self._selection = {n: SelectionSettings.from_config(r.selection) for n, r in cfg.routes.items() if r.selection}
+        self._hedges = {n: HedgeSettings(**r.hedge.model_dump()) for n, r in cfg.routes.items() if r.hedge}
+        self._executor.health = self._health  # hedged routes race on its estimates
         #: What selection needs to know of each model's deployments, in configured order.
         self._options = {
             model: tuple(Option(d.name, d.target.provider, d.price, d.config.tags, d.max_output_tokens) for d in deps)
@@ -456,6 +459,7 @@ class Router:
             user=who,
             tags=labels,
             on_budget_exceeded=rcfg.on_budget_exceeded,
+            hedge=self._hedges.get(name),
         )
 
     def _cascade_dry_run(

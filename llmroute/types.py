@@ -225,6 +225,9 @@ class Attempt:
     cost_estimated: bool = False
     #: The ``call_id`` of the routed call this attempt belongs to (see :attr:`RouteTrace.call_id`).
     call_id: int = 0
+    #: Hedged routes: why this attempt was started as a hedge (raced against a slow attempt), or,
+    #: on a slow attempt that was not hedged, why not; ``None`` otherwise.
+    hedge: str | None = None
     #: Wall-clock time the attempt started, in seconds since the epoch (``time.time()``), for logs
     #: and framework traces; the other timings are on the router's clock, relative to the call.
     started_at: float = field(default_factory=time.time)

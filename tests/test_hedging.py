@@ -1,100 +1,132 @@
-"""Hedging decisions (pure): when, where, and every case where it must not hedge."""
+"""Hedged requests over real sockets: a slow attempt is raced against another deployment; the first
+to answer wins, the other is cancelled and its spend counted; text is never duplicated."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
 import pytest
-from test_selection import health
+from conftest import make_config
 
-from llmroute.circuit import CircuitState
-from llmroute.policy.hedging import HedgeCandidate, HedgeSettings, hedge_delay, should_hedge
+import llmroute
+from llmroute.testing import Fault, Fleet
 
-ON = HedgeSettings(enabled=True)
+pytestmark = pytest.mark.anyio
 
-
-def cand(
-    name: str,
-    *,
-    ttft: float = 0.5,
-    cost: float = 0.001,
-    circuit: CircuitState = CircuitState.CLOSED,
-    admitting: bool | None = None,
-) -> HedgeCandidate:
-    return HedgeCandidate(name, name.split("/")[0], health(name, ttft=ttft, circuit=circuit, admitting=admitting), cost)
+MSG = [{"role": "user", "content": "Name three moons of Jupiter."}]
 
 
-def test_delay_is_the_primary_p95_ttft_clipped() -> None:
-    primary = cand("a/x", ttft=0.5)
-    assert hedge_delay(primary.health, ON) == pytest.approx(primary.health.ttft_s.p95)
-    assert hedge_delay(primary.health, HedgeSettings(enabled=True, delay_factor=2)) == pytest.approx(
-        2 * primary.health.ttft_s.p95
-    )
-    assert hedge_delay(primary.health, HedgeSettings(enabled=True, delay_s=3.0)) == 3.0
-    assert hedge_delay(cand("a/x", ttft=0.001).health, ON) == ON.min_delay_s
-    assert hedge_delay(cand("a/x", ttft=500).health, ON) == ON.max_delay_s
+@pytest.fixture(autouse=True)
+def _restore(fleet: Fleet) -> Iterator[None]:
+    yield
+    for name in ("oai", "oai2"):
+        fleet[name].ttft_s = 0.0
+        fleet[name].reply = None
 
 
-def test_hedges_on_the_next_deployment_once_the_primary_is_late() -> None:
-    primary, other = cand("a/x"), cand("b/x")
-    early = should_hedge(elapsed_s=0.1, primary=primary, candidates=[primary, other], settings=ON)
-    assert not early.hedge and early.wait_s == pytest.approx(hedge_delay(primary.health, ON) - 0.1)
-    late = should_hedge(elapsed_s=2.0, primary=primary, candidates=[primary, other], settings=ON)
-    assert late.hedge and late.deployment == "b/x" and "hedging on b/x" in late.reason
+def hedged(fleet: Fleet, **hedge: Any) -> dict[str, Any]:
+    cfg = make_config(fleet)
+    cfg["routes"]["fast"] = {"models": ["small"], "hedge": {"delay_s": 0.1, **hedge}}
+    return cfg
 
 
-def test_prefers_another_provider() -> None:
-    primary, same, other = cand("a/x"), cand("a/y"), cand("b/x")
-    d = should_hedge(elapsed_s=5, primary=primary, candidates=[primary, same, other], settings=ON)
-    assert d.deployment == "b/x"
-    d = should_hedge(
-        elapsed_s=5,
-        primary=primary,
-        candidates=[primary, same, other],
-        settings=HedgeSettings(enabled=True, prefer_other_provider=False),
-    )
-    assert d.deployment == "a/y"
+async def settle(fleet: Fleet) -> None:
+    for _ in range(150):  # a stalled fake finishes its stall before it sees the connection is gone
+        if fleet["oai"].in_flight == 0 and fleet["oai2"].in_flight == 0:
+            return
+        await anyio.sleep(0.02)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "fragment"),
-    [
-        ({"settings": HedgeSettings()}, "hedging off"),
-        ({"first_token": True}, "first token"),
-        ({"hedges_started": 1}, "already started"),
-        ({"budget_left_usd": 0.0005}, "budget has"),
-        ({"deadline_left_s": 0.2}, "expected TTFT"),
-        ({"settings": HedgeSettings(enabled=True, max_cost_ratio=0.5)}, "costs over"),
-    ],
-)
-def test_never_hedges_when_it_must_not(kwargs: dict[str, object], fragment: str) -> None:
-    primary, other = cand("a/x"), cand("b/x")
-    args: dict[str, object] = {"elapsed_s": 10.0, "primary": primary, "candidates": [primary, other], "settings": ON}
-    args.update(kwargs)
-    d = should_hedge(**args)  # type: ignore[arg-type]
-    assert not d.hedge and d.deployment is None and fragment in d.reason
-
-
-def test_never_into_an_open_or_busy_circuit() -> None:
-    primary = cand("a/x")
-    shut = cand("b/x", circuit=CircuitState.OPEN)
-    busy = cand("c/x", circuit=CircuitState.HALF_OPEN, admitting=False)
-    d = should_hedge(elapsed_s=10, primary=primary, candidates=[primary, shut, busy], settings=ON)
-    assert not d.hedge and "b/x: circuit open" in d.reason and "c/x: circuit half_open" in d.reason
-    probe = cand("d/x", circuit=CircuitState.HALF_OPEN)  # a free probe slot: allowed
-    assert (
-        should_hedge(elapsed_s=10, primary=primary, candidates=[primary, shut, probe], settings=ON).deployment == "d/x"
-    )
-
-
-def test_a_stalled_primary_is_beaten_by_the_hedge_in_virtual_time() -> None:
-    """Step a virtual clock: the primary stalls 30 s, the hedge answers 0.4 s after it starts."""
-    primary, backup = cand("a/x", ttft=0.5), cand("b/x", ttft=0.4)
-    t, hedged_at = 0.0, None
-    while t < 30.0 and hedged_at is None:
-        d = should_hedge(elapsed_s=t, primary=primary, candidates=[primary, backup], settings=ON)
-        if d.hedge:
-            hedged_at = t
+@pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
+async def test_a_slow_attempt_is_hedged_and_the_first_answer_wins(fleet: Fleet, streamed: bool) -> None:
+    fleet["oai"].ttft_s = 1.5  # the primary stalls before its first token
+    fleet["oai"].reply = "primary text"
+    fleet["oai2"].reply = "hedge text"
+    budget = llmroute.MemoryBudget(10.0)
+    async with llmroute.Router.from_dict(hedged(fleet), budget=budget) as r:
+        t = anyio.current_time()
+        if streamed:
+            async with r.stream(MSG, route="fast") as s:
+                texts = [c.text async for c in s]
+            reply = s.reply
+            assert reply is not None
+            assert "".join(texts) == "hedge text"  # only the winner's text, once
         else:
-            t += d.wait_s if d.wait_s else 0.01
-    assert hedged_at is not None
-    first_token = min(30.0, hedged_at + 0.4)
-    assert first_token < 1.5  # instead of 30 s
+            reply = await r.complete(MSG, route="fast")
+        elapsed = anyio.current_time() - t
+    assert reply.text == "hedge text" and reply.deployment == "oai2/small-1"
+    assert elapsed < 1.0  # did not wait for the stalled primary
+    primary, hedge = reply.route.attempts
+    assert primary.deployment == "oai/small-1" and primary.outcome == "cancelled"
+    assert primary.error_type == "LostRace" and "oai2/small-1 answered first" in (primary.error or "")
+    assert primary.cost_estimated and primary.cost_usd > 0  # sent: it may have been billed, and counted
+    assert hedge.outcome == "ok" and hedge.hedge is not None and "hedging on oai2/small-1" in hedge.hedge
+    assert hedge.started_s >= 0.09
+    assert reply.total_cost_usd == pytest.approx(primary.cost_usd + hedge.cost_usd)
+    assert budget.open_reservations == 0 and budget.spent_usd == pytest.approx(reply.total_cost_usd)
+    await settle(fleet)
+    assert fleet["oai"].in_flight == 0 and fleet["oai2"].in_flight == 0
+
+
+async def test_a_fast_attempt_is_not_hedged(fleet: Fleet) -> None:
+    async with llmroute.Router.from_dict(hedged(fleet, delay_s=1.0)) as r:
+        reply = await r.complete(MSG, route="fast")
+    (attempt,) = reply.route.attempts
+    assert attempt.deployment == "oai/small-1" and attempt.hedge is None
+    assert fleet["oai2"].calls == 0
+
+
+async def test_an_error_before_the_delay_falls_back_as_usual(fleet: Fleet, vsleep: Any) -> None:
+    fleet["oai"].enqueue(Fault.bad_request(), Fault.bad_request())
+    async with llmroute.Router.from_dict(hedged(fleet, delay_s=1.0), sleep=vsleep) as r:
+        reply = await r.complete(MSG, route="fast")
+    first, second = reply.route.attempts
+    assert first.status == 400 and first.hedge is None and second.deployment == "oai2/small-1"
+
+
+async def test_no_hedge_past_the_budget(fleet: Fleet) -> None:
+    fleet["oai"].ttft_s = 0.4
+    async with llmroute.Router.from_dict(hedged(fleet)) as r:
+        worst = r.plan(MSG, route="fast").candidates[0].candidate.max_cost_usd
+    budget = llmroute.MemoryBudget(worst * 1.5)  # the primary fits, a second attempt beside it does not
+    async with llmroute.Router.from_dict(hedged(fleet), budget=budget) as r:
+        reply = await r.complete(MSG, route="fast")
+    (attempt,) = reply.route.attempts
+    assert attempt.deployment == "oai/small-1" and attempt.outcome == "ok"
+    assert attempt.hedge is not None and "not hedged" in attempt.hedge and "budget" in attempt.hedge
+    assert fleet["oai2"].calls == 0 and budget.open_reservations == 0
+
+
+async def test_no_hedge_into_an_open_circuit(fleet: Fleet, vsleep: Any) -> None:
+    cfg = hedged(fleet)
+    cfg["health"] = {"circuit": {"consecutive_failures": 2}}
+    async with llmroute.Router.from_dict(cfg, sleep=vsleep) as r:
+        # oai refuses the request (no retry), oai2 fails twice: oai2's circuit opens
+        fleet["oai"].enqueue(Fault.bad_request())
+        fleet["oai2"].enqueue(Fault.server_error(500), Fault.server_error(500))
+        await r.complete(MSG)  # the default route: answered by its next model
+        assert r.health().deployments["oai2/small-1"].circuit.state.value == "open"
+        calls = fleet["oai2"].calls
+        fleet["oai"].ttft_s = 0.4  # slow past the hedge delay: it would be hedged on oai2
+        reply = await r.complete(MSG, route="fast")
+    (attempt,) = reply.route.attempts
+    assert attempt.deployment == "oai/small-1" and attempt.outcome == "ok"
+    # the open circuit kept oai2 out of the plan, so there was nothing to hedge on
+    assert [c.deployment for c in reply.route.candidates] == ["oai/small-1"] and attempt.hedge is None
+    assert fleet["oai2"].calls == calls
+
+
+async def test_a_cancelled_caller_leaves_no_racer_behind(fleet: Fleet) -> None:
+    fleet["oai"].ttft_s = 1.5
+    fleet["oai2"].ttft_s = 1.5
+    budget = llmroute.MemoryBudget(10.0)
+    async with llmroute.Router.from_dict(hedged(fleet), budget=budget) as r:
+        with anyio.move_on_after(0.4):
+            await r.complete(MSG, route="fast")
+        adm = r._executor.admission
+        assert adm is not None and adm.in_flight == 0
+    assert budget.open_reservations == 0
+    await settle(fleet)
+    assert fleet["oai"].in_flight == 0 and fleet["oai2"].in_flight == 0
