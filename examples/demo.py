@@ -6,7 +6,10 @@ A local fleet of fake providers (``llmroute.testing``) speaks the real OpenAI, A
 Gemini wire formats over loopback HTTP, with realistic latencies and a scripted handful of
 faults (429 with Retry-After, 5xx, a stalled provider, a dropped stream), so you can watch
 retries and fallbacks happen. Prices come from the shipped price table (litellm 1.109.1); the
-``auto`` route uses the embedded ONNX predictor. Nothing leaves this machine.
+``auto`` route uses the embedded ONNX predictor, the ``smart`` route is a cascade (a cheap model
+answers, checks on its answer decide whether to escalate), the ``fast`` route picks among the
+providers of one model by their live health and hedges a stalled request, and a daily budget
+covers everything. Nothing leaves this machine.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ def fleet() -> Fleet:
     def weather(request: Any) -> str | FakeReply:
         if "tools" in request and request.get("messages", [{}])[-1].get("role") == "user":
             return FakeReply(tool_calls=[("get_weather", {"city": "Paris"})])
+        last = str(request.get("messages", [{}])[-1].get("content", ""))
+        if "clips" in last:  # a cheap model's worked answer with a slip in its arithmetic
+            return "In May she sold 48 / 2 = 24 clips. Altogether 48 + 24 = 62 clips.\n#### 62"
+        if "Canberra" in last:
+            return "The capital of Australia is Canberra, chosen in 1908 as a compromise."
         return "It is 18 degrees and sunny in Paris."
 
     return Fleet(
@@ -53,7 +61,7 @@ def fleet() -> Fleet:
 
 
 def config(f: Fleet) -> dict[str, Any]:
-    """A realistic config: five models, seven deployments, three routes."""
+    """A realistic config: five models, seven deployments, five routes, a daily budget."""
 
     def prov(name: str, api: str) -> dict[str, Any]:
         p: dict[str, Any] = {"api": api, "base_url": f.base_url(name), "api_key": f"sk-demo-{name}"}
@@ -107,7 +115,22 @@ def config(f: Fleet) -> dict[str, Any]:
                 "strategy": "predictive",
                 "deadline_s": 10,
             },
+            "smart": {
+                "models": ["gpt-4o-mini", "claude-haiku-4-5"],
+                "strategy": "cascade",
+                "checks": ["non_empty", "finished", "not_refusal", "math"],
+                "accept": 0.6,
+                "deadline_s": 10,
+            },
+            "fast": {
+                "models": ["llama-3.3-70b"],
+                "selection": {"objective": "latency", "exploration": 0},
+                "hedge": {"delay_s": 0.3},
+                "max_output_tokens": 512,
+                "deadline_s": 10,
+            },
         },
+        "budgets": [{"name": "daily", "scope": "global", "limit_usd": 1.0, "window": "day"}],
         "retry": {"attempts": 2, "initial_backoff_s": 0.05, "max_backoff_s": 0.5, "jitter_s": 0.05},
         "timeout": {"connect_s": 2, "read_s": 1.0},
     }
@@ -238,6 +261,17 @@ CALLS: list[tuple[str, str, Any, dict[str, Any], dict[str, list[Fault]]]] = [
     ("default", "plain", "Give me a motivational quote.", {}, {}),
     ("auto", "plain", "Solve for x: 2x + 6 = 20.", {}, {}),
     ("default", "plain", "What does HTTP 429 mean?", {}, {}),
+    ("smart", "plain", "What is the capital of Australia? Canberra or Sydney?", {}, {}),
+    (
+        "smart",
+        "plain",
+        "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+        "How many clips did Natalia sell altogether?",
+        {},
+        {},
+    ),
+    ("fast", "plain", "Name a famous bridge in San Francisco.", {}, {}),
+    ("fast", "stream", "Suggest a name for a pet goldfish.", {}, {"fireworks": [Fault.stall(3.0)]}),
 ]
 
 
@@ -252,6 +286,7 @@ SHORT_ERRORS = {
     "ResponseError": "broken",
     "ProviderConnectionError": "conn",
     "ContextWindowExceededError": "ctx",
+    "LostRace": "lost-hedge",
 }
 
 
@@ -320,6 +355,13 @@ async def run(quiet: bool) -> int:
                 pred = trace.prediction
                 if pred is not None and getattr(pred, "difficulty", None) is not None:
                     print(f"{'':20}predictor: {pred.reason}")
+                for tier in trace.cascade or ():
+                    models = ", ".join(tier.models)
+                    print(f"{'':20}cascade tier {tier.tier + 1} ({models}): {tier.outcome}: {tier.reason}")
+                for a in trace.attempts:
+                    if a.hedge and not a.hedge.startswith("not hedged"):
+                        print(f"{'':20}hedge: {a.hedge}")
+            spent_usd, _held = await router.budget.usage("daily")  # type: ignore[union-attr]
     ok = [r for r in rows if r["reply"] is not None]
     traces = [r["trace"] for r in ok]
     attempts = sum(len(t.attempts) for t in traces)
@@ -340,6 +382,7 @@ async def run(quiet: bool) -> int:
     print(f"total cost: ${cost:.6f} (incl. failed attempts)")
     print("answered by model   : " + ", ".join(f"{m} {n}" for m, n in by_model.most_common()))
     print("answered by provider: " + ", ".join(f"{p} {n}" for p, n in by_provider.most_common()))
+    print(f"daily budget: ${spent_usd:.6f} of $1.00 spent or held (every attempt's worst case reserved first)")
     return 0 if len(ok) == len(rows) else 1
 
 

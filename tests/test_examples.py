@@ -20,8 +20,11 @@ def run(script: str, *args: str) -> str:
 
 
 def test_demo_routes_every_prompt() -> None:
+    full = run("demo.py")
+    assert "cascade tier 1 (gpt-4o-mini): escalated" in full and "hedge: no first token" in full
     out = run("demo.py", "--quiet")
-    assert "calls: 36   answered: 36   failed: 0" in out
+    assert "calls: 40   answered: 40   failed: 0" in out
+    assert "daily budget: $" in out
     assert "calls that fell back: 0" not in out  # the scripted faults really caused fallbacks
 
 
