@@ -607,6 +607,24 @@ class Router:
         return list(decision.order), decision
 
     # ------------------------------------------------------------------ calls
+    def _call(
+        self,
+        messages: Sequence[Message] | str,
+        route: str | None,
+        model: str | None,
+        deadline_s: Any,
+        user: Any,
+        tags: Any,
+        *request: Any,
+    ) -> tuple[str, RouteConfig, ChatRequest, float | None, str | None, tuple[str, ...]]:
+        """A call's arguments, checked: its route, request (*request* in ChatRequest's order after
+        the messages), deadline and budget scope. Raises before anything is planned or sent."""
+        name, rcfg = self._route(route, model)
+        req = ChatRequest(_as_messages(messages), *request)
+        validate_request(req)
+        who, labels = call_scope(user, tags)
+        return name, rcfg, req, _call_deadline(deadline_s, rcfg), who, labels
+
     async def complete(
         self,
         messages: Sequence[Message] | str,
@@ -634,21 +652,10 @@ class Router:
         budgets (``BudgetExceededError`` when one refuses; see docs/budgets.md).
         """
         t0 = self._clock()
-        name, rcfg = self._route(route, model)
-        req = ChatRequest(
-            _as_messages(messages),
-            tools,
-            tool_choice,
-            max_tokens,
-            temperature,
-            top_p,
-            stop,
-            response_format,
-            extra_body,
-        )
-        validate_request(req)
-        who, labels = call_scope(user, tags)
-        deadline = _call_deadline(deadline_s, rcfg)
+        name, rcfg, req, deadline, who, labels = self._call(
+            messages, route, model, deadline_s, user, tags,
+            tools, tool_choice, max_tokens, temperature, top_p, stop, response_format, extra_body,
+        )  # fmt: skip
         if rcfg.strategy == "cascade":  # each tier judged, kept or escalated (llmroute/cascade.py)
             return await self._cascade().complete(name, rcfg, req, deadline, (who, labels))
 
@@ -685,21 +692,10 @@ class Router:
         duplicated; an error after the first token ends the stream with that error. The deadline
         counts from the first ``__anext__`` (when the stream starts working).
         """
-        name, rcfg = self._route(route, model)  # bad arguments fail here, not at the first chunk
-        req = ChatRequest(
-            _as_messages(messages),
-            tools,
-            tool_choice,
-            max_tokens,
-            temperature,
-            top_p,
-            stop,
-            response_format,
-            extra_body,
-        )
-        validate_request(req)
-        who, labels = call_scope(user, tags)
-        deadline = _call_deadline(deadline_s, rcfg)
+        name, rcfg, req, deadline, who, labels = self._call(  # bad arguments fail here, not at the first chunk
+            messages, route, model, deadline_s, user, tags,
+            tools, tool_choice, max_tokens, temperature, top_p, stop, response_format, extra_body,
+        )  # fmt: skip
         if rcfg.strategy == "cascade":
             return self._cascade().stream(name, rcfg, req, deadline, (who, labels))
 
