@@ -69,12 +69,15 @@ _LATEX = (
     ("\\(", " "),
     ("\\)", " "),
 )
+#: Every LaTeX operator above, found in one scan (sound while the text has no ``\\\\``).
+_LATEX_FIND = re.compile(r"\\(?:\\|times|cdot|div|left|right|[$,!%\[\]()])")
 _PLAIN = (
     ("×", "*"),
     ("·", "*"),
     ("÷", "/"),
     ("−", "-"),
     ("–", "-"),
+    # the ASCII ones (_PLAIN[_PLAIN_ASCII:]) are all an ASCII text needs
     ("$", ""),
     ("{,}", ""),
     ("<<", " "),
@@ -82,8 +85,13 @@ _PLAIN = (
     ("**", " "),  # markdown bold (Python's power is left out: "2 3" is not arithmetic)
 )
 _FRAC = re.compile(r"\\[dt]?frac\{([^{}]{1,40})\}\{([^{}]{1,40})\}")
-#: Thousands separators ("1,200") and "3 x 4" products, in one pass that only stops at digits.
-_DIGIT_GLUE = re.compile(r"(\d)(?:,(?=\d{3}(?!\d))|\s?[xX]\s?(?=\d))")
+_PLAIN_ASCII = 5
+#: Thousands separators ("1,200" -> "1200"): a comma between a digit and exactly three digits.
+_THOUSANDS = re.compile(r",(?<=\d,)(?=\d{3}(?!\d))")
+#: "3 x 4" products ("3*4"); _X_FIND finds one scanning only for "x" (neither pattern can change
+#: where the other matches: they touch no digit and no comma between digits).
+_TIMES_X = re.compile(r"(\d)\s?[xX]\s?(?=\d)")
+_X_FIND = re.compile(r"[xX](?:(?<=\d[xX])|(?<=\d\s[xX]))\s?\d")
 _BRACES = str.maketrans({"{": " ", "}": " "})
 #: A chain of at least two plain-arithmetic sides joined by "=": ``16 - 3 - 4 = 9``, ``a = b = c``.
 _CHAIN = re.compile(r"[0-9.(\-][0-9.()+\-*/^% ]*(?:=[0-9.()+\-*/^% ]+)+")
@@ -94,15 +102,24 @@ _DIGIT = re.compile(r"\d")
 def _normalise_maths(text: str) -> str:
     """*text* with LaTeX operators, currency, thousands separators and ``3 x 4`` made plain."""
     if "\\" in text:
+        # One scan finds the operators present. Without "\\\\" their occurrences are disjoint
+        # and a replacement by a character cannot make a new one; a deletion can ("\\ri\\leftght"),
+        # so after one the loop asks the text itself, as it always does when "\\\\" is there.
+        found = set(_LATEX_FIND.findall(text))
+        exact = "\\\\" in found
         for old, new in _LATEX:
-            if old in text:
+            if (old in text) if exact else (old in found):
                 text = text.replace(old, new)
-    for old, new in _PLAIN:
+                exact = exact or not new
+    for old, new in _PLAIN if not text.isascii() else _PLAIN[_PLAIN_ASCII:]:
         if old in text:
             text = text.replace(old, new)
     if "frac" in text:
         text = _FRAC.sub(_frac, text)
-    text = _DIGIT_GLUE.sub(_glue, text)
+    if "," in text:
+        text = _THOUSANDS.sub("", text)
+    if _X_FIND.search(text):
+        text = _TIMES_X.sub(_times, text)
     if "{" in text:
         text = text.translate(_BRACES)
     return text
@@ -112,92 +129,92 @@ def _frac(m: re.Match[str]) -> str:
     return f"({m.group(1)})/({m.group(2)})"
 
 
-def _glue(m: re.Match[str]) -> str:
-    return m.group(1) if m.group()[1:2] == "," else m.group(1) + "*"
+def _times(m: re.Match[str]) -> str:
+    return m.group(1) + "*"
 
 
 _TOKEN = re.compile(r"\d+(?:\.\d*)?|\.\d+|[-+*/^%()]|\S")
 
 
-class _Parser:
-    """Recursive-descent evaluator of ``+ - * / ^ % ( )`` over decimal numbers (tokens in, float out)."""
+# Recursive descent over the tokens, one function per precedence level (a list and an index
+# passed along: no parser object, no per-token method calls):
+#   expr  := term (("+" | "-") term)*
+#   term  := power (("*" | "/") power | power starting with "(")*     (2(3 + 4): implicit product)
+#   power := unary ("^" unary)?                                        (bounded; no chains)
+#   unary := ("-" | "+")* atom                                         (-2^2 is (-2)^2)
+#   atom  := (number | "(" expr ")") "%"?
 
-    __slots__ = ("i", "t")
 
-    def __init__(self, tokens: list[str]) -> None:
-        self.t = tokens
-        self.i = 0
-
-    def _peek(self) -> str:
-        return self.t[self.i] if self.i < len(self.t) else ""
-
-    def expr(self) -> float:
-        value = self.term()
-        while True:
-            c = self._peek()
-            if c == "+":
-                self.i += 1
-                value += self.term()
-            elif c == "-":
-                self.i += 1
-                value -= self.term()
-            else:
-                return value
-
-    def term(self) -> float:
-        value = self.power()
-        while True:
-            c = self._peek()
-            if c == "*":
-                self.i += 1
-                value *= self.power()
-            elif c == "/":
-                self.i += 1
-                d = self.power()
-                if d == 0:
-                    raise ValueError("division by zero")
-                value /= d
-            elif c == "(":  # implicit multiplication: 2(3 + 4)
-                value *= self.power()
-            else:
-                return value
-
-    def power(self) -> float:
-        base = self.unary()
-        if self._peek() == "^":
-            self.i += 1
-            exp = self.unary()
-            if abs(exp) > 64 or abs(base) > 1e12:
-                raise ValueError("power too large")
-            return float(base) ** exp
-        return base
-
-    def unary(self) -> float:
-        c = self._peek()
-        if c == "-":
-            self.i += 1
-            return -self.unary()
+def _expr(t: list[str], i: int, n: int) -> tuple[float, int]:
+    value, i = _term(t, i, n)
+    while i < n:
+        c = t[i]
         if c == "+":
-            self.i += 1
-            return self.unary()
-        return self.atom()
-
-    def atom(self) -> float:
-        c = self._peek()
-        self.i += 1
-        if c == "(":
-            value = self.expr()
-            if self._peek() != ")":
-                raise ValueError("unbalanced")
-            self.i += 1
-        elif c[:1].isdigit() or c[:1] == ".":
-            value = float(c)
+            b, i = _term(t, i + 1, n)
+            value += b
+        elif c == "-":
+            b, i = _term(t, i + 1, n)
+            value -= b
         else:
-            raise ValueError("number expected")
-        if self._peek() == "%":
-            self.i += 1
-            value /= 100.0
-        return value
+            break
+    return value, i
+
+
+def _term(t: list[str], i: int, n: int) -> tuple[float, int]:
+    value, i = _power(t, i, n)
+    while i < n:
+        c = t[i]
+        if c == "*":
+            b, i = _power(t, i + 1, n)
+            value *= b
+        elif c == "/":
+            b, i = _power(t, i + 1, n)
+            if b == 0:
+                raise ValueError("division by zero")
+            value /= b
+        elif c == "(":
+            b, i = _power(t, i, n)
+            value *= b
+        else:
+            break
+    return value, i
+
+
+def _power(t: list[str], i: int, n: int) -> tuple[float, int]:
+    base, i = _unary(t, i, n)
+    if i < n and t[i] == "^":
+        exp, i = _unary(t, i + 1, n)
+        if abs(exp) > 64 or abs(base) > 1e12:
+            raise ValueError("power too large")
+        return float(base) ** exp, i
+    return base, i
+
+
+def _unary(t: list[str], i: int, n: int) -> tuple[float, int]:
+    negative = False
+    while i < n:
+        c = t[i]
+        if c == "-":
+            negative = not negative
+        elif c != "+":
+            break
+        i += 1
+    else:
+        raise ValueError("number expected")
+    i += 1
+    if c == "(":
+        value, i = _expr(t, i, n)
+        if i >= n or t[i] != ")":
+            raise ValueError("unbalanced")
+        i += 1
+    elif c[0].isdigit() or c[0] == ".":
+        value = float(c)
+    else:
+        raise ValueError("number expected")
+    if i < n and t[i] == "%":
+        i += 1
+        value /= 100.0
+    return (-value if negative else value), i
 
 
 def eval_arithmetic(expression: str) -> float | None:
@@ -214,9 +231,9 @@ def eval_arithmetic(expression: str) -> float | None:
 
 
 def _evaluate(tokens: list[str]) -> float | None:
-    p = _Parser(tokens)
-    value = p.expr()
-    if p.i != len(tokens) or isinstance(value, complex) or not math.isfinite(value):
+    n = len(tokens)
+    value, i = _expr(tokens, 0, n)
+    if i != n or isinstance(value, complex) or not math.isfinite(value):
         return None
     return float(value)
 
@@ -236,16 +253,24 @@ _GLUE_BEFORE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_\
 _GLUE_AFTER = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_\\^{([|!")
 
 
+def _decimals(tok: str) -> int:
+    """Decimals written in the number *tok* (``"2.50"``: 2)."""
+    dot = tok.find(".")
+    return 0 if dot < 0 else len(tok) - dot - 1
+
+
 def _side(tokens: list[str]) -> tuple[float, int | None, bool] | None:
     """``(value, decimals written when a bare number, has an operator)`` of one side, or ``None``."""
-    if not tokens:
-        return None
-    if len(tokens) == 1:
+    n = len(tokens)
+    if n == 1:
         tok = tokens[0]
-        if not tok[:1].isdigit() and tok[:1] != ".":
+        c = tok[0]
+        if not c.isdigit() and c != ".":
             return None
-        return float(tok), (len(tok) - tok.index(".") - 1 if "." in tok else 0), False
-    if len(tokens) == 3 and tokens[1] in _OPS and tokens[0][:1].isdigit() and tokens[2][:1].isdigit():
+        return float(tok), _decimals(tok), False
+    if not n:
+        return None
+    if n == 3 and tokens[1] in _OPS and tokens[0][0].isdigit() and tokens[2][0].isdigit():
         a, op, b = float(tokens[0]), tokens[1], float(tokens[2])  # "84 * 2.50": most sides
         if op == "+":
             return a + b, None, True
@@ -261,10 +286,9 @@ def _side(tokens: list[str]) -> tuple[float, int | None, bool] | None:
         return None
     if value is None:
         return None
-    has_op = any(t in _OPS for t in tokens[1:])
-    if len(tokens) == 2 and tokens[0] == "-":
-        return value, (len(tokens[1]) - tokens[1].index(".") - 1 if "." in tokens[1] else 0), False
-    return value, None, has_op
+    if n == 2 and tokens[0] == "-":
+        return value, _decimals(tokens[1]), False
+    return value, None, not _OPS.isdisjoint(tokens[1:])
 
 
 def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
@@ -276,23 +300,36 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
     checked = wrong = 0
     last: float | None = None
     n = len(norm)
+    tokenize = _TOKEN.findall
     for m in _CHAIN.finditer(norm):
         chain = m.group()
-        if not any(op in chain for op in "+*/^") and "-" not in chain[1:]:
+        if "+" not in chain and "*" not in chain and "/" not in chain and "^" not in chain and chain.find("-", 1) < 0:
             continue  # "a = b": nothing computed, nothing to check
         sides = chain.split("=")
         start = m.start()
+        if start > 0:
+            c = norm[start - 1]
+            j = start - 1
+            while c == " " and j > 0:  # the first non-space character before the chain
+                j -= 1
+                c = norm[j]
+            if norm[start - 1] in _GLUE_BEFORE or c in "+*/^<>":
+                sides[0] = ""
+            elif chain[0] == "-" and (c.isalnum() or c in ")]}"):
+                sides[0] = ""  # "x - 3 = 7": the minus belongs to the variable before it
         end = start + len(chain.rstrip())
-        if start > 0 and (norm[start - 1] in _GLUE_BEFORE or _prev_op(norm, start)):
-            sides[0] = ""
-        elif chain[0] == "-" and start > 0 and _prev_glued(norm, start):
-            sides[0] = ""  # "x - 3 = 7": the minus belongs to the variable before it
-        if end < n and (norm[end] in _GLUE_AFTER or _next_op(norm, end)):
-            sides[-1] = ""
+        if end < n:
+            c = norm[end]
+            j = end
+            while c == " " and j < n - 1:  # the first non-space character after the chain
+                j += 1
+                c = norm[j]
+            if norm[end] in _GLUE_AFTER or c in "+-*/^<>":
+                sides[-1] = ""
         sides[-1] = sides[-1].rstrip(" .").rstrip("+-*/^( ")
         prev: tuple[float, int | None, bool] | None = None
         for side in sides:
-            cur = _side(_TOKEN.findall(side)) if side.strip() else None
+            cur = _side(tokenize(side))
             if cur is None:
                 prev = None
                 continue
@@ -305,28 +342,6 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
         if checked >= _MAX_EQUATIONS:
             break
     return checked, wrong, last
-
-
-def _prev_op(s: str, i: int) -> bool:
-    """Whether the first non-space character before *i* is an operator or a letter glued by one."""
-    j = i - 1
-    while j >= 0 and s[j] == " ":
-        j -= 1
-    return j >= 0 and s[j] in "+*/^<>"
-
-
-def _prev_glued(s: str, i: int) -> bool:
-    j = i - 1
-    while j >= 0 and s[j] == " ":
-        j -= 1
-    return j >= 0 and (s[j].isalnum() or s[j] in ")]}")
-
-
-def _next_op(s: str, i: int) -> bool:
-    j = i
-    while j < len(s) and s[j] == " ":
-        j += 1
-    return j < len(s) and s[j] in "+-*/^<>"
 
 
 # ---------------------------------------------------------------------------------- final answer
