@@ -92,9 +92,12 @@ _THOUSANDS = re.compile(r",(?<=\d,)(?=\d{3}(?!\d))")
 #: where the other matches: they touch no digit and no comma between digits).
 _TIMES_X = re.compile(r"(\d)\s?[xX]\s?(?=\d)")
 _X_FIND = re.compile(r"[xX](?:(?<=\d[xX])|(?<=\d\s[xX]))\s?\d")
-_BRACES = str.maketrans({"{": " ", "}": " "})
 #: A chain of at least two plain-arithmetic sides joined by "=": ``16 - 3 - 4 = 9``, ``a = b = c``.
-_CHAIN = re.compile(r"[0-9.(\-][0-9.()+\-*/^% ]*(?:=[0-9.()+\-*/^% ]+)+")
+#: (The lookbehind only saves time: a chain can start after a start character only where one
+#: starting at that character failed, and every start in one run of such characters fails alike.)
+_CHAIN = re.compile(r"[0-9.(\-](?<![0-9.(\-][0-9.(\-])[0-9.()+\-*/^% ]*(?:=[0-9.()+\-*/^% ]+)+")
+#: The commonest chain, ``a op b = c`` with plain numbers, read in one match.
+_SIMPLE_CHAIN = re.compile(r"(\d+(?:\.\d*)?) *([-+*/]) *(\d+(?:\.\d*)?) *= *(\d+(?:\.\d*)?) *")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _DIGIT = re.compile(r"\d")
 
@@ -121,7 +124,7 @@ def _normalise_maths(text: str) -> str:
     if _X_FIND.search(text):
         text = _TIMES_X.sub(_times, text)
     if "{" in text:
-        text = text.translate(_BRACES)
+        text = text.replace("{", " ").replace("}", " ")
     return text
 
 
@@ -238,6 +241,10 @@ def _evaluate(tokens: list[str]) -> float | None:
     return float(value)
 
 
+#: What rounding to d decimals may change a number by (``_agree``), for small d.
+_ROUNDING = tuple(0.5 * 10.0 ** (-d) + 1e-9 for d in range(24))
+
+
 def _agree(a: float, b: float, da: int | None, db: int | None) -> bool:
     """Whether two computed sides agree, tolerating rounding to the decimals written."""
     tol = 1e-6 * max(abs(a), abs(b), 1.0)
@@ -305,18 +312,17 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
         chain = m.group()
         if "+" not in chain and "*" not in chain and "/" not in chain and "^" not in chain and chain.find("-", 1) < 0:
             continue  # "a = b": nothing computed, nothing to check
-        sides = chain.split("=")
         start = m.start()
+        glued_before = glued_after = False
         if start > 0:
             c = norm[start - 1]
             j = start - 1
             while c == " " and j > 0:  # the first non-space character before the chain
                 j -= 1
                 c = norm[j]
-            if norm[start - 1] in _GLUE_BEFORE or c in "+*/^<>":
-                sides[0] = ""
-            elif chain[0] == "-" and (c.isalnum() or c in ")]}"):
-                sides[0] = ""  # "x - 3 = 7": the minus belongs to the variable before it
+            glued_before = norm[start - 1] in _GLUE_BEFORE or c in "+*/^<>"
+            if not glued_before and chain[0] == "-":
+                glued_before = c.isalnum() or c in ")]}"  # "x - 3 = 7": the minus is the variable's
         end = start + len(chain.rstrip())
         if end < n:
             c = norm[end]
@@ -324,8 +330,41 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
             while c == " " and j < n - 1:  # the first non-space character after the chain
                 j += 1
                 c = norm[j]
-            if norm[end] in _GLUE_AFTER or c in "+-*/^<>":
-                sides[-1] = ""
+            glued_after = norm[end] in _GLUE_AFTER or c in "+-*/^<>"
+        simple = _SIMPLE_CHAIN.fullmatch(chain)
+        if simple is not None:  # what the general way below makes of "a op b = c", only sooner
+            if glued_before or glued_after:
+                continue  # a glued side is left out, and with it the only equation
+            a, op, b, result = simple.groups()
+            x, y = float(a), float(b)
+            if op == "+":
+                value = x + y
+            elif op == "-":
+                value = x - y
+            elif op == "*":
+                value = x * y
+            elif y:
+                value = x / y
+            else:
+                continue  # division by zero: not arithmetic
+            checked += 1
+            last = float(result)
+            # _agree(value, last, None, decimals of result), inline
+            tol = 1e-6 * max(abs(value), abs(last), 1.0)
+            d = _decimals(result)
+            rounding = _ROUNDING[d] if d < len(_ROUNDING) else 0.5 * 10.0 ** (-d) + 1e-9
+            if rounding > tol:
+                tol = rounding
+            if not abs(value - last) <= tol:
+                wrong += 1
+            if checked >= _MAX_EQUATIONS:
+                break
+            continue
+        sides = chain.split("=")
+        if glued_before:
+            sides[0] = ""
+        if glued_after:
+            sides[-1] = ""
         sides[-1] = sides[-1].rstrip(" .").rstrip("+-*/^( ")
         prev: tuple[float, int | None, bool] | None = None
         for side in sides:
@@ -448,6 +487,8 @@ def _final(text: str, lower: str) -> tuple[str | None, str | None, int]:
 
 
 def _answer_number(text: str) -> float | None:
+    if len(text) <= 200 and text.isascii() and text.isdigit():
+        return float(text)  # what the general way makes of plain digits, only sooner
     norm = _normalise_maths(text)
     m = _ANSWER_NUMBER.search(norm)
     if m is None:
@@ -457,7 +498,11 @@ def _answer_number(text: str) -> float | None:
 
 # ------------------------------------------------------------------------------ words and tells
 
-_PUNCT = str.maketrans({c: " " for c in '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~\n\t\r'})
+#: ASCII punctuation, read as spaces between words. (``str.translate`` looks every character up
+#: in a dict once a text is not ASCII, ~50 ns each; these are replaced in the UTF-8 bytes instead,
+#: where no byte of a multi-byte character is ASCII.)
+_PUNCT_CHARS = '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~\n\t\r'
+_PUNCT_BYTES = bytes.maketrans(_PUNCT_CHARS.encode(), b" " * len(_PUNCT_CHARS))
 _TELL_WORDS: dict[str, str] = {
     # self-corrections: the answer doubts its own work
     "wait": "correction",
@@ -564,7 +609,22 @@ _PY_LANGS = frozenset({"python", "py", "python3", "py3"})
 _PY_STARTS = ("def ", "import", "from ", "class ")
 _PY_BARE = re.compile(r"\n(?:def|import|from|class) ")
 #: Strings and comments of Python source, removed before brackets are counted.
-_PY_SKIP = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*')
+#: Strings and comments of Python source, removed before brackets are counted: a triple-quoted
+#: string runs to the first closing triple quote, a plain one stops at its line's end.
+_PY_DQ3 = r'"""[^"]*(?:"(?!"")[^"]*)*"""'
+_PY_SQ3 = r"'''[^']*(?:'(?!'')[^']*)*'''"
+_PY_DQ1 = r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
+_PY_SQ1 = r"'[^'\\\n]*(?:\\.[^'\\\n]*)*'"
+_PY_HASH = r"#[^\n]*"
+_PY_SKIP = re.compile("|".join((_PY_DQ3, _PY_SQ3, _PY_DQ1, _PY_SQ1, _PY_HASH)))
+#: The same for source holding only one of '"', "'" and "#" (the others cannot match in it): a
+#: pattern starting with one character is scanned for several times faster than one starting
+#: with a set of three.
+_PY_SKIPS = {
+    (True, False, False): re.compile(f"{_PY_DQ3}|{_PY_DQ1}"),
+    (False, True, False): re.compile(f"{_PY_SQ3}|{_PY_SQ1}"),
+    (False, False, True): re.compile(_PY_HASH),
+}
 _PY_OPEN_END = (":", ",", "\\", "(", "[", "{", "=", "+", "-", "*", "/", ".")
 _PY_FENCES = ("```py", "```\n", "```Py", "``` py", "```\r")
 
@@ -730,7 +790,9 @@ def _fenced(text: str) -> list[tuple[str, str]]:
 
 def _python_shape(src: str) -> str | None:
     """Why Python *src* cannot be a whole program, from its shape alone (``None``: it can)."""
-    code = _PY_SKIP.sub(" ", src[:20_000])
+    src = src[:20_000]
+    kinds = ('"' in src, "'" in src, "#" in src)
+    code = _PY_SKIPS.get(kinds, _PY_SKIP).sub(" ", src) if any(kinds) else src
     for a, b in ("()", "[]", "{}"):
         if code.count(a) != code.count(b):
             return f"unbalanced {a}{b}"
@@ -743,11 +805,30 @@ def _python_shape(src: str) -> str | None:
 
 
 def _equation_lines(lines: list[str]) -> str:
-    eq = [ln for ln in lines if "=" in ln and _DIGIT.search(ln)]
-    if len(eq) > _MAX_EQ_LINES:
-        half = _MAX_EQ_LINES // 2
-        eq = eq[:half] + eq[-half:]
-    text = "\n".join(ln[:400] for ln in eq)
+    """The lines holding "=" and a digit (the first and last ``_MAX_EQ_LINES // 2`` of them when
+    there are more), each cut to 400 characters, joined; the head and tail of ``_MAX_EQ_CHARS``."""
+    eq = [ln for ln in lines if "=" in ln]
+    has_digit = _DIGIT.search
+    half = _MAX_EQ_LINES // 2
+    if len(eq) <= _MAX_EQ_LINES:
+        eq = [ln for ln in eq if has_digit(ln)]
+    else:  # the first `half` from the front, the last `half` from the back, never both for a line
+        front: list[str] = []
+        i, n = 0, len(eq)
+        while len(front) < half and i < n:
+            if has_digit(eq[i]):
+                front.append(eq[i])
+            i += 1
+        back: list[str] = []
+        j = n - 1
+        while len(back) < half and j >= i:
+            if has_digit(eq[j]):
+                back.append(eq[j])
+            j -= 1
+        eq = front + back[::-1]
+    if not eq:
+        return ""
+    text = "\n".join(eq) if max(map(len, eq)) <= 400 else "\n".join(ln[:400] for ln in eq)
     if len(text) > _MAX_EQ_CHARS:
         half = _MAX_EQ_CHARS // 2
         text = text[:half] + "\n" + text[-half:]
@@ -755,16 +836,29 @@ def _equation_lines(lines: list[str]) -> str:
 
 
 def _coverage(text: str, q: Question) -> float | None:
-    nums = [n for n in q.numbers if n >= 2 or n != int(n)]
-    if len(nums) < 2:
+    keys = _coverage_keys(q.numbers) if len(q.numbers) <= 30 else _number_keys(q.numbers)
+    if len(keys) < 2:
         return None
-    nums = nums[:30]
     hit = 0
-    for n in nums:
-        s = str(int(n)) if n == int(n) else repr(n)
-        if s in text or (n >= 1000 and n == int(n) and f"{int(n):,}" in text):
+    for s, grouped in keys:
+        # a number's first digit is looked for first: a single character is found far faster
+        if (s[0] in text and s in text) or (grouped and grouped in text):
             hit += 1
-    return hit / len(nums)
+    return hit / len(keys)
+
+
+def _number_keys(numbers: frozenset[float]) -> tuple[tuple[str, str], ...]:
+    """How the answer may write each of the question's numbers (the first 30 of 2 or more, not 0
+    or 1): ``(digits, digits with thousands separators or "")``."""
+    nums = [n for n in numbers if n >= 2 or n != int(n)][:30]
+    return tuple(
+        (str(int(n)) if n == int(n) else repr(n), f"{int(n):,}" if n >= 1000 and n == int(n) else "") for n in nums
+    )
+
+
+#: The same for a question's numbers when there are 30 or fewer (then which ones come first in
+#: the set does not matter), remembered with the question's analysis.
+_coverage_keys = functools.lru_cache(maxsize=256)(_number_keys)
 
 
 def analyse(text: str, q: Question | str | None = None) -> Analysis:
@@ -776,7 +870,7 @@ def analyse(text: str, q: Question | str | None = None) -> Analysis:
     stripped = text.strip()
     lower = text.lower()
     # -- tells: one split of the words, phrases only where one of their words occurs
-    words = lower.translate(_PUNCT).split()
+    words = lower.encode("utf-8", "surrogatepass").translate(_PUNCT_BYTES).decode("utf-8", "surrogatepass").split()
     counts = {"impossible": 0, "uncertain": 0, "approx": 0, "correction": 0}
     for w in _TELL_KEYS.intersection(words):
         cat = _TELL_WORDS.get(w)
@@ -788,8 +882,7 @@ def analyse(text: str, q: Question | str | None = None) -> Analysis:
     head = lower[:_REFUSAL_HEAD]
     refusal = any(r in head for r in _REFUSALS) if ("sorry" in head or "i " in head or "as an" in head) else False
     # -- lines
-    lines = [ln.strip() for ln in stripped.split("\n")]
-    lines = [ln for ln in lines if ln]
+    lines = list(filter(None, map(str.strip, stripped.split("\n"))))
     long_lines = [ln for ln in lines if len(ln) > 12]
     repeated = 1.0 - len(set(long_lines)) / len(long_lines) if len(long_lines) > 2 else 0.0
     # -- arithmetic, on the lines holding "=" only
@@ -800,7 +893,7 @@ def analyse(text: str, q: Question | str | None = None) -> Analysis:
     # -- final answer: the end of the text, a JSON "answer" field wherever it is
     cut = max(0, len(text) - _FINAL_TAIL)
     kind, final_text, distinct = _final(text[cut:], lower[cut:])
-    if kind != "json" and cut and '"answer"' in text[:cut]:
+    if kind != "json" and cut and text.find('"answer"', 0, cut) >= 0:
         head = _final(text[:cut], lower[:cut])
         if head[0] == "json":
             kind, final_text, distinct = head[0], head[1], distinct + 1
