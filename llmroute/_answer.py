@@ -121,7 +121,7 @@ def _normalise_maths(text: str) -> str:
         text = _FRAC.sub(_frac, text)
     if "," in text:
         text = _THOUSANDS.sub("", text)
-    if _X_FIND.search(text):
+    if ("x" in text or "X" in text) and _X_FIND.search(text):
         text = _TIMES_X.sub(_times, text)
     if "{" in text:
         text = text.replace("{", " ").replace("}", " ")
@@ -206,10 +206,14 @@ def _unary(t: list[str], i: int, n: int) -> tuple[float, int]:
         raise ValueError("number expected")
     i += 1
     if c == "(":
-        value, i = _expr(t, i, n)
-        if i >= n or t[i] != ")":
-            raise ValueError("unbalanced")
-        i += 1
+        if i + 1 < n and t[i + 1] == ")" and t[i][0].isdigit():  # "(3)", as \frac{3}{4} becomes
+            value = float(t[i])
+            i += 2
+        else:
+            value, i = _expr(t, i, n)
+            if i >= n or t[i] != ")":
+                raise ValueError("unbalanced")
+            i += 1
     elif c[0].isdigit() or c[0] == ".":
         value = float(c)
     else:
@@ -310,9 +314,14 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
     tokenize = _TOKEN.findall
     for m in _CHAIN.finditer(norm):
         chain = m.group()
-        if "+" not in chain and "*" not in chain and "/" not in chain and "^" not in chain and chain.find("-", 1) < 0:
-            continue  # "a = b": nothing computed, nothing to check
         start = m.start()
+        simple = _SIMPLE_CHAIN.fullmatch(chain)
+        if simple is not None:
+            end = start + simple.end(4)
+        elif "+" in chain or "*" in chain or "/" in chain or "^" in chain or chain.find("-", 1) > 0:
+            end = start + len(chain.rstrip())
+        else:
+            continue  # "a = b": nothing computed, nothing to check
         glued_before = glued_after = False
         if start > 0:
             c = norm[start - 1]
@@ -323,7 +332,6 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
             glued_before = norm[start - 1] in _GLUE_BEFORE or c in "+*/^<>"
             if not glued_before and chain[0] == "-":
                 glued_before = c.isalnum() or c in ")]}"  # "x - 3 = 7": the minus is the variable's
-        end = start + len(chain.rstrip())
         if end < n:
             c = norm[end]
             j = end
@@ -331,7 +339,6 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
                 j += 1
                 c = norm[j]
             glued_after = norm[end] in _GLUE_AFTER or c in "+-*/^<>"
-        simple = _SIMPLE_CHAIN.fullmatch(chain)
         if simple is not None:  # what the general way below makes of "a op b = c", only sooner
             if glued_before or glued_after:
                 continue  # a glued side is left out, and with it the only equation
@@ -475,7 +482,8 @@ def _final(text: str, lower: str) -> tuple[str | None, str | None, int]:
         values.add(json_first.lower())
         return "json", json_first, len(values)
     if found:
-        found.sort(key=lambda f: f[0])
+        if len(found) > 1:
+            found.sort(key=lambda f: f[0])
         _, kind, value = found[-1]
         return kind, value, len(values)
     last = None
@@ -804,17 +812,30 @@ def _python_shape(src: str) -> str | None:
     return None
 
 
+#: A line without a digit, between two newlines.
+_DIGITLESS_LINE = re.compile(r"\n[^\d\n]*\n")
+
+
+def _all_have_digits(lines: list[str]) -> bool:
+    """Whether every one of *lines* (no newline in any) holds a digit: one scan, not one per line."""
+    return _DIGITLESS_LINE.search("\n" + "\n".join(lines) + "\n") is None
+
+
 def _equation_lines(lines: list[str]) -> str:
     """The lines holding "=" and a digit (the first and last ``_MAX_EQ_LINES // 2`` of them when
     there are more), each cut to 400 characters, joined; the head and tail of ``_MAX_EQ_CHARS``."""
     eq = [ln for ln in lines if "=" in ln]
     has_digit = _DIGIT.search
     half = _MAX_EQ_LINES // 2
-    if len(eq) <= _MAX_EQ_LINES:
-        eq = [ln for ln in eq if has_digit(ln)]
+    n = len(eq)
+    if n <= _MAX_EQ_LINES:
+        if not _all_have_digits(eq):
+            eq = [ln for ln in eq if has_digit(ln)]
+    elif _all_have_digits(eq[:half]) and _all_have_digits(eq[-half:]):
+        eq = eq[:half] + eq[-half:]
     else:  # the first `half` from the front, the last `half` from the back, never both for a line
         front: list[str] = []
-        i, n = 0, len(eq)
+        i = 0
         while len(front) < half and i < n:
             if has_digit(eq[i]):
                 front.append(eq[i])

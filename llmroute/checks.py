@@ -557,10 +557,8 @@ class _Judging:
         self.results: list[CheckResult] = []
         self.dead = False
 
-    def skipped(self, fn: Any) -> bool:
-        if self.dead:
-            self.results.append(CheckResult(_name(fn), None, 1.0, "skipped: a hard check already failed"))
-        return self.dead
+    def skip(self, fn: Any) -> None:
+        self.results.append(CheckResult(_name(fn), None, 1.0, "skipped: a hard check already failed"))
 
     def add(self, fn: Any, value: Any) -> None:
         res = value if type(value) is CheckResult else result_of(fn, value)
@@ -580,7 +578,8 @@ def judge(answer: Answer, checks: Sequence[str | Check] | None = None) -> Verdic
     """
     run = _Judging()
     for fn in resolve_checks(checks):
-        if run.skipped(fn):
+        if run.dead:
+            run.skip(fn)
             continue
         try:
             value = fn(answer)
@@ -603,7 +602,8 @@ async def judge_async(answer: Answer, checks: Sequence[str | Check] | None = Non
     """
     run = _Judging()
     for fn in resolve_checks(checks):
-        if run.skipped(fn):
+        if run.dead:
+            run.skip(fn)
             continue
         try:
             value = fn(answer)
