@@ -27,6 +27,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "FEATURE_NAMES",
@@ -270,6 +271,54 @@ def _decimals(tok: str) -> int:
     return 0 if dot < 0 else len(tok) - dot - 1
 
 
+_NOT_FLAT: Any = object()
+
+
+def _flat(t: list[str], n: int) -> Any:
+    """What :func:`_evaluate` makes of *t* when it is numbers, bare or in parentheses (``(3)/(4) *
+    48``), joined by ``+ - * /``: the same operations in the same order, in one loop instead of a
+    call per token. ``_NOT_FLAT`` for any other shape (signs, powers, percentages, nesting,
+    implicit products), which :func:`_evaluate` then reads."""
+    total: float | None = None  # the terms before the current one, summed
+    sign = op = ""
+    term = 0.0
+    i = 0
+    while True:
+        c = t[i]
+        if c == "(":  # "(" number ")" only
+            if i + 2 >= n or t[i + 2] != ")" or not t[i + 1][0].isdigit():
+                return _NOT_FLAT
+            x = float(t[i + 1])
+            i += 3
+        elif c[0].isdigit():
+            x = float(c)
+            i += 1
+        else:
+            return _NOT_FLAT
+        if i < n:  # what follows the number must be an operator ("0^2": the 0 is no divisor)
+            nxt = t[i]
+            if (nxt != "+" and nxt != "-" and nxt != "*" and nxt != "/") or i + 1 == n:
+                return _NOT_FLAT
+        if op == "*":
+            term *= x
+        elif op == "/":
+            if x == 0:
+                return None  # division by zero
+            term /= x
+        else:  # the first term, or one after "+" / "-": the term before it joins the sum
+            if op:
+                total = term if total is None else (total + term if sign == "+" else total - term)
+                sign = op
+            term = x
+        if i == n:
+            break
+        op = t[i]
+        i += 1
+    if total is not None:
+        term = total + term if sign == "+" else total - term
+    return term if math.isfinite(term) else None
+
+
 def _side(tokens: list[str]) -> tuple[float, int | None, bool] | None:
     """``(value, decimals written when a bare number, has an operator)`` of one side, or ``None``."""
     n = len(tokens)
@@ -292,7 +341,9 @@ def _side(tokens: list[str]) -> tuple[float, int | None, bool] | None:
         if op == "/" and b:
             return a / b, None, True
     try:
-        value = _evaluate(tokens)
+        value = _flat(tokens, n)
+        if value is _NOT_FLAT:
+            value = _evaluate(tokens)
     except (ValueError, OverflowError, IndexError, ZeroDivisionError, RecursionError, TypeError):
         return None
     if value is None:
@@ -358,7 +409,8 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
             last = float(result)
             # _agree(value, last, None, decimals of result), inline
             tol = 1e-6 * max(abs(value), abs(last), 1.0)
-            d = _decimals(result)
+            dot = result.find(".")
+            d = 0 if dot < 0 else len(result) - dot - 1
             rounding = _ROUNDING[d] if d < len(_ROUNDING) else 0.5 * 10.0 ** (-d) + 1e-9
             if rounding > tol:
                 tol = rounding
@@ -510,7 +562,8 @@ def _answer_number(text: str) -> float | None:
 #: in a dict once a text is not ASCII, ~50 ns each; these are replaced in the UTF-8 bytes instead,
 #: where no byte of a multi-byte character is ASCII.)
 _PUNCT_CHARS = '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~\n\t\r'
-_PUNCT_BYTES = bytes.maketrans(_PUNCT_CHARS.encode(), b" " * len(_PUNCT_CHARS))
+#: (\x1c-\x1f too: str.split splits at them, bytes.split does not.)
+_PUNCT_BYTES = bytes.maketrans(_PUNCT_CHARS.encode() + b"\x1c\x1d\x1e\x1f", b" " * (len(_PUNCT_CHARS) + 4))
 _TELL_WORDS: dict[str, str] = {
     # self-corrections: the answer doubts its own work
     "wait": "correction",
@@ -576,6 +629,7 @@ for _key, _phrase, _cat in _TELL_PHRASES:
     _PHRASES_BY_KEY.setdefault(_key, []).append((_phrase, _cat))
 #: Words whose presence is worth a look: tells, and the key words of the phrases.
 _TELL_KEYS = frozenset(_TELL_WORDS) | frozenset(_PHRASES_BY_KEY)
+_TELL_KEYS_BYTES = frozenset(k.encode() for k in _TELL_KEYS)
 _REFUSALS = (
     "i'm sorry",
     "i am sorry",
@@ -891,9 +945,15 @@ def analyse(text: str, q: Question | str | None = None) -> Analysis:
     stripped = text.strip()
     lower = text.lower()
     # -- tells: one split of the words, phrases only where one of their words occurs
-    words = lower.encode("utf-8", "surrogatepass").translate(_PUNCT_BYTES).decode("utf-8", "surrogatepass").split()
+    spaced = lower.encode("utf-8", "surrogatepass").translate(_PUNCT_BYTES)
+    if lower.isascii():  # bytes split where str.split does (\x1c-\x1f are spaces in _PUNCT_BYTES)
+        words: list[str] | list[bytes] = spaced.split()
+        tells = [w.decode() for w in _TELL_KEYS_BYTES.intersection(words)]
+    else:  # str.split also splits at Unicode spaces
+        words = spaced.decode("utf-8", "surrogatepass").split()
+        tells = _TELL_KEYS.intersection(words)
     counts = {"impossible": 0, "uncertain": 0, "approx": 0, "correction": 0}
-    for w in _TELL_KEYS.intersection(words):
+    for w in tells:
         cat = _TELL_WORDS.get(w)
         if cat is not None:
             counts[cat] += lower.count(w)
