@@ -65,11 +65,9 @@ _LATEX = (
     ("\\,", ""),
     ("\\!", ""),
     ("\\%", "%"),
-    ("\\[", " "),
-    ("\\]", " "),
-    ("\\(", " "),
-    ("\\)", " "),
+    # then the display and inline maths delimiters \[ \] \( \), all made spaces (_LATEX_DELIMITERS)
 )
+_LATEX_DELIMITERS = re.compile(r"\\[][()]")
 #: Every LaTeX operator above, found in one scan (sound while the text has no ``\\\\``).
 _LATEX_FIND = re.compile(r"\\(?:\\|times|cdot|div|left|right|[$,!%\[\]()])")
 _PLAIN = (
@@ -115,6 +113,10 @@ def _normalise_maths(text: str) -> str:
             if (old in text) if exact else (old in found):
                 text = text.replace(old, new)
                 exact = exact or not new
+        # one pass for the four delimiters: none can make or unmake another (only their first
+        # character is a backslash)
+        if _LATEX_DELIMITERS.search(text) if exact else not found.isdisjoint(("\\[", "\\]", "\\(", "\\)")):
+            text = _LATEX_DELIMITERS.sub(" ", text)
     for old, new in _PLAIN if not text.isascii() else _PLAIN[_PLAIN_ASCII:]:
         if old in text:
             text = text.replace(old, new)
@@ -363,10 +365,12 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
     last: float | None = None
     n = len(norm)
     tokenize = _TOKEN.findall
+    simple_chain = _SIMPLE_CHAIN.fullmatch
+    glue_before, glue_after, rounding_of = _GLUE_BEFORE, _GLUE_AFTER, _ROUNDING
     for m in _CHAIN.finditer(norm):
         chain = m.group()
         start = m.start()
-        simple = _SIMPLE_CHAIN.fullmatch(chain)
+        simple = simple_chain(chain)
         if simple is not None:
             end = start + simple.end(4)
         elif "+" in chain or "*" in chain or "/" in chain or "^" in chain or chain.find("-", 1) > 0:
@@ -380,7 +384,7 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
             while c == " " and j > 0:  # the first non-space character before the chain
                 j -= 1
                 c = norm[j]
-            glued_before = norm[start - 1] in _GLUE_BEFORE or c in "+*/^<>"
+            glued_before = norm[start - 1] in glue_before or c in "+*/^<>"
             if not glued_before and chain[0] == "-":
                 glued_before = c.isalnum() or c in ")]}"  # "x - 3 = 7": the minus is the variable's
         if end < n:
@@ -389,7 +393,7 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
             while c == " " and j < n - 1:  # the first non-space character after the chain
                 j += 1
                 c = norm[j]
-            glued_after = norm[end] in _GLUE_AFTER or c in "+-*/^<>"
+            glued_after = norm[end] in glue_after or c in "+-*/^<>"
         if simple is not None:  # what the general way below makes of "a op b = c", only sooner
             if glued_before or glued_after:
                 continue  # a glued side is left out, and with it the only equation
@@ -411,7 +415,7 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
             tol = 1e-6 * max(abs(value), abs(last), 1.0)
             dot = result.find(".")
             d = 0 if dot < 0 else len(result) - dot - 1
-            rounding = _ROUNDING[d] if d < len(_ROUNDING) else 0.5 * 10.0 ** (-d) + 1e-9
+            rounding = rounding_of[d] if d < len(rounding_of) else 0.5 * 10.0 ** (-d) + 1e-9
             if rounding > tol:
                 tol = rounding
             if not abs(value - last) <= tol:
