@@ -121,7 +121,12 @@ def _normalise_maths(text: str) -> str:
         if old in text:
             text = text.replace(old, new)
     if "frac" in text:
-        text = _FRAC.sub(_frac, text)
+        parts = _FRAC.split(text)  # [before, numerator, denominator, between, ..., after]
+        if len(parts) > 1:
+            out = [parts[0]]
+            for k in range(1, len(parts), 3):
+                out += ("(", parts[k], ")/(", parts[k + 1], ")", parts[k + 2])
+            text = "".join(out)
     if "," in text:
         text = _THOUSANDS.sub("", text)
     if ("x" in text or "X" in text) and _X_FIND.search(text):
@@ -129,10 +134,6 @@ def _normalise_maths(text: str) -> str:
     if "{" in text:
         text = text.replace("{", " ").replace("}", " ")
     return text
-
-
-def _frac(m: re.Match[str]) -> str:
-    return f"({m.group(1)})/({m.group(2)})"
 
 
 def _times(m: re.Match[str]) -> str:
