@@ -330,7 +330,10 @@ def _side(tokens: list[str]) -> tuple[float, int | None, bool] | None:
         c = tok[0]
         if not c.isdigit() and c != ".":
             return None
-        return float(tok), _decimals(tok), False
+        try:
+            return float(tok), _decimals(tok), False
+        except ValueError:  # a lone "." ("Total . = 3 + 4")
+            return None
     if not n:
         return None
     if n == 3 and tokens[1] in _OPS and tokens[0][0].isdigit() and tokens[2][0].isdigit():
@@ -748,9 +751,11 @@ def _question(prompt: str) -> Question:
     numbers = set()
     for s in found[:400]:
         try:
-            numbers.add(abs(float(s)))
+            value = abs(float(s))
         except ValueError:
             continue
+        if value != math.inf:  # 309 digits or more: no answer writes it back
+            numbers.add(value)
     letters = sorted({a or b for a, b in _OPTION.findall(prompt[-3000:])})
     options = "".join(letters) if len(letters) >= 2 and letters[0] == "A" and "B" in letters else ""
     return Question(chars, frozenset(numbers), len(found), options)
