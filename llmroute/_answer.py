@@ -377,15 +377,17 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
     simple_chain = _SIMPLE_CHAIN.fullmatch
     glue_before, glue_after, rounding_of = _GLUE_BEFORE, _GLUE_AFTER, _ROUNDING
     for m in _CHAIN.finditer(norm):
-        chain = m.group()
-        start = m.start()
-        simple = simple_chain(chain)
+        start, stop = m.span()
+        simple = simple_chain(norm, start, stop)
         if simple is not None:
-            end = start + simple.end(4)
-        elif "+" in chain or "*" in chain or "/" in chain or "^" in chain or chain.find("-", 1) > 0:
-            end = start + len(chain.rstrip())
+            chain = ""
+            end = simple.end(4)
         else:
-            continue  # "a = b": nothing computed, nothing to check
+            chain = m.group()
+            if "+" in chain or "*" in chain or "/" in chain or "^" in chain or chain.find("-", 1) > 0:
+                end = start + len(chain.rstrip())
+            else:
+                continue  # "a = b": nothing computed, nothing to check
         glued_before = glued_after = False
         if start > 0:
             c = norm[start - 1]
@@ -394,7 +396,7 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
                 j -= 1
                 c = norm[j]
             glued_before = norm[start - 1] in glue_before or c in "+*/^<>"
-            if not glued_before and chain[0] == "-":
+            if not glued_before and norm[start] == "-":
                 glued_before = c.isalnum() or c in ")]}"  # "x - 3 = 7": the minus is the variable's
         if end < n:
             c = norm[end]
