@@ -902,8 +902,8 @@ def _equation_lines(lines: list[str]) -> str:
     if n <= _MAX_EQ_LINES:
         if not _all_have_digits(eq):
             eq = [ln for ln in eq if has_digit(ln)]
-    elif _all_have_digits(eq[:half]) and _all_have_digits(eq[-half:]):
-        eq = eq[:half] + eq[-half:]
+    elif _all_have_digits(ends := eq[:half] + eq[-half:]):
+        eq = ends
     else:  # the first `half` from the front, the last `half` from the back, never both for a line
         front: list[str] = []
         i = 0
