@@ -88,8 +88,8 @@ _PLAIN = (
     (">>", " "),
     ("**", " "),  # markdown bold (Python's power is left out: "2 3" is not arithmetic)
 )
-_FRAC = re.compile(r"\\[dt]?frac\{([^{}]{1,40})\}\{([^{}]{1,40})\}")
 _PLAIN_ASCII = 5
+_FRAC = re.compile(r"\\[dt]?frac\{([^{}]{1,40})\}\{([^{}]{1,40})\}")
 #: Thousands separators ("1,200" -> "1200"): a comma between a digit and exactly three digits.
 _THOUSANDS = re.compile(r",(?<=\d,)(?=\d{3}(?!\d))")
 #: "3 x 4" products ("3*4"); _X_FIND finds one scanning only for "x" (neither pattern can change
