@@ -159,16 +159,10 @@ _TOKEN = re.compile(r"\d+(?:\.\d*)?|\.\d+|[-+*/^%()]|\S")
 
 def _expr(t: list[str], i: int, n: int) -> tuple[float, int]:
     value, i = _term(t, i, n)
-    while i < n:
-        c = t[i]
-        if c == "+":
-            b, i = _term(t, i + 1, n)
-            value += b
-        elif c == "-":
-            b, i = _term(t, i + 1, n)
-            value -= b
-        else:
-            break
+    while i < n and (t[i] == "+" or t[i] == "-"):
+        add = t[i] == "+"
+        b, i = _term(t, i + 1, n)
+        value = value + b if add else value - b
     return value, i
 
 
