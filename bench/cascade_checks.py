@@ -4,15 +4,17 @@
 
 Times ``judge(Answer(text, prompt=question))`` with ``llmroute.checks.DEFAULT_CHECKS`` (every
 built-in check, the answer-quality model included; a fresh ``Answer`` each time, so nothing is
-cached between iterations) on three deterministic answers of exactly 1,000 ``o200k_base``
-tokens: a worked maths answer (numbered steps, LaTeX, equations, a boxed result), a prose answer
-and a code answer (a fenced Python block, parsed by the code check). Baseline, measured in the
+cached between iterations) on four deterministic answers of exactly 1,000 ``o200k_base``
+tokens: a worked maths answer (numbered steps, LaTeX, equations, a boxed result), a prose answer,
+a code answer (a fenced Python block, shape-checked by the code check) and the prose answer with
+typographic punctuation (’ — “ ”, as models write it: a text that is not ASCII takes other,
+slower paths in Python's string methods). Baseline, measured in the
 same interleaved loop: ``json.loads`` of the provider's JSON body carrying the same answer
 (what receiving the answer costs anyway). Also reported: the answer-quality model's ONNX run
 alone. Target: p99 <= 200 us. The process is pinned to one core when the OS allows it.
 
 With ``--json`` the last stdout line is one JSON object: ``p50_us_<kind>``, ``p99_us_<kind>``
-(kind in math, prose, code), ``baseline_p50_us_<kind>``, ``baseline_p99_us_<kind>``,
+(kind in math, prose, code, unicode), ``baseline_p50_us_<kind>``, ``baseline_p99_us_<kind>``,
 ``ratio_p50_<kind>`` / ``ratio_p99_<kind>`` (checks / baseline), ``model_p50_us``,
 ``model_p99_us``, ``p99_us_max`` and ``target_p99_us``.
 """
@@ -51,6 +53,13 @@ PROSE_STEP = (
     "to check, and it shows where a mistake could creep in if the numbers were rounded too early. "
 )
 PROSE_END = "\nIn short, the weekly profit is the daily profit times seven."
+UNICODE_STEP = (
+    "The question asks about a small business, so it helps to separate what happens in one day from what "
+    "happens over the week — in the morning the shop sells its first batch, later it sells a smaller share, "
+    "and its costs stay the same whatever the sales. Keeping those parts apart makes the reasoning easy "
+    "to check: it shows where a mistake could creep in if the numbers were “rounded too early”. "
+)
+UNICODE_END = "\nIn short, the week’s profit is the day’s profit times seven."
 CODE_HEAD = "Here is a function that computes it, with a few checks:\n\n```python\n"
 CODE_STEP = (
     "def profit_{i}(morning: int = 48, share: float = 0.75, price: float = 2.5, cost: float = 35.0) -> float:\n"
@@ -93,11 +102,12 @@ def _exactly(head: str, step: str, close: str, end: str, tokens: int) -> str:
 
 
 def answers(tokens: int = 1000) -> dict[str, str]:
-    """The three deterministic answers of *tokens* tokens."""
+    """The four deterministic answers of *tokens* tokens."""
     return {
         "math": _exactly("Let's work it out step by step.\n\n", MATH_STEP, "\n", MATH_END, tokens),
         "prose": _exactly("", PROSE_STEP, "\n", PROSE_END, tokens),
         "code": _exactly(CODE_HEAD, CODE_STEP, "```\n\n", CODE_END, tokens),
+        "unicode": _exactly("", UNICODE_STEP, "\n", UNICODE_END, tokens),
     }
 
 
@@ -149,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for k in texts:
             print(
-                f"{k:>6}: p50 {out[f'p50_us_{k}']:7.1f} us  p99 {out[f'p99_us_{k}']:7.1f} us   |   baseline p50 "
+                f"{k:>7}: p50 {out[f'p50_us_{k}']:7.1f} us  p99 {out[f'p99_us_{k}']:7.1f} us   |   baseline p50 "
                 f"{out[f'baseline_p50_us_{k}']:6.2f} us  p99 {out[f'baseline_p99_us_{k}']:6.2f} us   |   ratio p50 "
                 f"{out[f'ratio_p50_{k}']}x  p99 {out[f'ratio_p99_{k}']}x"
             )

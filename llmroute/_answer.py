@@ -14,11 +14,16 @@ checks in ``llmroute.checks`` and the answer-quality model need:
 * **code** blocks (fenced, or a bare program) and whether the Python ones parse (on demand);
 * length, repetition, whether the text ends cleanly, and how many of the question's numbers it uses.
 
-Speed: the text is scanned by a handful of C-speed passes (``lower``, ``translate``, ``split``,
-substring finds); regular expressions only run on the few lines holding ``=`` and on short
-windows, so a 1,000-token answer costs well under 100 µs (``bench/cascade_checks.py``).
-Everything is bounded: the answer scanned is capped (head and tail windows), so a 10 MB answer
-costs the same as a 24 kB one, and no pattern can backtrack badly (no nested quantifiers).
+Speed: the text is scanned by a handful of C-speed passes (``lower``; the words split from the
+UTF-8 bytes, because ``str.translate`` looks every character of a non-ASCII text up in a dict;
+substring finds). Patterns that scan a whole text start with one literal character where they
+can (one starting with a set of characters is tried at every such character, a few ns each);
+the arithmetic runs only on the lines holding ``=`` (read from both ends, at most 900
+characters), the commonest equation ``a op b = c`` is read by one pattern, and flat sides such as
+``(3)/(4) * 48`` by one loop. A 1,000-token answer costs 50-100 µs here, 90-160 µs with every
+check and the answer-quality model (``bench/cascade_checks.py``). Everything is bounded: the
+answer scanned is capped (head and tail windows), so a 10 MB answer costs the same as a 24 kB
+one, and no pattern can match the same text in two ways, so none backtracks badly.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "FEATURE_NAMES",
@@ -64,29 +70,38 @@ _LATEX = (
     ("\\,", ""),
     ("\\!", ""),
     ("\\%", "%"),
-    ("\\[", " "),
-    ("\\]", " "),
-    ("\\(", " "),
-    ("\\)", " "),
+    # then the display and inline maths delimiters \[ \] \( \), all made spaces (_LATEX_DELIMITERS)
 )
+_LATEX_DELIMITERS = re.compile(r"\\[][()]")
+#: Every LaTeX operator above, found in one scan (sound while the text has no ``\\\\``).
+_LATEX_FIND = re.compile(r"\\(?:\\|times|cdot|div|left|right|[$,!%\[\]()])")
 _PLAIN = (
     ("×", "*"),
     ("·", "*"),
     ("÷", "/"),
     ("−", "-"),
     ("–", "-"),
+    # the ASCII ones (_PLAIN[_PLAIN_ASCII:]) are all an ASCII text needs
     ("$", ""),
     ("{,}", ""),
     ("<<", " "),
     (">>", " "),
     ("**", " "),  # markdown bold (Python's power is left out: "2 3" is not arithmetic)
 )
+_PLAIN_ASCII = 5
 _FRAC = re.compile(r"\\[dt]?frac\{([^{}]{1,40})\}\{([^{}]{1,40})\}")
-#: Thousands separators ("1,200") and "3 x 4" products, in one pass that only stops at digits.
-_DIGIT_GLUE = re.compile(r"(\d)(?:,(?=\d{3}(?!\d))|\s?[xX]\s?(?=\d))")
-_BRACES = str.maketrans({"{": " ", "}": " "})
+#: Thousands separators ("1,200" -> "1200"): a comma between a digit and exactly three digits.
+_THOUSANDS = re.compile(r",(?<=\d,)(?=\d{3}(?!\d))")
+#: "3 x 4" products ("3*4"); _X_FIND finds one scanning only for "x" (neither pattern can change
+#: where the other matches: they touch no digit and no comma between digits).
+_TIMES_X = re.compile(r"(\d)\s?[xX]\s?(?=\d)")
+_X_FIND = re.compile(r"[xX](?:(?<=\d[xX])|(?<=\d\s[xX]))\s?\d")
 #: A chain of at least two plain-arithmetic sides joined by "=": ``16 - 3 - 4 = 9``, ``a = b = c``.
-_CHAIN = re.compile(r"[0-9.(\-][0-9.()+\-*/^% ]*(?:=[0-9.()+\-*/^% ]+)+")
+#: (The lookbehind only saves time: a chain can start after a start character only where one
+#: starting at that character failed, and every start in one run of such characters fails alike.)
+_CHAIN = re.compile(r"[0-9.(\-](?<![0-9.(\-][0-9.(\-])[0-9.()+\-*/^% ]*(?:=[0-9.()+\-*/^% ]+)+")
+#: The commonest chain, ``a op b = c`` with plain numbers, read in one match.
+_SIMPLE_CHAIN = re.compile(r"(\d+(?:\.\d*)?) *([-+*/]) *(\d+(?:\.\d*)?) *= *(\d+(?:\.\d*)?) *")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _DIGIT = re.compile(r"\d")
 
@@ -94,110 +109,122 @@ _DIGIT = re.compile(r"\d")
 def _normalise_maths(text: str) -> str:
     """*text* with LaTeX operators, currency, thousands separators and ``3 x 4`` made plain."""
     if "\\" in text:
+        # One scan finds the operators present. Without "\\\\" their occurrences are disjoint
+        # and a replacement by a character cannot make a new one; a deletion can ("\\ri\\leftght"),
+        # so after one the loop asks the text itself, as it always does when "\\\\" is there.
+        found = set(_LATEX_FIND.findall(text))
+        exact = "\\\\" in found
         for old, new in _LATEX:
-            if old in text:
+            if (old in text) if exact else (old in found):
                 text = text.replace(old, new)
-    for old, new in _PLAIN:
+                exact = exact or not new
+        # one pass for the four delimiters: none can make or unmake another (only their first
+        # character is a backslash)
+        if _LATEX_DELIMITERS.search(text) if exact else not found.isdisjoint(("\\[", "\\]", "\\(", "\\)")):
+            text = _LATEX_DELIMITERS.sub(" ", text)
+    for old, new in _PLAIN if not text.isascii() else _PLAIN[_PLAIN_ASCII:]:
         if old in text:
             text = text.replace(old, new)
     if "frac" in text:
-        text = _FRAC.sub(_frac, text)
-    text = _DIGIT_GLUE.sub(_glue, text)
+        parts = _FRAC.split(text)  # [before, numerator, denominator, between, ..., after]
+        if len(parts) > 1:
+            out = [parts[0]]
+            for k in range(1, len(parts), 3):
+                out += ("(", parts[k], ")/(", parts[k + 1], ")", parts[k + 2])
+            text = "".join(out)
+    if "," in text:
+        text = _THOUSANDS.sub("", text)
+    if ("x" in text or "X" in text) and _X_FIND.search(text):
+        text = _TIMES_X.sub(_times, text)
     if "{" in text:
-        text = text.translate(_BRACES)
+        text = text.replace("{", " ").replace("}", " ")
     return text
 
 
-def _frac(m: re.Match[str]) -> str:
-    return f"({m.group(1)})/({m.group(2)})"
-
-
-def _glue(m: re.Match[str]) -> str:
-    return m.group(1) if m.group()[1:2] == "," else m.group(1) + "*"
+def _times(m: re.Match[str]) -> str:
+    return m.group(1) + "*"
 
 
 _TOKEN = re.compile(r"\d+(?:\.\d*)?|\.\d+|[-+*/^%()]|\S")
 
 
-class _Parser:
-    """Recursive-descent evaluator of ``+ - * / ^ % ( )`` over decimal numbers (tokens in, float out)."""
+# Recursive descent over the tokens, one function per precedence level (a list and an index
+# passed along: no parser object, no per-token method calls):
+#   expr  := term (("+" | "-") term)*
+#   term  := power (("*" | "/") power | power starting with "(")*     (2(3 + 4): implicit product)
+#   power := unary ("^" unary)?                                        (bounded; no chains)
+#   unary := ("-" | "+")* atom                                         (-2^2 is (-2)^2)
+#   atom  := (number | "(" expr ")") "%"?
 
-    __slots__ = ("i", "t")
 
-    def __init__(self, tokens: list[str]) -> None:
-        self.t = tokens
-        self.i = 0
+def _expr(t: list[str], i: int, n: int) -> tuple[float, int]:
+    value, i = _term(t, i, n)
+    while i < n and (t[i] == "+" or t[i] == "-"):
+        add = t[i] == "+"
+        b, i = _term(t, i + 1, n)
+        value = value + b if add else value - b
+    return value, i
 
-    def _peek(self) -> str:
-        return self.t[self.i] if self.i < len(self.t) else ""
 
-    def expr(self) -> float:
-        value = self.term()
-        while True:
-            c = self._peek()
-            if c == "+":
-                self.i += 1
-                value += self.term()
-            elif c == "-":
-                self.i += 1
-                value -= self.term()
-            else:
-                return value
-
-    def term(self) -> float:
-        value = self.power()
-        while True:
-            c = self._peek()
-            if c == "*":
-                self.i += 1
-                value *= self.power()
-            elif c == "/":
-                self.i += 1
-                d = self.power()
-                if d == 0:
-                    raise ValueError("division by zero")
-                value /= d
-            elif c == "(":  # implicit multiplication: 2(3 + 4)
-                value *= self.power()
-            else:
-                return value
-
-    def power(self) -> float:
-        base = self.unary()
-        if self._peek() == "^":
-            self.i += 1
-            exp = self.unary()
-            if abs(exp) > 64 or abs(base) > 1e12:
-                raise ValueError("power too large")
-            return float(base) ** exp
-        return base
-
-    def unary(self) -> float:
-        c = self._peek()
-        if c == "-":
-            self.i += 1
-            return -self.unary()
-        if c == "+":
-            self.i += 1
-            return self.unary()
-        return self.atom()
-
-    def atom(self) -> float:
-        c = self._peek()
-        self.i += 1
-        if c == "(":
-            value = self.expr()
-            if self._peek() != ")":
-                raise ValueError("unbalanced")
-            self.i += 1
-        elif c[:1].isdigit() or c[:1] == ".":
-            value = float(c)
+def _term(t: list[str], i: int, n: int) -> tuple[float, int]:
+    value, i = _power(t, i, n)
+    while i < n:
+        c = t[i]
+        if c == "*":
+            b, i = _power(t, i + 1, n)
+            value *= b
+        elif c == "/":
+            b, i = _power(t, i + 1, n)
+            if b == 0:
+                raise ValueError("division by zero")
+            value /= b
+        elif c == "(":
+            b, i = _power(t, i, n)
+            value *= b
         else:
-            raise ValueError("number expected")
-        if self._peek() == "%":
-            self.i += 1
-            value /= 100.0
-        return value
+            break
+    return value, i
+
+
+def _power(t: list[str], i: int, n: int) -> tuple[float, int]:
+    base, i = _unary(t, i, n)
+    if i < n and t[i] == "^":
+        exp, i = _unary(t, i + 1, n)
+        if abs(exp) > 64 or abs(base) > 1e12:
+            raise ValueError("power too large")
+        return float(base) ** exp, i
+    return base, i
+
+
+def _unary(t: list[str], i: int, n: int) -> tuple[float, int]:
+    negative = False
+    while i < n:
+        c = t[i]
+        if c == "-":
+            negative = not negative
+        elif c != "+":
+            break
+        i += 1
+    else:
+        raise ValueError("number expected")
+    i += 1
+    if c == "(":
+        if i + 1 < n and t[i + 1] == ")" and t[i][0].isdigit():  # "(3)", as \frac{3}{4} becomes
+            value = float(t[i])
+            i += 2
+        else:
+            value, i = _expr(t, i, n)
+            if i >= n or t[i] != ")":
+                raise ValueError("unbalanced")
+            i += 1
+    elif c[0].isdigit() or c[0] == ".":
+        value = float(c)
+    else:
+        raise ValueError("number expected")
+    if i < n and t[i] == "%":
+        i += 1
+        value /= 100.0
+    return (-value if negative else value), i
 
 
 def eval_arithmetic(expression: str) -> float | None:
@@ -214,11 +241,15 @@ def eval_arithmetic(expression: str) -> float | None:
 
 
 def _evaluate(tokens: list[str]) -> float | None:
-    p = _Parser(tokens)
-    value = p.expr()
-    if p.i != len(tokens) or isinstance(value, complex) or not math.isfinite(value):
+    n = len(tokens)
+    value, i = _expr(tokens, 0, n)
+    if i != n or isinstance(value, complex) or not math.isfinite(value):
         return None
     return float(value)
+
+
+#: What rounding to d decimals may change a number by (``_agree``), for small d.
+_ROUNDING = tuple(0.5 * 10.0 ** (-d) + 1e-9 for d in range(24))
 
 
 def _agree(a: float, b: float, da: int | None, db: int | None) -> bool:
@@ -236,16 +267,75 @@ _GLUE_BEFORE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_\
 _GLUE_AFTER = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_\\^{([|!")
 
 
+def _decimals(tok: str) -> int:
+    """Decimals written in the number *tok* (``"2.50"``: 2)."""
+    dot = tok.find(".")
+    return 0 if dot < 0 else len(tok) - dot - 1
+
+
+_NOT_FLAT: Any = object()
+
+
+def _flat(t: list[str], n: int) -> Any:
+    """What :func:`_evaluate` makes of *t* when it is numbers, bare or in parentheses (``(3)/(4) *
+    48``), joined by ``+ - * /``: the same operations in the same order, in one loop instead of a
+    call per token. ``_NOT_FLAT`` for any other shape (signs, powers, percentages, nesting,
+    implicit products), which :func:`_evaluate` then reads."""
+    total: float | None = None  # the terms before the current one, summed
+    sign = op = ""
+    term = 0.0
+    i = 0
+    while True:
+        c = t[i]
+        if c == "(":  # "(" number ")" only
+            if i + 2 >= n or t[i + 2] != ")" or not t[i + 1][0].isdigit():
+                return _NOT_FLAT
+            x = float(t[i + 1])
+            i += 3
+        elif c[0].isdigit():
+            x = float(c)
+            i += 1
+        else:
+            return _NOT_FLAT
+        if i < n:  # what follows the number must be an operator ("0^2": the 0 is no divisor)
+            nxt = t[i]
+            if (nxt != "+" and nxt != "-" and nxt != "*" and nxt != "/") or i + 1 == n:
+                return _NOT_FLAT
+        if op == "*":
+            term *= x
+        elif op == "/":
+            if x == 0:
+                return None  # division by zero
+            term /= x
+        else:  # the first term, or one after "+" / "-": the term before it joins the sum
+            if op:
+                total = term if total is None else (total + term if sign == "+" else total - term)
+                sign = op
+            term = x
+        if i == n:
+            break
+        op = t[i]
+        i += 1
+    if total is not None:
+        term = total + term if sign == "+" else total - term
+    return term if math.isfinite(term) else None
+
+
 def _side(tokens: list[str]) -> tuple[float, int | None, bool] | None:
     """``(value, decimals written when a bare number, has an operator)`` of one side, or ``None``."""
-    if not tokens:
-        return None
-    if len(tokens) == 1:
+    n = len(tokens)
+    if n == 1:
         tok = tokens[0]
-        if not tok[:1].isdigit() and tok[:1] != ".":
+        c = tok[0]
+        if not c.isdigit() and c != ".":
             return None
-        return float(tok), (len(tok) - tok.index(".") - 1 if "." in tok else 0), False
-    if len(tokens) == 3 and tokens[1] in _OPS and tokens[0][:1].isdigit() and tokens[2][:1].isdigit():
+        try:
+            return float(tok), _decimals(tok), False
+        except ValueError:  # a lone "." ("Total . = 3 + 4")
+            return None
+    if not n:
+        return None
+    if n == 3 and tokens[1] in _OPS and tokens[0][0].isdigit() and tokens[2][0].isdigit():
         a, op, b = float(tokens[0]), tokens[1], float(tokens[2])  # "84 * 2.50": most sides
         if op == "+":
             return a + b, None, True
@@ -256,15 +346,16 @@ def _side(tokens: list[str]) -> tuple[float, int | None, bool] | None:
         if op == "/" and b:
             return a / b, None, True
     try:
-        value = _evaluate(tokens)
+        value = _flat(tokens, n)
+        if value is _NOT_FLAT:
+            value = _evaluate(tokens)
     except (ValueError, OverflowError, IndexError, ZeroDivisionError, RecursionError, TypeError):
         return None
     if value is None:
         return None
-    has_op = any(t in _OPS for t in tokens[1:])
-    if len(tokens) == 2 and tokens[0] == "-":
-        return value, (len(tokens[1]) - tokens[1].index(".") - 1 if "." in tokens[1] else 0), False
-    return value, None, has_op
+    if n == 2 and tokens[0] == "-":
+        return value, _decimals(tokens[1]), False
+    return value, None, not _OPS.isdisjoint(tokens[1:])
 
 
 def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
@@ -276,23 +367,76 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
     checked = wrong = 0
     last: float | None = None
     n = len(norm)
+    tokenize = _TOKEN.findall
+    simple_chain = _SIMPLE_CHAIN.fullmatch
+    glue_before, glue_after, rounding_of = _GLUE_BEFORE, _GLUE_AFTER, _ROUNDING
     for m in _CHAIN.finditer(norm):
-        chain = m.group()
-        if not any(op in chain for op in "+*/^") and "-" not in chain[1:]:
-            continue  # "a = b": nothing computed, nothing to check
+        start, stop = m.span()
+        simple = simple_chain(norm, start, stop)
+        if simple is not None:
+            chain = ""
+            end = simple.end(4)
+        else:
+            chain = m.group()
+            if "+" in chain or "*" in chain or "/" in chain or "^" in chain or chain.find("-", 1) > 0:
+                end = start + len(chain.rstrip())
+            else:
+                continue  # "a = b": nothing computed, nothing to check
+        glued_before = glued_after = False
+        if start > 0:
+            c = norm[start - 1]
+            j = start - 1
+            while c == " " and j > 0:  # the first non-space character before the chain
+                j -= 1
+                c = norm[j]
+            glued_before = norm[start - 1] in glue_before or c in "+*/^<>"
+            if not glued_before and norm[start] == "-":
+                glued_before = c.isalnum() or c in ")]}"  # "x - 3 = 7": the minus is the variable's
+        if end < n:
+            c = norm[end]
+            j = end
+            while c == " " and j < n - 1:  # the first non-space character after the chain
+                j += 1
+                c = norm[j]
+            glued_after = norm[end] in glue_after or c in "+-*/^<>"
+        if simple is not None:  # what the general way below makes of "a op b = c", only sooner
+            if glued_before or glued_after:
+                continue  # a glued side is left out, and with it the only equation
+            a, op, b, result = simple.groups()
+            x, y = float(a), float(b)
+            if op == "+":
+                value = x + y
+            elif op == "-":
+                value = x - y
+            elif op == "*":
+                value = x * y
+            elif y:
+                value = x / y
+            else:
+                continue  # division by zero: not arithmetic
+            checked += 1
+            last = float(result)
+            # _agree(value, last, None, decimals of result), inline
+            tol = 1e-6 * max(abs(value), abs(last), 1.0)
+            dot = result.find(".")
+            d = 0 if dot < 0 else len(result) - dot - 1
+            rounding = rounding_of[d] if d < len(rounding_of) else 0.5 * 10.0 ** (-d) + 1e-9
+            if rounding > tol:
+                tol = rounding
+            if not abs(value - last) <= tol:
+                wrong += 1
+            if checked >= _MAX_EQUATIONS:
+                break
+            continue
         sides = chain.split("=")
-        start = m.start()
-        end = start + len(chain.rstrip())
-        if start > 0 and (norm[start - 1] in _GLUE_BEFORE or _prev_op(norm, start)):
+        if glued_before:
             sides[0] = ""
-        elif chain[0] == "-" and start > 0 and _prev_glued(norm, start):
-            sides[0] = ""  # "x - 3 = 7": the minus belongs to the variable before it
-        if end < n and (norm[end] in _GLUE_AFTER or _next_op(norm, end)):
+        if glued_after:
             sides[-1] = ""
         sides[-1] = sides[-1].rstrip(" .").rstrip("+-*/^( ")
         prev: tuple[float, int | None, bool] | None = None
         for side in sides:
-            cur = _side(_TOKEN.findall(side)) if side.strip() else None
+            cur = _side(tokenize(side))
             if cur is None:
                 prev = None
                 continue
@@ -305,28 +449,6 @@ def _check_arithmetic(norm: str) -> tuple[int, int, float | None]:
         if checked >= _MAX_EQUATIONS:
             break
     return checked, wrong, last
-
-
-def _prev_op(s: str, i: int) -> bool:
-    """Whether the first non-space character before *i* is an operator or a letter glued by one."""
-    j = i - 1
-    while j >= 0 and s[j] == " ":
-        j -= 1
-    return j >= 0 and s[j] in "+*/^<>"
-
-
-def _prev_glued(s: str, i: int) -> bool:
-    j = i - 1
-    while j >= 0 and s[j] == " ":
-        j -= 1
-    return j >= 0 and (s[j].isalnum() or s[j] in ")]}")
-
-
-def _next_op(s: str, i: int) -> bool:
-    j = i
-    while j < len(s) and s[j] == " ":
-        j += 1
-    return j < len(s) and s[j] in "+-*/^<>"
 
 
 # ---------------------------------------------------------------------------------- final answer
@@ -421,7 +543,8 @@ def _final(text: str, lower: str) -> tuple[str | None, str | None, int]:
         values.add(json_first.lower())
         return "json", json_first, len(values)
     if found:
-        found.sort(key=lambda f: f[0])
+        if len(found) > 1:
+            found.sort(key=lambda f: f[0])
         _, kind, value = found[-1]
         return kind, value, len(values)
     last = None
@@ -433,6 +556,8 @@ def _final(text: str, lower: str) -> tuple[str | None, str | None, int]:
 
 
 def _answer_number(text: str) -> float | None:
+    if len(text) <= 200 and text.isascii() and text.isdigit():
+        return float(text)  # what the general way makes of plain digits, only sooner
     norm = _normalise_maths(text)
     m = _ANSWER_NUMBER.search(norm)
     if m is None:
@@ -442,7 +567,12 @@ def _answer_number(text: str) -> float | None:
 
 # ------------------------------------------------------------------------------ words and tells
 
-_PUNCT = str.maketrans({c: " " for c in '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~\n\t\r'})
+#: ASCII punctuation, read as spaces between words. (``str.translate`` looks every character up
+#: in a dict once a text is not ASCII, ~50 ns each; these are replaced in the UTF-8 bytes instead,
+#: where no byte of a multi-byte character is ASCII.)
+_PUNCT_CHARS = '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~\n\t\r'
+#: (\x1c-\x1f too: str.split splits at them, bytes.split does not.)
+_PUNCT_BYTES = bytes.maketrans(_PUNCT_CHARS.encode() + b"\x1c\x1d\x1e\x1f", b" " * (len(_PUNCT_CHARS) + 4))
 _TELL_WORDS: dict[str, str] = {
     # self-corrections: the answer doubts its own work
     "wait": "correction",
@@ -508,6 +638,7 @@ for _key, _phrase, _cat in _TELL_PHRASES:
     _PHRASES_BY_KEY.setdefault(_key, []).append((_phrase, _cat))
 #: Words whose presence is worth a look: tells, and the key words of the phrases.
 _TELL_KEYS = frozenset(_TELL_WORDS) | frozenset(_PHRASES_BY_KEY)
+_TELL_KEYS_BYTES = frozenset(k.encode() for k in _TELL_KEYS)
 _REFUSALS = (
     "i'm sorry",
     "i am sorry",
@@ -549,7 +680,22 @@ _PY_LANGS = frozenset({"python", "py", "python3", "py3"})
 _PY_STARTS = ("def ", "import", "from ", "class ")
 _PY_BARE = re.compile(r"\n(?:def|import|from|class) ")
 #: Strings and comments of Python source, removed before brackets are counted.
-_PY_SKIP = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*')
+#: Strings and comments of Python source, removed before brackets are counted: a triple-quoted
+#: string runs to the first closing triple quote, a plain one stops at its line's end.
+_PY_DQ3 = r'"""[^"]*(?:"(?!"")[^"]*)*"""'
+_PY_SQ3 = r"'''[^']*(?:'(?!'')[^']*)*'''"
+_PY_DQ1 = r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
+_PY_SQ1 = r"'[^'\\\n]*(?:\\.[^'\\\n]*)*'"
+_PY_HASH = r"#[^\n]*"
+_PY_SKIP = re.compile("|".join((_PY_DQ3, _PY_SQ3, _PY_DQ1, _PY_SQ1, _PY_HASH)))
+#: The same for source holding only one of '"', "'" and "#" (the others cannot match in it): a
+#: pattern starting with one character is scanned for several times faster than one starting
+#: with a set of three.
+_PY_SKIPS = {
+    (True, False, False): re.compile(f"{_PY_DQ3}|{_PY_DQ1}"),
+    (False, True, False): re.compile(f"{_PY_SQ3}|{_PY_SQ1}"),
+    (False, False, True): re.compile(_PY_HASH),
+}
 _PY_OPEN_END = (":", ",", "\\", "(", "[", "{", "=", "+", "-", "*", "/", ".")
 _PY_FENCES = ("```py", "```\n", "```Py", "``` py", "```\r")
 
@@ -606,9 +752,11 @@ def _question(prompt: str) -> Question:
     numbers = set()
     for s in found[:400]:
         try:
-            numbers.add(abs(float(s)))
+            value = abs(float(s))
         except ValueError:
             continue
+        if value != math.inf:  # 309 digits or more: no answer writes it back
+            numbers.add(value)
     letters = sorted({a or b for a, b in _OPTION.findall(prompt[-3000:])})
     options = "".join(letters) if len(letters) >= 2 and letters[0] == "A" and "B" in letters else ""
     return Question(chars, frozenset(numbers), len(found), options)
@@ -715,7 +863,9 @@ def _fenced(text: str) -> list[tuple[str, str]]:
 
 def _python_shape(src: str) -> str | None:
     """Why Python *src* cannot be a whole program, from its shape alone (``None``: it can)."""
-    code = _PY_SKIP.sub(" ", src[:20_000])
+    src = src[:20_000]
+    kinds = ('"' in src, "'" in src, "#" in src)
+    code = _PY_SKIPS.get(kinds, _PY_SKIP).sub(" ", src) if any(kinds) else src
     for a, b in ("()", "[]", "{}"):
         if code.count(a) != code.count(b):
             return f"unbalanced {a}{b}"
@@ -727,12 +877,44 @@ def _python_shape(src: str) -> str | None:
     return None
 
 
+#: A line without a digit, between two newlines.
+_DIGITLESS_LINE = re.compile(r"\n[^\d\n]*\n")
+
+
+def _all_have_digits(lines: list[str]) -> bool:
+    """Whether every one of *lines* (no newline in any) holds a digit: one scan, not one per line."""
+    return _DIGITLESS_LINE.search("\n" + "\n".join(lines) + "\n") is None
+
+
 def _equation_lines(lines: list[str]) -> str:
-    eq = [ln for ln in lines if "=" in ln and _DIGIT.search(ln)]
-    if len(eq) > _MAX_EQ_LINES:
-        half = _MAX_EQ_LINES // 2
-        eq = eq[:half] + eq[-half:]
-    text = "\n".join(ln[:400] for ln in eq)
+    """The lines holding "=" and a digit (the first and last ``_MAX_EQ_LINES // 2`` of them when
+    there are more), each cut to 400 characters, joined; the head and tail of ``_MAX_EQ_CHARS``."""
+    eq = [ln for ln in lines if "=" in ln]
+    has_digit = _DIGIT.search
+    half = _MAX_EQ_LINES // 2
+    n = len(eq)
+    if n <= _MAX_EQ_LINES:
+        if not _all_have_digits(eq):
+            eq = [ln for ln in eq if has_digit(ln)]
+    elif _all_have_digits(ends := eq[:half] + eq[-half:]):
+        eq = ends
+    else:  # the first `half` from the front, the last `half` from the back, never both for a line
+        front: list[str] = []
+        i = 0
+        while len(front) < half and i < n:
+            if has_digit(eq[i]):
+                front.append(eq[i])
+            i += 1
+        back: list[str] = []
+        j = n - 1
+        while len(back) < half and j >= i:
+            if has_digit(eq[j]):
+                back.append(eq[j])
+            j -= 1
+        eq = front + back[::-1]
+    if not eq:
+        return ""
+    text = "\n".join(eq) if max(map(len, eq)) <= 400 else "\n".join(ln[:400] for ln in eq)
     if len(text) > _MAX_EQ_CHARS:
         half = _MAX_EQ_CHARS // 2
         text = text[:half] + "\n" + text[-half:]
@@ -740,16 +922,29 @@ def _equation_lines(lines: list[str]) -> str:
 
 
 def _coverage(text: str, q: Question) -> float | None:
-    nums = [n for n in q.numbers if n >= 2 or n != int(n)]
-    if len(nums) < 2:
+    keys = _coverage_keys(q.numbers) if len(q.numbers) <= 30 else _number_keys(q.numbers)
+    if len(keys) < 2:
         return None
-    nums = nums[:30]
     hit = 0
-    for n in nums:
-        s = str(int(n)) if n == int(n) else repr(n)
-        if s in text or (n >= 1000 and n == int(n) and f"{int(n):,}" in text):
+    for s, grouped in keys:
+        # a number's first digit is looked for first: a single character is found far faster
+        if (s[0] in text and s in text) or (grouped and grouped in text):
             hit += 1
-    return hit / len(nums)
+    return hit / len(keys)
+
+
+def _number_keys(numbers: frozenset[float]) -> tuple[tuple[str, str], ...]:
+    """How the answer may write each of the question's numbers (the first 30 of 2 or more, not 0
+    or 1): ``(digits, digits with thousands separators or "")``."""
+    nums = [n for n in numbers if n >= 2 or n != int(n)][:30]
+    return tuple(
+        (str(int(n)) if n == int(n) else repr(n), f"{int(n):,}" if n >= 1000 and n == int(n) else "") for n in nums
+    )
+
+
+#: The same for a question's numbers when there are 30 or fewer (then which ones come first in
+#: the set does not matter), remembered with the question's analysis.
+_coverage_keys = functools.lru_cache(maxsize=256)(_number_keys)
 
 
 def analyse(text: str, q: Question | str | None = None) -> Analysis:
@@ -761,9 +956,15 @@ def analyse(text: str, q: Question | str | None = None) -> Analysis:
     stripped = text.strip()
     lower = text.lower()
     # -- tells: one split of the words, phrases only where one of their words occurs
-    words = lower.translate(_PUNCT).split()
+    spaced = lower.encode("utf-8", "surrogatepass").translate(_PUNCT_BYTES)
+    if lower.isascii():  # bytes split where str.split does (\x1c-\x1f are spaces in _PUNCT_BYTES)
+        words: list[str] | list[bytes] = spaced.split()
+        tells = [w.decode() for w in _TELL_KEYS_BYTES.intersection(words)]
+    else:  # str.split also splits at Unicode spaces
+        words = spaced.decode("utf-8", "surrogatepass").split()
+        tells = _TELL_KEYS.intersection(words)
     counts = {"impossible": 0, "uncertain": 0, "approx": 0, "correction": 0}
-    for w in _TELL_KEYS.intersection(words):
+    for w in tells:
         cat = _TELL_WORDS.get(w)
         if cat is not None:
             counts[cat] += lower.count(w)
@@ -773,8 +974,7 @@ def analyse(text: str, q: Question | str | None = None) -> Analysis:
     head = lower[:_REFUSAL_HEAD]
     refusal = any(r in head for r in _REFUSALS) if ("sorry" in head or "i " in head or "as an" in head) else False
     # -- lines
-    lines = [ln.strip() for ln in stripped.split("\n")]
-    lines = [ln for ln in lines if ln]
+    lines = list(filter(None, map(str.strip, stripped.split("\n"))))
     long_lines = [ln for ln in lines if len(ln) > 12]
     repeated = 1.0 - len(set(long_lines)) / len(long_lines) if len(long_lines) > 2 else 0.0
     # -- arithmetic, on the lines holding "=" only
@@ -785,7 +985,7 @@ def analyse(text: str, q: Question | str | None = None) -> Analysis:
     # -- final answer: the end of the text, a JSON "answer" field wherever it is
     cut = max(0, len(text) - _FINAL_TAIL)
     kind, final_text, distinct = _final(text[cut:], lower[cut:])
-    if kind != "json" and cut and '"answer"' in text[:cut]:
+    if kind != "json" and cut and text.find('"answer"', 0, cut) >= 0:
         head = _final(text[:cut], lower[:cut])
         if head[0] == "json":
             kind, final_text, distinct = head[0], head[1], distinct + 1

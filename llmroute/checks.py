@@ -60,6 +60,7 @@ from typing import Any
 
 from . import _answer
 from ._jsonschema import first_error
+from .quality import AnswerQuality
 from .types import Completion, FinishReason, Reply, TokenLogprobs, ToolCall
 
 __all__ = [
@@ -245,34 +246,53 @@ def _fail_hard(name: str, detail: str) -> CheckResult:
     return CheckResult(name, False, 0.0, detail, hard=True)
 
 
+# The built-in checks' results that never vary, made once (a CheckResult is frozen).
+_NON_EMPTY_OK = CheckResult("non_empty", True, hard=True)
+_NON_EMPTY_FAIL = _fail_hard("non_empty", "empty answer")
+_FINISHED_NA = _na("finished", "no finish reason")
+_FINISHED_OK = CheckResult("finished", True, hard=True)
+_FINISHED_LENGTH = _fail_hard("finished", "cut off at the output token limit")
+_FINISHED_FILTER = _fail_hard("finished", "stopped by the content filter")
+_REFUSAL_NA = _na("not_refusal")
+_REFUSAL_OK = CheckResult("not_refusal", True, hard=True)
+_REFUSAL_FAIL = _fail_hard("not_refusal", "the answer refuses")
+_JSON_NA = _na("json", "no JSON asked")
+_TOOLS_NA = _na("tool_args", "no tools offered")
+_CODE_NONE = _na("code", "no code")
+_CODE_NO_PYTHON = _na("code", "no Python code")
+_CODE_OK = CheckResult("code", True, hard=True)
+_MATH_NA = _na("math", "not a worked maths answer")
+_CHOICE_NA = _na("choice", "no options offered")
+
+
 # ---------------------------------------------------------------------------------------- checks
 
 
 def check_non_empty(a: Answer) -> CheckResult:
     """Fails (hard) when the answer has no text and no tool call."""
-    if a.tool_calls or a.text.strip():
-        return CheckResult("non_empty", True, hard=True)
-    return _fail_hard("non_empty", "empty answer")
+    if a.tool_calls or (a.text and not a.text.isspace()):
+        return _NON_EMPTY_OK
+    return _NON_EMPTY_FAIL
 
 
 def check_finished(a: Answer) -> CheckResult:
     """Fails (hard) when the provider stopped the answer for its length or filtered it."""
     if a.finish_reason is None:
-        return _na("finished", "no finish reason")
+        return _FINISHED_NA
     if a.finish_reason == "length":
-        return _fail_hard("finished", "cut off at the output token limit")
+        return _FINISHED_LENGTH
     if a.finish_reason == "content_filter":
-        return _fail_hard("finished", "stopped by the content filter")
-    return CheckResult("finished", True, hard=True)
+        return _FINISHED_FILTER
+    return _FINISHED_OK
 
 
 def check_not_refusal(a: Answer) -> CheckResult:
     """Fails (hard) when the answer opens with a refusal."""
-    if not a.text.strip():
-        return _na("not_refusal")
+    if not a.text or a.text.isspace():
+        return _REFUSAL_NA
     if a.analysis.refusal:
-        return _fail_hard("not_refusal", "the answer refuses")
-    return CheckResult("not_refusal", True, hard=True)
+        return _REFUSAL_FAIL
+    return _REFUSAL_OK
 
 
 def _strip_fence(text: str) -> str:
@@ -302,7 +322,7 @@ def check_json(a: Answer) -> CheckResult:
     """Fails (hard) when JSON was asked for and the text is not JSON valid against the schema given."""
     asked, schema = _json_schema_of(a.response_format)
     if not asked:
-        return _na("json", "no JSON asked")
+        return _JSON_NA
     if a.tool_calls and not a.text.strip():
         return _na("json", "answered with tool calls")
     try:
@@ -331,7 +351,7 @@ def check_tool_args(a: Answer) -> CheckResult:
     """Fails (hard) on a call to an unknown tool, arguments that break the tool's schema, or a
     required call that did not come."""
     if not a.tools:
-        return _na("tool_args", "no tools offered")
+        return _TOOLS_NA
     schemas = _tool_schemas(a.tools)
     choice = a.tool_choice
     forced = choice.get("function", {}).get("name") if isinstance(choice, Mapping) else None
@@ -361,13 +381,13 @@ def check_tool_args(a: Answer) -> CheckResult:
 def check_code(a: Answer) -> CheckResult:
     """Fails (hard) when Python code in the answer is cut off or malformed: unbalanced brackets, an
     unterminated string, a last line that cannot end a program (a shape check, microseconds)."""
-    if "```" not in a.text and "\n" not in a.text:
-        return _na("code", "no code")
+    if "\n" not in a.text and "```" not in a.text:
+        return _CODE_NONE
     problem = a.analysis.python_shape()
     if problem is None:
-        return CheckResult("code", True, hard=True)
+        return _CODE_OK
     if not problem:
-        return _na("code", "no Python code")
+        return _CODE_NO_PYTHON
     return _fail_hard("code", f"Python code: {problem}")
 
 
@@ -390,7 +410,7 @@ def check_math(a: Answer) -> CheckResult:
     q = a.question
     mathsy = an.equations > 0 or (q.number_count >= 2 and not q.options)
     if not mathsy or a.tool_calls:
-        return _na("math", "not a worked maths answer")
+        return _MATH_NA
     if an.equations_wrong:
         return CheckResult(
             "math", False, SOFT_PENALTY, f"{an.equations_wrong} of {an.equations} equations shown are wrong"
@@ -405,7 +425,7 @@ def check_choice(a: Answer) -> CheckResult:
     """Fails (soft) when a multiple-choice question gets no option, or several."""
     options = a.question.options
     if not options:
-        return _na("choice", "no options offered")
+        return _CHOICE_NA
     chosen = a.analysis.chosen
     if not chosen:
         return CheckResult("choice", False, SOFT_PENALTY, f"none of {options} chosen")
@@ -423,12 +443,9 @@ def confidence(model: Any = None) -> Check:
         if lp is not None and lp.tokens > 0 and math.isfinite(lp.mean):
             p = min(1.0, max(0.0, math.exp(min(0.0, lp.mean))))
             return CheckResult("confidence", p >= 0.5, p, f"token logprobs: mean {lp.mean:.3f} over {lp.tokens}")
-        if not a.text.strip() and a.tool_calls:
+        if a.tool_calls and (not a.text or a.text.isspace()):
             return _na("confidence", "tool calls only")
-        from .quality import AnswerQuality
-
-        m = model or AnswerQuality.default()
-        p = m.try_score(_answer.features(a.analysis))
+        p = (model or AnswerQuality.default()).try_score(_answer.features(a.analysis))
         if p is None:
             return _na("confidence", "answer-quality model unavailable")
         return CheckResult("confidence", p >= 0.5, p, "answer-quality model")
@@ -503,9 +520,9 @@ def _name(fn: Any) -> str:
 
 def result_of(fn: Any, value: Any) -> CheckResult:
     """A check's return value (``CheckResult | bool | float | None``) as a :class:`CheckResult`."""
-    name = _name(fn)
     if isinstance(value, CheckResult):
         return value
+    name = _name(fn)
     if value is None:
         return _na(name)
     if isinstance(value, bool):
@@ -525,7 +542,9 @@ def combine(results: Sequence[CheckResult]) -> Verdict:
     score = 1.0
     for r in results:
         if r.passed is not None:
-            score *= min(1.0, max(0.0, r.score))
+            s = r.score
+            if not s >= 1.0:  # a score of 1 (or more) leaves the product as it is
+                score *= s if s > 0.0 else 0.0  # NaN and negatives count as 0
     return Verdict(score, tuple(results))
 
 
@@ -538,13 +557,11 @@ class _Judging:
         self.results: list[CheckResult] = []
         self.dead = False
 
-    def skipped(self, fn: Any) -> bool:
-        if self.dead:
-            self.results.append(CheckResult(_name(fn), None, 1.0, "skipped: a hard check already failed"))
-        return self.dead
+    def skip(self, fn: Any) -> None:
+        self.results.append(CheckResult(_name(fn), None, 1.0, "skipped: a hard check already failed"))
 
     def add(self, fn: Any, value: Any) -> None:
-        res = result_of(fn, value)
+        res = value if type(value) is CheckResult else result_of(fn, value)
         self.results.append(res)
         if res.passed is False and res.score <= 0.0:
             self.dead = True
@@ -561,14 +578,15 @@ def judge(answer: Answer, checks: Sequence[str | Check] | None = None) -> Verdic
     """
     run = _Judging()
     for fn in resolve_checks(checks):
-        if run.skipped(fn):
+        if run.dead:
+            run.skip(fn)
             continue
         try:
             value = fn(answer)
         except Exception as exc:
             run.raised(fn, exc)
             continue
-        if inspect.isawaitable(value):
+        if type(value) is not CheckResult and inspect.isawaitable(value):
             if hasattr(value, "close"):
                 value.close()
             raise TypeError(f"check {_name(fn)!r} is async: use judge_async() (as a cascade does), not judge()")
@@ -584,11 +602,12 @@ async def judge_async(answer: Answer, checks: Sequence[str | Check] | None = Non
     """
     run = _Judging()
     for fn in resolve_checks(checks):
-        if run.skipped(fn):
+        if run.dead:
+            run.skip(fn)
             continue
         try:
             value = fn(answer)
-            if inspect.isawaitable(value):
+            if type(value) is not CheckResult and inspect.isawaitable(value):
                 value = await value
         except Exception as exc:
             run.raised(fn, exc)

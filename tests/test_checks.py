@@ -346,6 +346,72 @@ def test_tells_and_question_features() -> None:
     assert len(f) == len(_answer.FEATURE_NAMES)
 
 
+# Pinned from the implementation before the speed work (the fast paths must decide the same):
+# LaTeX operators made by deleting another one, doubled backslashes, \frac, "3 x 4", thousands.
+@pytest.mark.parametrize(
+    ("text", "normalised", "arithmetic"),
+    [
+        ("\\ri\\leftght = 2", " = 2", (0, 0, None)),
+        ("\\\\(3 \\times 4\\) = 12", " 3 * 4  = 12", (1, 0, 12.0)),
+        ("\\[ \\frac{3}{4} \\times 48 = 36 \\]", "  (3)/(4) * 48 = 36  ", (1, 0, 36.0)),
+        ("3 x 4 = 12 and 3x 4", "3*4 = 12 and 3*4", (1, 0, 12.0)),
+        ("1,234,567 + 1,000 = 1,235,567", "1234567 + 1000 = 1235567", (1, 0, 1235567.0)),
+        ("$2 \\cdot 9 = $18", "2 * 9 = 18", (1, 0, 18.0)),
+        ("12 × 3 − 6 = 30", "12 * 3 - 6 = 30", (1, 0, 30.0)),
+        ("**Total**: 5 + 5 = 10", " Total : 5 + 5 = 10", (1, 0, 10.0)),
+    ],
+)
+def test_maths_normalisation_and_arithmetic(text: str, normalised: str, arithmetic: tuple) -> None:
+    assert _answer._normalise_maths(text) == normalised
+    assert _answer._check_arithmetic(normalised) == arithmetic
+
+
+@pytest.mark.parametrize(
+    ("side", "value"),
+    [
+        ("(3)/(4) * 48", (36.0, None, True)),
+        ("1 / 0^-0", (1.0, None, True)),  # the 0 is a base, not a divisor
+        ("2(3)", (6.0, None, False)),
+        ("(3)", (3.0, None, False)),
+        ("-(2)^2", (4.0, None, True)),
+        ("10 / (4)%", (250.0, None, True)),
+        ("(2.5)*(4) - 1", (9.0, None, True)),
+        ("12 / 0", None),
+        (".", None),
+    ],
+)
+def test_sides_of_an_equation(side: str, value: tuple | None) -> None:
+    assert _answer._side(_answer._TOKEN.findall(side)) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain words, and punctuation: here.",
+        "it’s typographic — “quoted” … and café",
+        "a\xa0non-breaking\u2009thin\u3000ideographic space",
+        "separators\x1cfile\x1dgroup\x1erecord\x1funit",
+        "a lone surrogate \ud800 survives",
+    ],
+)
+def test_words_are_counted_as_str_split_counts_them(text: str) -> None:
+    punct = str.maketrans({c: " " for c in '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~\n\t\r'})
+    assert _answer.analyse(text).words == len(text.lower().translate(punct).split())
+
+
+@pytest.mark.parametrize(
+    ("text", "prompt"),
+    [
+        ("Total . = 3 + 4 = 7", "What is 3 + 4?"),  # a side that is a lone "."
+        ("It is 5 more than that number.", "What is " + "9" * 400 + " plus 5?"),  # past float range
+    ],
+)
+def test_odd_sides_and_huge_numbers_do_not_break_the_analysis(text: str, prompt: str) -> None:
+    v = judge(Answer(text, prompt=prompt))
+    assert not any("raised" in r.detail for r in v.results), v.results
+    assert v.score > 0.0
+
+
 def test_hostile_answers_stay_bounded() -> None:
     huge = ("12 + 30 = 42. " * 50_000) + "x" * 5_000_000  # ~5.7 MB
     nested = "(" * 5000 + "1" + ")" * 5000 + " = 1"
