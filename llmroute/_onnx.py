@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["inline_session", "read_checked"]
+__all__ = ["ShippedModel", "inline_session", "read_checked"]
 
 
 def inline_session(data: bytes, label: str, error: type[Exception]) -> Any:
@@ -51,3 +52,71 @@ def read_checked(onnx_path: Path, sidecar_path: Path, label: str, error: type[Ex
             f"(sha256 {digest[:12]}..., sidecar says {str(want)[:12]}...)"
         )
     return data, meta, digest
+
+
+class ShippedModel:
+    """What the shipped ONNX models share: an ``.onnx`` file and its JSON sidecar, read and checked
+    once (thread-safe, on first need), and an inline session created on first use.
+
+    A subclass names its file, label and error, checks the sidecar's feature spec in
+    :meth:`_check_meta` and may keep what it needs from the new session in :meth:`_opened`.
+    """
+
+    FILE_NAME: ClassVar[str]
+    LABEL: ClassVar[str]
+    ERROR: ClassVar[type[Exception]]
+
+    def __init__(self, onnx_path: str | Path, sidecar_path: str | Path | None = None) -> None:
+        self.onnx_path = Path(onnx_path)
+        self.sidecar_path = Path(sidecar_path) if sidecar_path is not None else self.onnx_path.with_suffix(".json")
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._meta: dict[str, Any] | None = None
+        self._onnx_bytes = b""
+        self._model_id = ""
+        self._warned = False
+
+    @classmethod
+    def _load(cls, path: str | Path) -> Any:
+        p = Path(path)
+        if p.is_dir():
+            p = p / cls.FILE_NAME
+        model = cls(p)
+        model._ensure_meta()
+        return model
+
+    def _check_meta(self, meta: dict[str, Any]) -> None:
+        """Raise ``ERROR`` when the sidecar was written for features this llmroute does not compute."""
+
+    def _opened(self, session: Any) -> None:
+        """Called once, under the lock, with the new session before it is published."""
+
+    def _ensure_meta(self) -> dict[str, Any]:
+        if self._meta is not None:
+            return self._meta
+        with self._lock:
+            if self._meta is not None:
+                return self._meta
+            data, meta, digest = read_checked(self.onnx_path, self.sidecar_path, self.LABEL, self.ERROR)
+            self._check_meta(meta)
+            self._onnx_bytes = data
+            self._model_id = digest[:12]
+            self._meta = meta
+            return meta
+
+    def _ensure_session(self) -> Any:
+        if self._session is not None:
+            return self._session
+        self._ensure_meta()
+        with self._lock:
+            if self._session is None:
+                sess = inline_session(self._onnx_bytes, f"{self.LABEL} model {self.onnx_path}", self.ERROR)
+                self._opened(sess)
+                self._session = sess
+        return self._session
+
+    @property
+    def model_id(self) -> str:
+        """First 12 hex digits of the ONNX file's sha256."""
+        self._ensure_meta()
+        return self._model_id

@@ -31,6 +31,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from llmroute._onnx import ShippedModel
+
 try:
     from llmroute.errors import LLMRouteError as _Base
 except ImportError:  # pragma: no cover - errors.py not present
@@ -174,22 +176,20 @@ def default_model_dir() -> Path:
     return here.parent / "models"
 
 
-class Predictor:
+class Predictor(ShippedModel):
     """Features + ONNX model + per-model vectors. Thread-safe; the session is created lazily."""
+
+    FILE_NAME = "predictor.onnx"
+    LABEL = "predictor"
+    ERROR = PredictorUnavailableError
 
     _default: Predictor | None = None
     _default_lock = threading.Lock()
 
     def __init__(self, onnx_path: str | Path, sidecar_path: str | Path | None = None) -> None:
-        self.onnx_path = Path(onnx_path)
-        self.sidecar_path = Path(sidecar_path) if sidecar_path is not None else self.onnx_path.with_suffix(".json")
-        self._lock = threading.Lock()
-        self._session: Any = None
-        self._meta: dict[str, Any] | None = None
+        super().__init__(onnx_path, sidecar_path)
         self._encoder: Any = None
         self._vec_cache: dict[tuple[ModelProfile, ...], tuple[Any, tuple, tuple]] = {}
-        self._model_id = ""
-        self._warned = False
         self._extract: Any = None
         self._wants_tokens = False
 
@@ -211,57 +211,28 @@ class Predictor:
         The files are read and checked now; the ONNX session is still created on first use.
         Raises :class:`PredictorUnavailableError` if they are missing or corrupt.
         """
-        p = Path(path)
-        if p.is_dir():
-            p = p / "predictor.onnx"
-        pred = cls(p)
-        pred._ensure_meta()
-        return pred
+        return cls._load(path)
 
-    def _ensure_meta(self) -> dict[str, Any]:
-        if self._meta is not None:
-            return self._meta
-        with self._lock:
-            if self._meta is not None:
-                return self._meta
-            from llmroute._onnx import read_checked
+    def _check_meta(self, meta: dict[str, Any]) -> None:
+        from llmroute import _features
 
-            onnx_bytes, meta, digest = read_checked(
-                self.onnx_path, self.sidecar_path, "predictor", PredictorUnavailableError
+        feats = meta.get("features", {})
+        if (
+            feats.get("version") != _features.FEATURE_VERSION
+            or feats.get("n_buckets") != _features.N_BUCKETS
+            or list(feats.get("struct", ())) != list(_features.STRUCT_NAMES)
+        ):
+            raise PredictorUnavailableError(
+                f"predictor {self.onnx_path} was trained for other features "
+                f"(version {feats.get('version')}, this llmroute computes {_features.FEATURE_VERSION})"
             )
-            from llmroute import _features
 
-            feats = meta.get("features", {})
-            if (
-                feats.get("version") != _features.FEATURE_VERSION
-                or feats.get("n_buckets") != _features.N_BUCKETS
-                or list(feats.get("struct", ())) != list(_features.STRUCT_NAMES)
-            ):
-                raise PredictorUnavailableError(
-                    f"predictor {self.onnx_path} was trained for other features "
-                    f"(version {feats.get('version')}, this llmroute computes {_features.FEATURE_VERSION})"
-                )
-            self._onnx_bytes = onnx_bytes
-            self._model_id = digest[:12]
-            self._meta = meta
-            return meta
+    def _opened(self, session: Any) -> None:
+        from llmroute import _features
 
-    def _ensure_session(self) -> Any:
-        if self._session is not None:
-            return self._session
-        self._ensure_meta()
-        with self._lock:
-            if self._session is None:
-                from llmroute import _features, _onnx
-
-                label = f"predictor model {self.onnx_path}"
-                sess = _onnx.inline_session(self._onnx_bytes, label, PredictorUnavailableError)
-
-                self._wants_tokens = any(i.name == "tokens" for i in sess.get_inputs())
-                self._encoder = _features._encoder()
-                self._extract = _features.extract
-                self._session = sess
-        return self._session
+        self._wants_tokens = any(i.name == "tokens" for i in session.get_inputs())
+        self._encoder = _features._encoder()
+        self._extract = _features.extract
 
     # ------------------------------------------------------------------ model vectors
 

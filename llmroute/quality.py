@@ -20,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ._onnx import ShippedModel
 from .errors import LLMRouteError
 
 __all__ = ["AnswerQuality", "AnswerQualityUnavailableError"]
@@ -35,21 +36,19 @@ class AnswerQualityUnavailableError(LLMRouteError):
     """
 
 
-class AnswerQuality:
+class AnswerQuality(ShippedModel):
     """The answer-quality model: features in, probability of a right answer out. Thread-safe."""
+
+    FILE_NAME = "answer_quality.onnx"
+    LABEL = "answer-quality"
+    ERROR = AnswerQualityUnavailableError
 
     _default: AnswerQuality | None = None
     _default_lock = threading.Lock()
 
     def __init__(self, onnx_path: str | Path, sidecar_path: str | Path | None = None) -> None:
-        self.onnx_path = Path(onnx_path)
-        self.sidecar_path = Path(sidecar_path) if sidecar_path is not None else self.onnx_path.with_suffix(".json")
-        self._lock = threading.Lock()
-        self._session: Any = None
-        self._meta: dict[str, Any] | None = None
+        super().__init__(onnx_path, sidecar_path)
         self._np: Any = None
-        self._warned = False
-        self._model_id = ""
 
     @classmethod
     def default(cls) -> AnswerQuality:
@@ -65,66 +64,29 @@ class AnswerQuality:
     @classmethod
     def load(cls, path: str | Path) -> AnswerQuality:
         """A model over ``path`` (an ``.onnx`` file or a folder holding ``answer_quality.onnx``), checked now."""
-        p = Path(path)
-        if p.is_dir():
-            p = p / "answer_quality.onnx"
-        model = cls(p)
-        model._ensure_meta()
-        return model
+        return cls._load(path)
 
-    def _ensure_meta(self) -> dict[str, Any]:
-        if self._meta is not None:
-            return self._meta
-        with self._lock:
-            if self._meta is not None:
-                return self._meta
-            from ._onnx import read_checked
+    def _check_meta(self, meta: dict[str, Any]) -> None:
+        from . import _answer
 
-            data, meta, digest = read_checked(
-                self.onnx_path, self.sidecar_path, "answer-quality", AnswerQualityUnavailableError
+        feats = meta.get("features") or {}
+        if feats.get("version") != _answer.FEATURE_VERSION or list(feats.get("names") or ()) != list(
+            _answer.FEATURE_NAMES
+        ):
+            raise AnswerQualityUnavailableError(
+                f"answer-quality model {self.onnx_path} was trained for other features "
+                f"(version {feats.get('version')}, this llmroute computes {_answer.FEATURE_VERSION})"
             )
-            from . import _answer
 
-            feats = meta.get("features") or {}
-            if feats.get("version") != _answer.FEATURE_VERSION or list(feats.get("names") or ()) != list(
-                _answer.FEATURE_NAMES
-            ):
-                raise AnswerQualityUnavailableError(
-                    f"answer-quality model {self.onnx_path} was trained for other features "
-                    f"(version {feats.get('version')}, this llmroute computes {_answer.FEATURE_VERSION})"
-                )
-            self._bytes = data
-            self._model_id = digest[:12]
-            self._meta = meta
-            return meta
+    def _opened(self, session: Any) -> None:
+        import numpy as np
 
-    def _ensure_session(self) -> Any:
-        if self._session is not None:
-            return self._session
-        self._ensure_meta()
-        with self._lock:
-            if self._session is None:
-                import numpy as np
-
-                from ._onnx import inline_session
-
-                sess = inline_session(
-                    self._bytes, f"answer-quality model {self.onnx_path}", AnswerQualityUnavailableError
-                )
-                self._np = np
-                self._session = sess
-        return self._session
+        self._np = np
 
     @property
     def metadata(self) -> Mapping[str, Any]:
         """The sidecar: feature names, weights, calibration, training settings and metrics."""
         return MappingProxyType(self._ensure_meta())
-
-    @property
-    def model_id(self) -> str:
-        """First 12 hex digits of the ONNX file's sha256."""
-        self._ensure_meta()
-        return self._model_id
 
     def score(self, features: Sequence[float]) -> float:
         """The probability that the answer with these features (``llmroute._answer.features``) is right.
