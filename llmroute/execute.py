@@ -684,7 +684,15 @@ class Executor:
                 progress = _Progress()
                 try:
                     completion, pc, attempt, progress, reservation = await race(
-                        self, plan, pc, attempt, progress, reservation, t0, deadline_at, errors,
+                        self,
+                        plan,
+                        pc,
+                        attempt,
+                        progress,
+                        reservation,
+                        t0,
+                        deadline_at,
+                        errors,
                         self._sender(plan, deadline_at),
                     )
                 except BaseException as exc:
