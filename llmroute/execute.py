@@ -738,7 +738,11 @@ class Executor:
         if admission is None:
             return await self._request(pc, request, progress)
         queued_at = self.clock()
-        await admission.acquire(progress, deadline_at)
+        try:
+            await admission.acquire(progress, deadline_at)
+        except BaseException:  # cancelled in line (its deadline, say): the trace shows the wait
+            attempt.queued_s = self.clock() - queued_at
+            raise
         admitted_at = self.clock()
         attempt.queued_s = admitted_at - queued_at
         held: float | None = None

@@ -515,3 +515,34 @@ async def test_admission_passes_over_a_waiter_too_close_to_its_deadline() -> Non
         assert admitted == [far, open_ended]
         adm.release(open_ended, held_s=0.01)
     assert adm.in_flight == 0 and adm.waiting == 0
+
+
+async def test_a_call_cut_off_in_the_admission_line_says_so_in_its_trace(fleet: Fleet) -> None:
+    """Its deadline ends it while it waits for a place: a DeadlineExceededError at the deadline, the
+    attempt cancelled with its wait in ``queued_s``, nothing billed and the place never taken."""
+    cfg = make_config(fleet, max_connections=1, max_keepalive_connections=1)
+    traces: list[llmroute.RouteTrace] = []
+
+    class Traces(llmroute.Hooks):
+        def call_finished(self, trace: Any, reply: Any, error: BaseException | None) -> None:
+            traces.append(trace)
+
+    saved = fleet["oai"].ttft_s
+    fleet["oai"].ttft_s = 0.4
+    try:
+        async with llmroute.Router.from_dict(cfg, hooks=[Traces()]) as r:
+            await r.warmup()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(r.complete, MSG)  # holds the only place for 0.4 s
+                await anyio.sleep(0.05)
+                t = time.perf_counter()
+                with pytest.raises(llmroute.DeadlineExceededError):
+                    await r.complete(MSG, model="small", deadline_s=0.1)
+                assert 0.09 < time.perf_counter() - t < 0.3
+            adm = r._executor.admission
+            assert adm is not None and adm.in_flight == 0 and adm.waiting == 0
+    finally:
+        fleet["oai"].ttft_s = saved
+    cut = next(tr for tr in traces if tr.attempts and tr.attempts[0].outcome == "cancelled")
+    (attempt,) = cut.attempts
+    assert attempt.queued_s >= 0.09 and attempt.cost_usd == 0.0
