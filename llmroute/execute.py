@@ -31,7 +31,7 @@ import anyio
 import httpx
 from tenacity import AsyncRetrying, RetryCallState
 
-from ._clock import Clock, Sleep
+from ._clock import Clock, Sleep, monotonic
 from ._http import HTTPX, Wire
 from ._log import attempt_fields, call_fields
 from ._race import LostRace, race
@@ -115,48 +115,114 @@ class Plan:
 PlanSource = Plan | Callable[[], Awaitable[Plan]]
 
 
+class _Waiter:
+    """One request waiting in :class:`Admission`'s line."""
+
+    __slots__ = ("deadline_at", "event", "state")
+
+    def __init__(self, deadline_at: float | None) -> None:
+        self.event = anyio.Event()
+        self.deadline_at = deadline_at
+        #: ``_WAITING``, ``_ADMITTED`` (a place was handed to it) or ``_PASSED`` (passed over).
+        self.state = _WAITING
+
+
+_WAITING, _ADMITTED, _PASSED = 0, 1, 2
+
+
 class Admission:
     """Lets at most *limit* requests into the HTTP client at once; the rest wait in line, cancellably.
 
     One per router, sized to the connection pool (``max_connections``). A streamed attempt holds
     its place until its response is closed. Taking a free place does not yield to the event loop
     (the request's own I/O does), so an uncontended call pays nothing here; a waiter that is
-    cancelled leaves the line, or passes on a place handed to it just before.
+    cancelled leaves the line in O(1), or passes on a place handed to it just before.
+
+    A freed place goes to the first waiter in line that can still use it: a waiter that gave its
+    deadline (*deadline_at* in :meth:`acquire`, on *clock*) and has less time left than the
+    fastest recent requests took (:attr:`fast_s`, measured from the hold times passed to
+    :meth:`release`) is passed over. Its request could not have answered in time; sending it would
+    only cost the event loop (and, once its deadline cut it off, the connection) work that delays
+    every other call. A passed-over waiter stays cancellable and simply waits for its deadline,
+    which its caller enforces (the executor's deadline scope), and fails there as before.
     """
 
-    __slots__ = ("_used", "_waiters", "limit")
+    __slots__ = ("_holds", "_n_holds", "_used", "_waiters", "clock", "fast_s", "limit")
 
-    def __init__(self, limit: int) -> None:
+    #: Successful hold times kept for :attr:`fast_s`, and how many are needed before it is set.
+    HOLDS_KEPT = 32
+    HOLDS_NEEDED = 8
+
+    def __init__(self, limit: int, clock: Clock = monotonic) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
+        self.clock = clock
         self._used = 0
-        self._waiters: OrderedDict[object, anyio.Event] = OrderedDict()
+        self._waiters: OrderedDict[object, _Waiter] = OrderedDict()
+        self._holds: list[float] = []
+        self._n_holds = 0
+        #: Seconds the fastest recent successful requests held a place (about the 5th percentile
+        #: of the last :attr:`HOLDS_KEPT`); ``None`` until :attr:`HOLDS_NEEDED` were seen. A waiter
+        #: with less time left than this before its deadline is passed over.
+        self.fast_s: float | None = None
 
-    async def acquire(self, holder: object) -> None:
-        """Wait for a place for *holder* (any object unique to one attempt)."""
+    async def acquire(self, holder: object, deadline_at: float | None = None) -> None:
+        """Wait for a place for *holder* (any object unique to one attempt).
+
+        *deadline_at* (on :attr:`clock`) is when the caller's deadline cancels this wait; a waiter
+        that gives it may be passed over when a place frees up too close to it (see the class).
+        """
         if self._used < self.limit and not self._waiters:
             self._used += 1
             return
-        event = anyio.Event()
-        self._waiters[holder] = event
+        waiter = _Waiter(deadline_at)
+        self._waiters[holder] = waiter
         try:
-            await event.wait()
+            await waiter.event.wait()
         except BaseException:
-            if self._waiters.pop(holder, None) is None:  # a place was handed over: pass it on
+            if waiter.state == _WAITING:
+                del self._waiters[holder]
+            elif waiter.state == _ADMITTED:  # a place was handed over: pass it on
                 self._hand_over()
             raise
 
-    def release(self, holder: object) -> None:
-        """Give *holder*'s place back (to the first waiter, if any)."""
+    def release(self, holder: object, held_s: float | None = None) -> None:
+        """Give *holder*'s place back (to the first waiter that can use it, if any).
+
+        *held_s*: how long a request that succeeded held the place (feeds :attr:`fast_s`); leave
+        it ``None`` for one that failed or was cut off.
+        """
+        if held_s is not None:
+            self._record(held_s)
         self._hand_over()
 
-    def _hand_over(self) -> None:
-        if self._waiters:
-            _, event = self._waiters.popitem(last=False)
-            event.set()  # the place goes to it: ``_used`` is unchanged
+    def _record(self, held_s: float) -> None:
+        holds = self._holds
+        if len(holds) < self.HOLDS_KEPT:
+            holds.append(held_s)
         else:
-            self._used -= 1
+            holds[self._n_holds % self.HOLDS_KEPT] = held_s
+        self._n_holds += 1
+        if len(holds) >= self.HOLDS_NEEDED and self._n_holds % 4 == 0:
+            self.fast_s = sorted(holds)[len(holds) // 20]
+
+    def _hand_over(self) -> None:
+        waiters = self._waiters
+        fast = self.fast_s
+        now: float | None = None
+        while waiters:
+            _, waiter = waiters.popitem(last=False)
+            if fast is not None and waiter.deadline_at is not None:
+                if now is None:
+                    now = self.clock()
+                if waiter.deadline_at - now < fast:
+                    waiter.state = _PASSED  # it waits for its deadline, out of line
+                    continue
+            waiter.state = _ADMITTED
+            waiter.event.set()  # the place goes to it: ``_used`` is unchanged
+            return
+        self._used -= 1
 
     @property
     def in_flight(self) -> int:
@@ -359,7 +425,7 @@ class Executor:
         #: Client-side rate limits per deployment (``None``: none configured).
         self.rate_limiter = rate_limiter
         #: Requests let into the HTTP client at once (``None``: no limit here).
-        self.admission = Admission(max_in_flight) if max_in_flight else None
+        self.admission = Admission(max_in_flight, clock) if max_in_flight else None
         #: The router's health tracker (hedged routes read it); ``None``: no hedging.
         self.health: Any = None
         self._rng = rng
@@ -618,7 +684,16 @@ class Executor:
                 progress = _Progress()
                 try:
                     completion, pc, attempt, progress, reservation = await race(
-                        self, plan, pc, attempt, progress, reservation, t0, deadline_at, errors, self._sender(plan)
+                        self,
+                        plan,
+                        pc,
+                        attempt,
+                        progress,
+                        reservation,
+                        t0,
+                        deadline_at,
+                        errors,
+                        self._sender(plan, deadline_at),
                     )
                 except BaseException as exc:
                     unbilled = _unbilled(exc, progress)
@@ -636,32 +711,54 @@ class Executor:
                 return self._reply(plan, pc, completion, attempt)
         raise self._failed(plan, errors)
 
-    def _sender(self, plan: Plan) -> Callable[[PlannedCandidate, Attempt, _Progress], Awaitable[Completion]]:
+    def _sender(
+        self, plan: Plan, deadline_at: float | None = None
+    ) -> Callable[[PlannedCandidate, Attempt, _Progress], Awaitable[Completion]]:
         """:meth:`_send` for *plan*'s request, as a racer's opener (``llmroute._race``)."""
 
         def opener(pc: PlannedCandidate, attempt: Attempt, progress: _Progress) -> Awaitable[Completion]:
-            return self._send(pc, plan.request, attempt, progress)
+            return self._send(pc, plan.request, attempt, progress, deadline_at)
 
         return opener
 
     async def _send(
-        self, pc: PlannedCandidate, request: ChatRequest, attempt: Attempt, progress: _Progress
+        self,
+        pc: PlannedCandidate,
+        request: ChatRequest,
+        attempt: Attempt,
+        progress: _Progress,
+        deadline_at: float | None = None,
     ) -> Completion:
-        """One attempt through admission; ``attempt_s`` bounds the request once admitted."""
+        """One attempt through admission; ``attempt_s`` bounds the request once admitted.
+
+        *deadline_at* is the call's deadline (enforced by the caller's scope): admission may pass
+        the attempt over when a place frees up too close to it (see :class:`Admission`).
+        """
         admission = self.admission
-        if admission is not None:
-            queued_at = self.clock()
-            await admission.acquire(progress)
-            attempt.queued_s = self.clock() - queued_at
+        if admission is None:
+            return await self._request(pc, request, progress)
+        queued_at = self.clock()
         try:
-            if pc.attempt_s is None:
-                return await send(self.client, pc, request, urls=self._urls, progress=progress, wire=self.wire)
-            with anyio.move_on_after(pc.attempt_s):
-                return await send(self.client, pc, request, urls=self._urls, progress=progress, wire=self.wire)
-            raise ProviderTimeoutError(f"attempt exceeded {pc.attempt_s:g}s", **pc.target.error_fields()) from None
+            await admission.acquire(progress, deadline_at)
+        except BaseException:  # cancelled in line (its deadline, say): the trace shows the wait
+            attempt.queued_s = self.clock() - queued_at
+            raise
+        admitted_at = self.clock()
+        attempt.queued_s = admitted_at - queued_at
+        held: float | None = None
+        try:
+            completion = await self._request(pc, request, progress)
+            held = self.clock() - admitted_at
+            return completion
         finally:
-            if admission is not None:
-                admission.release(progress)
+            admission.release(progress, held)
+
+    async def _request(self, pc: PlannedCandidate, request: ChatRequest, progress: _Progress) -> Completion:
+        if pc.attempt_s is None:
+            return await send(self.client, pc, request, urls=self._urls, progress=progress, wire=self.wire)
+        with anyio.move_on_after(pc.attempt_s):
+            return await send(self.client, pc, request, urls=self._urls, progress=progress, wire=self.wire)
+        raise ProviderTimeoutError(f"attempt exceeded {pc.attempt_s:g}s", **pc.target.error_fields()) from None
 
     # ----------------------------------------------------------------- stream
     def stream(self, plan: PlanSource, *, deadline_s: float | None = None, route: str = "") -> ReplyStream:

@@ -405,3 +405,147 @@ async def test_admission_is_fifo_and_cancelled_waiters_leave_or_pass_their_place
     await adm.acquire(holders[0])
     await adm.acquire(holders[1])
     assert adm.in_flight == 2
+
+
+async def test_admission_waiters_cancelled_anywhere_in_line_leave_it_and_the_rest_keep_their_order() -> None:
+    from llmroute.execute import Admission
+
+    adm = Admission(1)
+    first = object()
+    await adm.acquire(first)
+    holders = [object() for _ in range(10)]
+    scopes: dict[int, anyio.CancelScope] = {}
+    admitted: list[int] = []
+    line: list[int] = []  # the order the waiters joined the line (trio starts tasks in any order)
+
+    async def wait(i: int) -> None:
+        with anyio.CancelScope() as scope:
+            scopes[i] = scope
+            line.append(i)  # no checkpoint before acquire queues it
+            await adm.acquire(holders[i])
+            admitted.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(wait, i)
+        await anyio.sleep(0.01)
+        assert adm.waiting == 10
+        cancelled = {line[0], line[4], line[9]}  # the head, the middle and the tail of the line
+        for i in cancelled:
+            scopes[i].cancel()
+        await anyio.sleep(0.01)
+        assert adm.waiting == 7 and adm.in_flight == 1
+        adm.release(first)
+        for _ in range(7):
+            await anyio.sleep(0.01)
+            adm.release(holders[admitted[-1]])
+    assert admitted == [i for i in line if i not in cancelled]
+    assert adm.in_flight == 0 and adm.waiting == 0
+
+
+async def test_a_place_handed_to_a_waiter_cancelled_before_it_ran_goes_to_the_next() -> None:
+    from llmroute.execute import Admission
+
+    adm = Admission(1)
+    first, a, b = object(), object(), object()
+    await adm.acquire(first)
+    admitted: list[object] = []
+
+    async def wait(holder: object, scope: anyio.CancelScope) -> None:
+        with scope:
+            await adm.acquire(holder)
+            admitted.append(holder)
+
+    scope_a, scope_b = anyio.CancelScope(), anyio.CancelScope()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait, a, scope_a)
+        tg.start_soon(wait, b, scope_b)
+        await anyio.sleep(0.01)
+        adm.release(first)  # the place is handed to a ...
+        scope_a.cancel()  # ... which is cancelled before it could run: it takes the place or passes it on
+        await anyio.sleep(0.01)
+        assert adm.in_flight == 1 and len(admitted) == 1  # neither lost nor duplicated
+        if admitted == [a]:  # (asyncio: a woken task's cancellation waits for its next checkpoint)
+            assert adm.waiting == 1
+            adm.release(a)
+            await anyio.sleep(0.01)
+        assert admitted[-1] is b and adm.in_flight == 1 and adm.waiting == 0
+    adm.release(b)
+    assert adm.in_flight == 0
+
+
+async def test_admission_passes_over_a_waiter_too_close_to_its_deadline() -> None:
+    """A freed place goes to the first waiter with time left for a request (at least what the
+    fastest recent ones took); the one passed over still ends at its own deadline, by its scope."""
+    from llmroute.execute import Admission
+
+    adm = Admission(1)
+    assert adm.fast_s is None
+    for _ in range(Admission.HOLDS_NEEDED):
+        h = object()
+        await adm.acquire(h)
+        adm.release(h, held_s=0.2)
+    assert adm.fast_s == pytest.approx(0.2)
+    first, near, far, open_ended = object(), object(), object(), object()
+    await adm.acquire(first)
+    admitted: list[object] = []
+    ended_at: dict[object, float] = {}
+
+    async def wait(holder: object, deadline_s: float | None) -> None:
+        deadline_at = None if deadline_s is None else adm.clock() + deadline_s
+        with anyio.move_on_after(math.inf if deadline_s is None else deadline_s):
+            await adm.acquire(holder, deadline_at)
+            admitted.append(holder)
+        ended_at[holder] = adm.clock()
+        if deadline_at is not None and holder not in admitted:
+            assert ended_at[holder] >= deadline_at
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait, near, 0.1)  # first in line, but 0.1 s is less than the fastest requests take
+        await anyio.sleep(0.01)
+        tg.start_soon(wait, far, 5.0)
+        await anyio.sleep(0.01)
+        tg.start_soon(wait, open_ended, None)  # no deadline given: never passed over
+        await anyio.sleep(0.01)
+        adm.release(first)
+        await anyio.sleep(0.01)
+        assert admitted == [far] and adm.waiting == 1  # near left the line, waiting for its deadline
+        await anyio.sleep(0.15)
+        assert near in ended_at and near not in admitted
+        assert adm.in_flight == 1  # near's cancellation handed nothing over
+        adm.release(far)
+        await anyio.sleep(0.01)
+        assert admitted == [far, open_ended]
+        adm.release(open_ended, held_s=0.01)
+    assert adm.in_flight == 0 and adm.waiting == 0
+
+
+async def test_a_call_cut_off_in_the_admission_line_says_so_in_its_trace(fleet: Fleet) -> None:
+    """Its deadline ends it while it waits for a place: a DeadlineExceededError at the deadline, the
+    attempt cancelled with its wait in ``queued_s``, nothing billed and the place never taken."""
+    cfg = make_config(fleet, max_connections=1, max_keepalive_connections=1)
+    traces: list[llmroute.RouteTrace] = []
+
+    class Traces(llmroute.Hooks):
+        def call_finished(self, trace: Any, reply: Any, error: BaseException | None) -> None:
+            traces.append(trace)
+
+    saved = fleet["oai"].ttft_s
+    fleet["oai"].ttft_s = 0.4
+    try:
+        async with llmroute.Router.from_dict(cfg, hooks=[Traces()]) as r:
+            await r.warmup()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(r.complete, MSG)  # holds the only place for 0.4 s
+                await anyio.sleep(0.05)
+                t = time.perf_counter()
+                with pytest.raises(llmroute.DeadlineExceededError):
+                    await r.complete(MSG, model="small", deadline_s=0.1)
+                assert 0.09 < time.perf_counter() - t < 0.3
+            adm = r._executor.admission
+            assert adm is not None and adm.in_flight == 0 and adm.waiting == 0
+    finally:
+        fleet["oai"].ttft_s = saved
+    cut = next(tr for tr in traces if tr.attempts and tr.attempts[0].outcome == "cancelled")
+    (attempt,) = cut.attempts
+    assert attempt.queued_s >= 0.09 and attempt.cost_usd == 0.0
