@@ -2,12 +2,15 @@
 
     python bench/burst.py [--calls 2000] [--pool 100] [--deadline 2] [--ttft 0.02] [--backend asyncio,trio] [--json]
 
-The fake provider (``python -m llmroute.testing``) runs in its own process. Per backend, three
+The fake provider (``python -m llmroute.testing``) runs in its own process. Per backend, four
 runs start *--calls* calls at once in one task group, each with a *--deadline*:
 
 - **llmroute**: a Router with ``max_connections`` = *--pool* (``deadline_s``);
 - **raw httpx**: one ``httpx.AsyncClient`` with the same pool limits, each call in
   ``anyio.move_on_after(deadline)`` (what a hand-written client does);
+- **raw httpx + limiter**: the same client behind an ``anyio.CapacityLimiter`` of the pool's size
+  (the admission idea with no llmroute code): how late a hand-written client that never
+  overfills httpcore's pool delivers its deadlines, i.e. what the HTTP work alone costs the loop;
 - **floor**: the same number of tasks that only wait in an ``anyio.CapacityLimiter`` of the pool's
   size until their deadline: how late the event loop itself delivers that many cancellations.
 
@@ -16,7 +19,8 @@ httpx) or ``error``; "late" is how long after its deadline a call that missed it
 each client makes 100 more calls (5 s timeout each) to show whether it still works. Calls still
 running *--cap* seconds after the burst started are cancelled and reported as unfinished. With
 ``--json`` the last line is one JSON object with the figures per backend and run, and the ratios
-``late_p50_vs_floor`` and ``ok_share_vs_httpx`` (llmroute / raw httpx; null when httpx had none).
+``late_p50_vs_floor``, ``late_p50_vs_httpx_limiter`` and ``ok_share_vs_httpx`` (llmroute / raw
+httpx; null when httpx had none).
 """
 
 from __future__ import annotations
@@ -125,19 +129,27 @@ async def run_llmroute(base_url: str, args: argparse.Namespace) -> dict[str, Any
         return summarise(results, args.deadline, await after(lambda: call(5.0)), args.calls)
 
 
-async def run_httpx(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
+async def run_httpx(base_url: str, args: argparse.Namespace, limited: bool = False) -> dict[str, Any]:
+    """Raw httpx, each call in a cancel scope; *limited*: behind a CapacityLimiter of the pool's size."""
     limits = httpx.Limits(max_connections=args.pool, max_keepalive_connections=20)
+    limiter = anyio.CapacityLimiter(args.pool) if limited else None
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         body = {"model": "bench", "messages": MESSAGES}
         headers = {"authorization": "Bearer sk-bench"}
 
+        async def post() -> str:
+            try:
+                r = await client.post(base_url + "/chat/completions", json=body, headers=headers)
+                return "ok" if r.status_code == 200 else "error"
+            except httpx.HTTPError:
+                return "error"
+
         async def call(deadline: float = args.deadline) -> str:
             with anyio.move_on_after(deadline):
-                try:
-                    r = await client.post(base_url + "/chat/completions", json=body, headers=headers)
-                    return "ok" if r.status_code == 200 else "error"
-                except httpx.HTTPError:
-                    return "error"
+                if limiter is None:
+                    return await post()
+                async with limiter:
+                    return await post()
             return "deadline"
 
         results = await burst(call, args.calls, args.cap)
@@ -173,6 +185,7 @@ def main() -> int:
             runs = {
                 "llmroute": anyio.run(run_llmroute, base_url, args, backend=backend),
                 "httpx": anyio.run(run_httpx, base_url, args, backend=backend),
+                "httpx_limiter": anyio.run(run_httpx, base_url, args, True, backend=backend),
                 "floor": anyio.run(run_floor, args, backend=backend),
             }
         finally:
@@ -184,19 +197,28 @@ def main() -> int:
             if ours["late_ms_p50"] is not None and floor["late_ms_p50"]
             else None
         )
+        lim = runs["httpx_limiter"]
+        runs["late_p50_vs_httpx_limiter"] = (
+            round(ours["late_ms_p50"] / lim["late_ms_p50"], 2)
+            if ours["late_ms_p50"] is not None and lim["late_ms_p50"]
+            else None
+        )
         runs["ok_share_vs_httpx"] = round(ours["ok"] / raw["ok"], 2) if raw["ok"] else None
         out[backend] = runs
         print(f"\n{backend}: {args.calls} calls at once, pool {args.pool}, deadline {args.deadline:g} s")
         head = f"{'ok':>6}{'deadline':>10}{'error':>7}{'unfinished':>11}{'late p50/p95/max ms':>24}"
-        print(f"  {'':10}{head}{'slowest s':>11}{'after':>8}")
-        for name in ("llmroute", "httpx", "floor"):
+        print(f"  {'':15}{head}{'slowest s':>11}{'after':>8}")
+        for name in ("llmroute", "httpx", "httpx_limiter", "floor"):
             r = runs[name]
             late = "/".join("-" if r[k] is None else f"{r[k]:g}" for k in ("late_ms_p50", "late_ms_p95", "late_ms_max"))
             after_ok = "-" if name == "floor" else f"{r['after_ok']}/100"
             counts = f"{r['ok']:>6}{r['deadline']:>10}{r['error']:>7}{r['unfinished']:>11}"
             slowest = "-" if r["slowest_s"] is None else f"{r['slowest_s']:g}"
-            print(f"  {name:10}{counts}{late:>24}{slowest:>11}{after_ok:>8}")
-        print(f"  late p50 vs floor: {runs['late_p50_vs_floor']}x; ok share vs raw httpx: {runs['ok_share_vs_httpx']}")
+            print(f"  {name:15}{counts}{late:>24}{slowest:>11}{after_ok:>8}")
+        print(
+            f"  late p50 vs floor: {runs['late_p50_vs_floor']}x; vs raw httpx + limiter: "
+            f"{runs['late_p50_vs_httpx_limiter']}x; ok share vs raw httpx: {runs['ok_share_vs_httpx']}"
+        )
     if args.json:
         print(json.dumps(out))
     return 0
