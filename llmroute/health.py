@@ -26,7 +26,7 @@ they finish, so a provider that stalls loses traffic without waiting for its slo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -681,7 +681,9 @@ class HealthTracker(Hooks):
         if d is None:
             self.register(deployment)
             d = self._deps[deployment]
-        now = self.clock()
+        return self._read(deployment, d, self.clock(), fresh)
+
+    def _read(self, deployment: str, d: _Deployment, now: float, fresh: bool) -> DeploymentHealth:
         age = now - d.cached_at
         cached = d.cached
         if (
@@ -696,9 +698,36 @@ class HealthTracker(Hooks):
             d.dirty = 0
             d.urgent = False
             return cached
-        if d.breaker.state is not CircuitState.CLOSED or cached.circuit.state is not CircuitState.CLOSED:
+        if d.breaker.state is not _CLOSED or cached.circuit.state is not _CLOSED:
             cached = replace(cached, circuit=d.breaker.snapshot(now))  # cooldowns end with time
         return cached
+
+    def read(self, deployments: Sequence[str], *, live: bool = True) -> tuple[list[DeploymentHealth], list[int] | None]:
+        """:meth:`get` of each of *deployments*, in order (what selection reads on every call), and
+        with *live* their :meth:`in_flight` counts after those reads (else ``None``)."""
+        out: list[DeploymentHealth] = []
+        deps, clock = self._deps, self.clock
+        for name in deployments:
+            d = deps.get(name)
+            if d is None:
+                out.append(self.get(name))
+                continue
+            now = clock()
+            cached = d.cached
+            if (  # the common case, in short: a recent reading with nothing urgent, no new samples
+                cached is not None
+                and not d.urgent
+                and not d.dirty
+                and now - d.cached_at < self.max_age_s
+                and d.breaker.state is _CLOSED
+                and cached.circuit.state is _CLOSED
+            ):
+                out.append(cached)
+            else:
+                out.append(self._read(name, d, now, False))
+        if not live:
+            return out, None
+        return out, [len(deps[name].in_flight) for name in deployments]
 
     def in_flight(self, deployment: str) -> int:
         """Attempts in flight on *deployment* right now."""
