@@ -460,25 +460,40 @@ def select(
         else:
             best = (b0, b1, b2)
             total = s._total
+            active = [(k, w) for k, w in weights if best[k] > 0]
             for j, i in enumerate(ranked):
                 t = terms[j]
-                scores[i] = sum(w * t[k] / best[k] for k, w in weights if best[k] > 0) / total
+                scores[i] = sum([w * t[k] / best[k] for k, w in active]) / total
         if limits:  # rate-limited ones last, each group by score, ties in configured order
             order = sorted(ranked, key=lambda i: (status[i] == "rate_limited", scores[i], i))
+        elif len(ranked) == 2:  # what sorted() does with two: one comparison
+            i, j = ranked
+            order = [j, i] if scores[j] < scores[i] else ranked  # type: ignore[operator]
         else:
             order = sorted(ranked, key=scores.__getitem__)  # stable: ties keep configured order
     else:
         order = ranked
-    return SelectionDecision(
-        model,
-        s.label,
-        tuple([options[i].deployment for i in order]),
-        relaxed,
-        explore > 0,
-        sticky,
-        prefix_key,
-        (options, health, status, notes, scores, draws, in_flight),
+    return _decision(
+        (
+            model,
+            s.label,
+            tuple([options[i].deployment for i in order]),
+            relaxed,
+            explore > 0,
+            sticky,
+            prefix_key,
+            (options, health, status, notes, scores, draws, in_flight),
+        )
     )
+
+
+def _decision(fields: tuple[Any, ...]) -> SelectionDecision:
+    """A :class:`SelectionDecision` from its fields in order (what its constructor makes, without
+    the named tuple's Python-level ``__new__``: selection makes one per model on every call)."""
+    return _tuple_new(SelectionDecision, fields)  # type: ignore[no-any-return]
+
+
+_tuple_new = tuple.__new__
 
 
 def _circuit_note(h: DeploymentHealth) -> str:
@@ -519,15 +534,17 @@ def _select_one(
                 note = _rate_limited(h, tokens)
                 if note is not None:
                     status = "rate_limited"
-    return SelectionDecision(
-        model,
-        s.label,
-        order,
-        relaxed,
-        False,
-        sticky,
-        prefix_key,
-        (options, health, [status], [note], [None], [None], in_flight),
+    return _decision(
+        (
+            model,
+            s.label,
+            order,
+            relaxed,
+            False,
+            sticky,
+            prefix_key,
+            (options, health, [status], [note], [None], [None], in_flight),
+        )
     )
 
 
