@@ -759,8 +759,11 @@ class HealthTracker(Hooks):
         d.p95_base = base.p95
         tps = self._estimate(d.tps, now_w, self._prior_tps_log, [], fresh=fresh)
         attempts = d.n_attempts / now_w
-        errors = {kind: v / now_w for kind, v in d.errors.items()}
-        failures = sum(v for kind, v in errors.items() if kind in FAILURE_KINDS)
+        if d.errors:
+            errors = {kind: v / now_w for kind, v in d.errors.items()}
+            failures = sum(v for kind, v in errors.items() if kind in FAILURE_KINDS)
+        else:
+            errors, failures = {}, 0
         k = s.prior_weight
         error_rate = (failures + k * s.prior_error_rate) / (attempts + k)
         limited = errors.get("rate_limit", 0.0) / (attempts + k)
@@ -788,21 +791,21 @@ class HealthTracker(Hooks):
                 age_s=age,
             )
         return DeploymentHealth(
-            deployment=name,
-            model=d.model,
-            provider=d.provider,
-            ttft_s=ttft,
-            tokens_per_s=tps,
-            error_rate=error_rate,
-            rate_limited_rate=limited,
-            attempts=attempts,
-            errors=errors,
-            in_flight=len(d.in_flight),
-            overdue=len(extra),
-            rate_limit=rl,
-            circuit=d.breaker.snapshot(now),
-            mean_output_tokens=d.out_sum / d.out_n if d.out_n > 0 else None,
-            last_seen_s=None if d.last_seen is None else now - d.last_seen,
+            name,
+            d.model,
+            d.provider,
+            ttft,
+            tps,
+            error_rate,
+            limited,
+            attempts,
+            errors,
+            len(d.in_flight),
+            len(extra),
+            rl,
+            d.breaker.snapshot(now),
+            d.out_sum / d.out_n if d.out_n > 0 else None,
+            None if d.last_seen is None else now - d.last_seen,
         )
 
     @property
