@@ -706,28 +706,30 @@ class HealthTracker(Hooks):
         """:meth:`get` of each of *deployments*, in order (what selection reads on every call), and
         with *live* their :meth:`in_flight` counts after those reads (else ``None``)."""
         out: list[DeploymentHealth] = []
-        deps, clock = self._deps, self.clock
+        counts: list[int] | None = [] if live else None
+        deps, clock, max_age = self._deps, self.clock, self.max_age_s
         for name in deployments:
             d = deps.get(name)
             if d is None:
                 out.append(self.get(name))
-                continue
-            now = clock()
-            cached = d.cached
-            if (  # the common case, in short: a recent reading with nothing urgent, no new samples
-                cached is not None
-                and not d.urgent
-                and not d.dirty
-                and now - d.cached_at < self.max_age_s
-                and d.breaker.state is _CLOSED
-                and cached.circuit.state is _CLOSED
-            ):
-                out.append(cached)
+                d = deps[name]
             else:
-                out.append(self._read(name, d, now, False))
-        if not live:
-            return out, None
-        return out, [len(deps[name].in_flight) for name in deployments]
+                now = clock()
+                cached = d.cached
+                if (  # the common case, in short: a recent reading with nothing urgent, no new samples
+                    cached is not None
+                    and not d.urgent
+                    and not d.dirty
+                    and now - d.cached_at < max_age
+                    and d.breaker.state is _CLOSED
+                    and cached.circuit.state is _CLOSED
+                ):
+                    out.append(cached)
+                else:
+                    out.append(self._read(name, d, now, False))
+            if counts is not None:  # a reading never changes what is in flight
+                counts.append(len(d.in_flight))
+        return out, counts
 
     def in_flight(self, deployment: str) -> int:
         """Attempts in flight on *deployment* right now."""

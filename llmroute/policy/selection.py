@@ -461,9 +461,16 @@ def select(
             best = (b0, b1, b2)
             total = s._total
             active = [(k, w) for k, w in weights if best[k] > 0]
-            for j, i in enumerate(ranked):
-                t = terms[j]
-                scores[i] = sum([w * t[k] / best[k] for k, w in active]) / total
+            if len(active) == 2:  # the usual mix, without a comprehension per deployment
+                (k0, w0), (k1, w1) = active
+                d0, d1 = best[k0], best[k1]
+                for j, i in enumerate(ranked):
+                    t = terms[j]
+                    scores[i] = sum((w0 * t[k0] / d0, w1 * t[k1] / d1)) / total
+            else:
+                for j, i in enumerate(ranked):
+                    t = terms[j]
+                    scores[i] = sum([w * t[k] / best[k] for k, w in active]) / total
         if limits:  # rate-limited ones last, each group by score, ties in configured order
             order = sorted(ranked, key=lambda i: (status[i] == "rate_limited", scores[i], i))
         elif len(ranked) == 2:  # what sorted() does with two: one comparison
