@@ -200,6 +200,11 @@ class CircuitBreaker:
 
     def succeeded(self, now: float) -> None:
         """An attempt succeeded."""
+        if self.state is CircuitState.CLOSED:  # the common case: nothing to tick
+            self._consecutive = 0
+            self._decay(now)
+            self._total_w += 1.0
+            return
         self._tick(now)
         self._consecutive = 0
         if self.state is CircuitState.HALF_OPEN:

@@ -26,7 +26,7 @@ they finish, so a provider that stalls loses traffic without waiting for its slo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 _LN2 = math.log(2.0)
+_CLOSED = CircuitState.CLOSED
 #: Error kinds that count against a deployment's health (and its circuit).
 FAILURE_KINDS = frozenset({"rate_limit", "server", "timeout", "connection", "response", "auth", "other"})
 #: z-scores of the normal quantiles the prior's log-normal spread is read at.
@@ -395,6 +396,8 @@ class HealthTracker(Hooks):
         s = self.settings
         self._prior_ttft_log = math.log(s.prior_ttft_s) - s.prior_log_sd**2 / 2  # so the prior's mean is prior_ttft_s
         self._prior_tps_log = math.log(s.prior_tokens_per_s) - s.prior_log_sd**2 / 2
+        #: prior log-mean -> the prior's mean, p05, p50, p95 (constants of the settings).
+        self._priors: dict[float, tuple[float, float, float, float]] = {}
 
     def __repr__(self) -> str:
         return f"HealthTracker({len(self._deps)} deployments, half_life_s={self.settings.half_life_s:g})"
@@ -431,26 +434,40 @@ class HealthTracker(Hooks):
     # ------------------------------------------------------------------ hooks
     def attempt_started(self, attempt: Attempt) -> None:
         """Count *attempt* in flight (and claim a probe slot of a half-open circuit)."""
-        d = self._dep(attempt)
+        d = self._deps.get(attempt.deployment) or self._dep(attempt)
         now = self.clock()
-        d.starts += 1
-        d.in_flight[id(attempt)] = (now, attempt, d.starts)
+        d.starts = starts = d.starts + 1
+        d.in_flight[id(attempt)] = (now, attempt, starts)
         d.rate_limit_started += 1
         rl = d.rate_limit
         if rl is not None and rl.remaining_requests is not None and rl.remaining_requests - d.rate_limit_started <= 1:
             d.urgent = True  # about to run out of requests: the next selection must see it
-        d.breaker.started(now)
+        breaker = d.breaker
+        if breaker.state is not _CLOSED:  # a closed breaker has nothing to note
+            breaker.started(now)
 
     def attempt_finished(self, attempt: Attempt, error: BaseException | None) -> None:
         """Record *attempt*'s timings and verdict."""
-        d = self._dep(attempt)
+        d = self._deps.get(attempt.deployment) or self._dep(attempt)
         now = self.clock()
         entry = d.in_flight.pop(id(attempt), None)
         started = entry[0] if entry is not None else now - attempt.duration_s
         seq = entry[2] if entry is not None else d.starts
-        w = self._weight(d, now)
-        kind = error_kind(error)
+        x = self._lam * (now - d.t_ref)
+        w = math.exp(x) if x <= 30.0 else self._weight(d, now)
         rl = attempt.rate_limit
+        if error is None and rl is None and d.breaker.state is _CLOSED:
+            # The common case, in short: a success on a closed circuit, no rate-limit headers
+            # (the same steps as below: a closed breaker stays closed on a success).
+            d.n_attempts += w
+            d.last_seen = now
+            d.dirty += 1
+            d.breaker.succeeded(now)
+            self._observe(d, attempt, w)
+            if self._not_closed:
+                self._not_closed.discard(attempt.deployment)
+            return
+        kind = error_kind(error)
         if rl is not None:
             if d.rate_limit is None or (rl.remaining_requests is not None and rl.remaining_requests <= 4):
                 d.urgent = True  # first headers, or nearly out of requests: selection must know now
@@ -527,21 +544,27 @@ class HealthTracker(Hooks):
 
     # ------------------------------------------------------------------ observations
     def _observe(self, d: _Deployment, a: Attempt, w: float) -> None:
-        out = a.usage.output_tokens if a.usage is not None else 0
+        usage = a.usage
+        out = usage.output_tokens if usage is not None else 0
         if out > 0:
             d.out_sum += w * out
             d.out_n += w
-        if a.ttft_s is not None:
-            ttft = max(a.ttft_s, 1e-4)
+        ttft_s = a.ttft_s
+        if ttft_s is not None:
+            ttft = max(ttft_s, 1e-4)
             d.ttft.add(ttft, w)
-            gen = a.duration_s - a.ttft_s
+            gen = a.duration_s - ttft_s
             if out > 1 and gen > 0:
                 d.tps.add(max((out - 1) / gen, 1e-3), w)
             return
         # Non-streamed: only the whole duration is seen. Split it in proportion to the current
         # estimates: the part the model predicts for TTFT and for decoding both scale by the ratio.
-        ttft_hat = self._mean(d.ttft, self.settings.prior_ttft_s, w)
-        tps_hat = self._mean(d.tps, self.settings.prior_tokens_per_s, w)
+        s = self.settings
+        k = s.prior_weight * w  # both means as _mean computes them
+        sk = d.ttft
+        ttft_hat = (sk.s_x + k * s.prior_ttft_s) / (sk.n + k)
+        sk = d.tps
+        tps_hat = (sk.s_x + k * s.prior_tokens_per_s) / (sk.n + k)
         pred = ttft_hat + out / tps_hat
         ratio = max(a.duration_s, 1e-4) / pred
         d.ttft.add(max(ttft_hat * ratio, 1e-4), w)
@@ -581,21 +604,25 @@ class HealthTracker(Hooks):
     ) -> Estimate:
         s = self.settings
         k = s.prior_weight
-        n = sk.n + sum(w for _, w in extra)
-        n_eff = n / now_w  # decayed to now: effective samples
         sd0 = s.prior_log_sd
-        prior_mean = math.exp(prior_log + sd0 * sd0 / 2)
+        prior = self._priors.get(prior_log)
+        if prior is None:
+            prior = self._priors[prior_log] = self._prior_terms(prior_log)
+        prior_mean, prior_p05, prior_p50, prior_p95 = prior
+        n = sk.n + sum(w for _, w in extra) if extra else sk.n
+        n_eff = n / now_w  # decayed to now: effective samples
         if n_eff > 1e-9:
-            s_x = sk.s_x + sum(x * w for x, w in extra)
-            s_log = sk.s_log + sum(math.log(x) * w for x, w in extra)
-            s_log2 = sk.s_log2 + sum(math.log(x) ** 2 * w for x, w in extra)
+            if extra:
+                s_x = sk.s_x + sum(x * w for x, w in extra)
+                s_log = sk.s_log + sum(math.log(x) * w for x, w in extra)
+                s_log2 = sk.s_log2 + sum(math.log(x) ** 2 * w for x, w in extra)
+                q05, q50, q95 = sk.quantiles((0.05, 0.5, 0.95), extra)
+            else:
+                s_x, s_log, s_log2 = sk.s_x, sk.s_log, sk.s_log2
+                q05, q50, q95 = sk.p05_p50_p95(fresh=fresh)
             mean_x = s_x / n
             mu = s_log / n
             var = max(s_log2 / n - mu * mu, 0.0)
-            if extra:
-                q05, q50, q95 = sk.quantiles((0.05, 0.5, 0.95), extra)
-            else:
-                q05, q50, q95 = sk.p05_p50_p95(fresh=fresh)
         else:
             n_eff = 0.0
             mean_x = mu = var = q05 = q50 = q95 = 0.0
@@ -604,14 +631,24 @@ class HealthTracker(Hooks):
         var_post = a * (var + (mu - mu_post) ** 2) + b * (sd0 * sd0 + (prior_log - mu_post) ** 2)
         sd_post = math.sqrt(var_post)
         return Estimate(
-            mean=a * mean_x + b * prior_mean,
-            p05=a * q05 + b * math.exp(prior_log + _Z05 * sd0),
-            p50=a * q50 + b * math.exp(prior_log),
-            p95=a * q95 + b * math.exp(prior_log + _Z95 * sd0),
-            samples=n_eff,
-            log_mean=mu_post,
-            log_sd=sd_post,
-            uncertainty=sd_post / math.sqrt(n_eff + k),
+            a * mean_x + b * prior_mean,
+            a * q05 + b * prior_p05,
+            a * q50 + b * prior_p50,
+            a * q95 + b * prior_p95,
+            n_eff,
+            mu_post,
+            sd_post,
+            sd_post / math.sqrt(n_eff + k),
+        )
+
+    def _prior_terms(self, prior_log: float) -> tuple[float, float, float, float]:
+        """The prior's mean, p05, p50 and p95 (log-normal around *prior_log*)."""
+        sd0 = self.settings.prior_log_sd
+        return (
+            math.exp(prior_log + sd0 * sd0 / 2),
+            math.exp(prior_log + _Z05 * sd0),
+            math.exp(prior_log),
+            math.exp(prior_log + _Z95 * sd0),
         )
 
     def _overdue(self, d: _Deployment, now: float, now_w: float) -> list[tuple[float, float]]:
@@ -644,7 +681,9 @@ class HealthTracker(Hooks):
         if d is None:
             self.register(deployment)
             d = self._deps[deployment]
-        now = self.clock()
+        return self._read(deployment, d, self.clock(), fresh)
+
+    def _read(self, deployment: str, d: _Deployment, now: float, fresh: bool) -> DeploymentHealth:
         age = now - d.cached_at
         cached = d.cached
         if (
@@ -659,9 +698,38 @@ class HealthTracker(Hooks):
             d.dirty = 0
             d.urgent = False
             return cached
-        if d.breaker.state is not CircuitState.CLOSED or cached.circuit.state is not CircuitState.CLOSED:
+        if d.breaker.state is not _CLOSED or cached.circuit.state is not _CLOSED:
             cached = replace(cached, circuit=d.breaker.snapshot(now))  # cooldowns end with time
         return cached
+
+    def read(self, deployments: Sequence[str], *, live: bool = True) -> tuple[list[DeploymentHealth], list[int] | None]:
+        """:meth:`get` of each of *deployments*, in order (what selection reads on every call), and
+        with *live* their :meth:`in_flight` counts after those reads (else ``None``)."""
+        out: list[DeploymentHealth] = []
+        counts: list[int] | None = [] if live else None
+        deps, clock, max_age = self._deps, self.clock, self.max_age_s
+        for name in deployments:
+            d = deps.get(name)
+            if d is None:
+                out.append(self.get(name))
+                d = deps[name]
+            else:
+                now = clock()
+                cached = d.cached
+                if (  # the common case, in short: a recent reading with nothing urgent, no new samples
+                    cached is not None
+                    and not d.urgent
+                    and not d.dirty
+                    and now - d.cached_at < max_age
+                    and d.breaker.state is _CLOSED
+                    and cached.circuit.state is _CLOSED
+                ):
+                    out.append(cached)
+                else:
+                    out.append(self._read(name, d, now, False))
+            if counts is not None:  # a reading never changes what is in flight
+                counts.append(len(d.in_flight))
+        return out, counts
 
     def in_flight(self, deployment: str) -> int:
         """Attempts in flight on *deployment* right now."""
@@ -693,8 +761,11 @@ class HealthTracker(Hooks):
         d.p95_base = base.p95
         tps = self._estimate(d.tps, now_w, self._prior_tps_log, [], fresh=fresh)
         attempts = d.n_attempts / now_w
-        errors = {kind: v / now_w for kind, v in d.errors.items()}
-        failures = sum(v for kind, v in errors.items() if kind in FAILURE_KINDS)
+        if d.errors:
+            errors = {kind: v / now_w for kind, v in d.errors.items()}
+            failures = sum(v for kind, v in errors.items() if kind in FAILURE_KINDS)
+        else:
+            errors, failures = {}, 0
         k = s.prior_weight
         error_rate = (failures + k * s.prior_error_rate) / (attempts + k)
         limited = errors.get("rate_limit", 0.0) / (attempts + k)
@@ -722,21 +793,21 @@ class HealthTracker(Hooks):
                 age_s=age,
             )
         return DeploymentHealth(
-            deployment=name,
-            model=d.model,
-            provider=d.provider,
-            ttft_s=ttft,
-            tokens_per_s=tps,
-            error_rate=error_rate,
-            rate_limited_rate=limited,
-            attempts=attempts,
-            errors=errors,
-            in_flight=len(d.in_flight),
-            overdue=len(extra),
-            rate_limit=rl,
-            circuit=d.breaker.snapshot(now),
-            mean_output_tokens=d.out_sum / d.out_n if d.out_n > 0 else None,
-            last_seen_s=None if d.last_seen is None else now - d.last_seen,
+            name,
+            d.model,
+            d.provider,
+            ttft,
+            tps,
+            error_rate,
+            limited,
+            attempts,
+            errors,
+            len(d.in_flight),
+            len(extra),
+            rl,
+            d.breaker.snapshot(now),
+            d.out_sum / d.out_n if d.out_n > 0 else None,
+            None if d.last_seen is None else now - d.last_seen,
         )
 
     @property

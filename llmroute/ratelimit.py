@@ -98,6 +98,11 @@ def _reset_at(value: str | None, now: float) -> float | None:
 
 def parse_rate_limit_headers(headers: Mapping[str, str], *, now: float | None = None) -> RateLimitInfo | None:
     """The rate-limit state a response's *headers* report (OpenAI or Anthropic style), or ``None``."""
+    raw = getattr(headers, "raw", None)
+    if type(raw) is list and b"ratelimit" not in b"\0".join([k for k, _ in raw]).lower():
+        # httpx headers naming no rate limit (most providers' successes): one scan of the names,
+        # not a case-insensitive lookup of each name below (every one of which scans them all)
+        return None
     wall = time.time() if now is None else now
     if "x-ratelimit-remaining-requests" in headers or "x-ratelimit-remaining-tokens" in headers:
         rr, rt = headers.get("x-ratelimit-reset-requests"), headers.get("x-ratelimit-reset-tokens")

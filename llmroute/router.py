@@ -223,6 +223,7 @@ class Router:
             model: tuple(Option(d.name, d.target.provider, d.price, d.config.tags, d.max_output_tokens) for d in deps)
             for model, deps in self._deployments.items()
         }
+        self._option_names = {model: tuple(o.deployment for o in opts) for model, opts in self._options.items()}
         self._default_route = cfg.default_route or (
             "default" if "default" in cfg.routes else next(iter(cfg.routes), None)
         )
@@ -538,18 +539,21 @@ class Router:
         key = prefix_key(req.messages) if settings.sticky else None
         sticky = None if key is None else health.served_recently(key, settings.cache_ttl_s)
         decisions: dict[str, SelectionDecision] = {}
+        names = self._option_names
+        live = settings.load_aware
         for d in deps:
             model = d.model
             if model in decisions:
                 continue
             options = self._options[model]
             n_in = tokens_by_enc[d.tokenizer]
+            states, in_flight = health.read(names[model], live=live)
             decisions[model] = select(
                 model,
                 options,
-                [health.get(o.deployment) for o in options],
+                states,
                 settings,
-                in_flight=[health.in_flight(o.deployment) for o in options] if settings.load_aware else None,
+                in_flight=in_flight,
                 input_tokens=n_in,
                 output_tokens=out_tokens,
                 rng=self._rng,
@@ -557,7 +561,11 @@ class Router:
                 cached_tokens=prefix_tokens(req.messages, n_in) if sticky is not None else 0,
                 prefix_key=key,
             )
-        order, failed_open = route_order([d.model for d in deps], decisions)
+        # each model's deployments as its decision ordered them, models in order of first appearance
+        order = [name for decision in decisions.values() for name in decision.order]
+        failed_open = not order
+        if failed_open:
+            order, failed_open = route_order(list(decisions), decisions)
         pos = {d.name: i for i, d in enumerate(deps)}
         idx = [pos[n] for n in order]
         note = f"; deployments by {settings.label}" + (" (every circuit open: trying anyway)" if failed_open else "")

@@ -97,6 +97,7 @@ class SelectionSettings:
     #: The objective as text: ``price`` or ``price:1,latency:0.5`` (derived).
     label: str = field(init=False, default="")
     _weights: tuple[tuple[int, float], ...] = field(init=False, default=(), repr=False, compare=False)
+    _total: float = field(init=False, default=1.0, repr=False, compare=False)
     _rules: bool = field(init=False, default=False, repr=False, compare=False)
     _constraints: bool = field(init=False, default=False, repr=False, compare=False)
 
@@ -114,6 +115,7 @@ class SelectionSettings:
         )
         object.__setattr__(self, "label", label)
         object.__setattr__(self, "_weights", weights)
+        object.__setattr__(self, "_total", sum(w for _, w in weights))
         object.__setattr__(self, "_rules", bool(self.providers is not None or self.exclude_providers or self.tags))
         object.__setattr__(
             self,
@@ -364,6 +366,8 @@ def select(
     """
     s = settings
     n = len(options)
+    if n == 1:
+        return _select_one(model, options, health, s, input_tokens + output_tokens, sticky, prefix_key, in_flight)
     notes: list[str | None] = [None] * n
     status: list[str] = ["ranked"] * n
     live: list[int] = []
@@ -380,15 +384,12 @@ def select(
     kt = [1.0] * n
     kr = [1.0] * n
     rules, constraints = s._rules, s._constraints
+    limits = False  # whether any ranked option is rate-limited
     for i in range(n):
-        opt, h = options[i], health[i]
-        reason = _rule_exclusion(opt, s) if rules else None
+        h = health[i]
+        reason = _rule_exclusion(options[i], s) if rules else None
         if reason is None and not h.circuit.admitting:
-            reason = (
-                f"circuit open (probing in {h.circuit.retry_in_s:.3g}s)"
-                if h.circuit.state is CircuitState.OPEN
-                else "circuit half-open, probe slots taken"
-            )
+            reason = _circuit_note(h)
         if reason is not None:
             notes[i], status[i] = reason, "left_out"
             continue
@@ -396,15 +397,17 @@ def select(
         if explore > 0:
             kt[i] = exp(z[int(uniform() * 1024)] * h.ttft_s.uncertainty * explore)
             kr[i] = exp(z[int(uniform() * 1024)] * h.tokens_per_s.uncertainty * explore)
-        soft = _constraint_violation(h, s, kt[i], kr[i]) if constraints else None
-        if soft is not None:
-            notes[i], status[i] = soft, "constraint"
-            continue
+        if constraints:
+            soft = _constraint_violation(h, s, kt[i], kr[i])
+            if soft is not None:
+                notes[i], status[i] = soft, "constraint"
+                continue
         ranked.append(i)
         if h.rate_limit is not None:
             limited = _rate_limited(h, tokens)
             if limited is not None:
                 notes[i], status[i] = limited, "rate_limited"
+                limits = True
     relaxed = bool(live) and not ranked
     if relaxed:
         ranked = live
@@ -422,7 +425,7 @@ def select(
         weights = s._weights
         single = weights[0][0] if len(weights) == 1 else -1
         terms: list[tuple[float, float, float]] = []
-        best = [math.inf, math.inf, math.inf]
+        b0 = b1 = b2 = math.inf
         for i in ranked:
             opt, h = options[i], health[i]
             ttft = h.ttft_s.mean * kt[i]
@@ -432,7 +435,7 @@ def select(
             if pooled_out < out:
                 out = pooled_out
             price = opt.price
-            if opt.deployment == sticky and cached_tokens:
+            if cached_tokens and opt.deployment == sticky:
                 cost = expected_cost_usd(price, input_tokens, out, cached_tokens)
             else:
                 cost = (input_tokens * price.input + out * price.output) / 1e6
@@ -444,27 +447,111 @@ def select(
             terms.append(term)
             draws[i] = (ttft, rate, latency, cost)
             if single < 0:
-                for k in range(3):
-                    if term[k] < best[k]:
-                        best[k] = term[k]
+                t0, t1, t2 = term
+                if t0 < b0:
+                    b0 = t0
+                if t1 < b1:
+                    b1 = t1
+                if t2 < b2:
+                    b2 = t2
         if single >= 0:
             for j, i in enumerate(ranked):
                 scores[i] = terms[j][single]
         else:
-            total = sum(w for _, w in weights)
-            for j, i in enumerate(ranked):
-                t = terms[j]
-                scores[i] = sum(w * t[k] / best[k] for k, w in weights if best[k] > 0) / total
-    order = sorted(ranked, key=lambda i: (status[i] == "rate_limited", scores[i], i))
-    return SelectionDecision(
-        model,
-        s.label,
-        tuple(options[i].deployment for i in order),
-        relaxed,
-        explore > 0,
-        sticky,
-        prefix_key,
-        (options, health, status, notes, scores, draws, in_flight),
+            best = (b0, b1, b2)
+            total = s._total
+            active = [(k, w) for k, w in weights if best[k] > 0]
+            if len(active) == 2:  # the usual mix, without a comprehension per deployment
+                (k0, w0), (k1, w1) = active
+                d0, d1 = best[k0], best[k1]
+                for j, i in enumerate(ranked):
+                    t = terms[j]
+                    scores[i] = sum((w0 * t[k0] / d0, w1 * t[k1] / d1)) / total
+            else:
+                for j, i in enumerate(ranked):
+                    t = terms[j]
+                    scores[i] = sum([w * t[k] / best[k] for k, w in active]) / total
+        if limits:  # rate-limited ones last, each group by score, ties in configured order
+            order = sorted(ranked, key=lambda i: (status[i] == "rate_limited", scores[i], i))
+        elif len(ranked) == 2:  # what sorted() does with two: one comparison
+            i, j = ranked
+            order = [j, i] if scores[j] < scores[i] else ranked  # type: ignore[operator]
+        else:
+            order = sorted(ranked, key=scores.__getitem__)  # stable: ties keep configured order
+    else:
+        order = ranked
+    return _decision(
+        (
+            model,
+            s.label,
+            tuple([options[i].deployment for i in order]),
+            relaxed,
+            explore > 0,
+            sticky,
+            prefix_key,
+            (options, health, status, notes, scores, draws, in_flight),
+        )
+    )
+
+
+def _decision(fields: tuple[Any, ...]) -> SelectionDecision:
+    """A :class:`SelectionDecision` from its fields in order (what its constructor makes, without
+    the named tuple's Python-level ``__new__``: selection makes one per model on every call)."""
+    return _tuple_new(SelectionDecision, fields)  # type: ignore[no-any-return]
+
+
+_tuple_new = tuple.__new__
+
+
+def _circuit_note(h: DeploymentHealth) -> str:
+    c = h.circuit
+    return (
+        f"circuit open (probing in {c.retry_in_s:.3g}s)"
+        if c.state is CircuitState.OPEN
+        else "circuit half-open, probe slots taken"
+    )
+
+
+def _select_one(
+    model: str,
+    options: Sequence[Option],
+    health: Sequence[DeploymentHealth],
+    s: SelectionSettings,
+    tokens: int,
+    sticky: str | None,
+    prefix_key: str | None,
+    in_flight: Sequence[int] | None,
+) -> SelectionDecision:
+    """:func:`select` for a model with one deployment: nothing to draw, score or sort."""
+    opt, h = options[0], health[0]
+    note = _rule_exclusion(opt, s) if s._rules else None
+    if note is None and not h.circuit.admitting:
+        note = _circuit_note(h)
+    relaxed = False
+    if note is not None:
+        status, order = "left_out", ()
+    else:
+        order = (opt.deployment,)
+        note = _constraint_violation(h, s, 1.0, 1.0) if s._constraints else None
+        if note is not None:
+            status, relaxed = "constraint", True  # the only one fails them: relaxed, kept
+        else:
+            status = "ranked"
+            if h.rate_limit is not None:
+                note = _rate_limited(h, tokens)
+                if note is not None:
+                    status = "rate_limited"
+    return _decision(
+        (
+            model,
+            s.label,
+            order,
+            relaxed,
+            False,
+            sticky,
+            prefix_key,
+            (options, health, [status], [note], [None], [None], in_flight),
+        )
     )
 
 
