@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -112,3 +112,24 @@ def redis_server() -> Iterator[Any]:
         pytest.skip("redis-server not found on PATH (Debian: apt-get install redis-server)")
     with server:
         yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A fresh store of each kind: the in-process one, and one on :func:`redis_server` under a
+    prefix of its own (so tests sharing the server never see each other's keys)."""
+    import uuid
+
+    from llmroute.stores.memory import MemoryStore
+
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    from llmroute.stores.redis import RedisStore
+
+    server = request.getfixturevalue("redis_server")
+    s = RedisStore(server.url, prefix=f"t{uuid.uuid4().hex[:8]}", timeout_s=2.0)
+    try:
+        yield s
+    finally:
+        await s.aclose()

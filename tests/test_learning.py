@@ -444,32 +444,13 @@ async def test_workers_sync_through_a_shared_file(lfleet: Fleet, tmp_path: Any) 
         await a.learning.save()
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def shared_store(request: pytest.FixtureRequest) -> Any:
-    import uuid
-
-    from llmroute.stores.memory import MemoryStore
-
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    from llmroute.stores.redis import RedisStore
-
-    server = request.getfixturevalue("redis_server")
-    s = RedisStore(server.url, prefix=f"l{uuid.uuid4().hex[:8]}", timeout_s=2.0)
-    try:
-        yield s
-    finally:
-        await s.aclose()
-
-
 @pytest.mark.anyio
-async def test_learned_state_round_trips_and_merges_through_the_shared_store(lfleet: Fleet, shared_store: Any) -> None:
+async def test_learned_state_round_trips_and_merges_through_the_shared_store(lfleet: Fleet, store: Any) -> None:
     import anyio
 
     from llmroute.learning import SharedStoreState, StateStore
 
-    state = SharedStoreState(shared_store, key="fleet-a")
+    state = SharedStoreState(store, key="fleet-a")
     assert isinstance(state, StateStore) and await state.load() is None
     async with llmroute.Router.from_dict(_lconfig(lfleet)) as a, llmroute.Router.from_dict(_lconfig(lfleet)) as b:
         for i in range(5):

@@ -4,8 +4,6 @@ asyncio and trio: atomic all-or-nothing holds, settles, expiry, tombstones, toke
 from __future__ import annotations
 
 import math
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -17,21 +15,6 @@ from llmroute.stores.memory import MemoryStore
 pytestmark = pytest.mark.anyio
 
 NOW = 1_700_000_000.0
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    server = request.getfixturevalue("redis_server")
-    from llmroute.stores.redis import RedisStore
-
-    s = RedisStore(server.url, prefix=f"t{uuid.uuid4().hex[:8]}", timeout_s=2.0)
-    try:
-        yield s
-    finally:
-        await s.aclose()
 
 
 def counters(*limits: int, ttl_s: float | None = None) -> list[Counter]:
