@@ -200,22 +200,17 @@ class CircuitBreaker:
 
     def succeeded(self, now: float) -> None:
         """An attempt succeeded."""
-        if self.state is CircuitState.CLOSED:  # the common case: nothing to tick
-            self._consecutive = 0
+        self._consecutive = 0
+        if self.state is CircuitState.CLOSED:  # time changes nothing for a closed circuit
             self._decay(now)
             self._total_w += 1.0
             return
-        self._tick(now)
-        self._consecutive = 0
+        self._tick(now)  # an open one may be half-open by now; one still open only waits
         if self.state is CircuitState.HALF_OPEN:
             self._probes = max(0, self._probes - 1)
             self._probe_ok += 1
             if self._probe_ok >= self.settings.close_after:
                 self._fire(CircuitEvent.PROBES_SUCCEEDED, now)
-            return
-        if self.state is CircuitState.CLOSED:
-            self._decay(now)
-            self._total_w += 1.0
 
     def failed(self, now: float, *, retry_after: float | None = None) -> None:
         """An attempt failed in a way that counts against the deployment."""

@@ -453,20 +453,8 @@ class HealthTracker(Hooks):
         entry = d.in_flight.pop(id(attempt), None)
         started = entry[0] if entry is not None else now - attempt.duration_s
         seq = entry[2] if entry is not None else d.starts
-        x = self._lam * (now - d.t_ref)
-        w = math.exp(x) if x <= 30.0 else self._weight(d, now)
+        w = self._weight(d, now)
         rl = attempt.rate_limit
-        if error is None and rl is None and d.breaker.state is _CLOSED:
-            # The common case, in short: a success on a closed circuit, no rate-limit headers
-            # (the same steps as below: a closed breaker stays closed on a success).
-            d.n_attempts += w
-            d.last_seen = now
-            d.dirty += 1
-            d.breaker.succeeded(now)
-            self._observe(d, attempt, w)
-            if self._not_closed:
-                self._not_closed.discard(attempt.deployment)
-            return
         kind = error_kind(error)
         if rl is not None:
             if d.rate_limit is None or (rl.remaining_requests is not None and rl.remaining_requests <= 4):
@@ -479,7 +467,7 @@ class HealthTracker(Hooks):
         try:
             self._finish(d, attempt, error, kind, now, started, w)
         finally:
-            if d.breaker.state is CircuitState.CLOSED:
+            if d.breaker.state is _CLOSED:
                 self._not_closed.discard(attempt.deployment)
             else:
                 self._not_closed.add(attempt.deployment)
@@ -559,12 +547,8 @@ class HealthTracker(Hooks):
             return
         # Non-streamed: only the whole duration is seen. Split it in proportion to the current
         # estimates: the part the model predicts for TTFT and for decoding both scale by the ratio.
-        s = self.settings
-        k = s.prior_weight * w  # both means as _mean computes them
-        sk = d.ttft
-        ttft_hat = (sk.s_x + k * s.prior_ttft_s) / (sk.n + k)
-        sk = d.tps
-        tps_hat = (sk.s_x + k * s.prior_tokens_per_s) / (sk.n + k)
+        ttft_hat = self._mean(d.ttft, self.settings.prior_ttft_s, w)
+        tps_hat = self._mean(d.tps, self.settings.prior_tokens_per_s, w)
         pred = ttft_hat + out / tps_hat
         ratio = max(a.duration_s, 1e-4) / pred
         d.ttft.add(max(ttft_hat * ratio, 1e-4), w)
@@ -631,14 +615,14 @@ class HealthTracker(Hooks):
         var_post = a * (var + (mu - mu_post) ** 2) + b * (sd0 * sd0 + (prior_log - mu_post) ** 2)
         sd_post = math.sqrt(var_post)
         return Estimate(
-            a * mean_x + b * prior_mean,
-            a * q05 + b * prior_p05,
-            a * q50 + b * prior_p50,
-            a * q95 + b * prior_p95,
-            n_eff,
-            mu_post,
-            sd_post,
-            sd_post / math.sqrt(n_eff + k),
+            mean=a * mean_x + b * prior_mean,
+            p05=a * q05 + b * prior_p05,
+            p50=a * q50 + b * prior_p50,
+            p95=a * q95 + b * prior_p95,
+            samples=n_eff,
+            log_mean=mu_post,
+            log_sd=sd_post,
+            uncertainty=sd_post / math.sqrt(n_eff + k),
         )
 
     def _prior_terms(self, prior_log: float) -> tuple[float, float, float, float]:
@@ -707,26 +691,14 @@ class HealthTracker(Hooks):
         with *live* their :meth:`in_flight` counts after those reads (else ``None``)."""
         out: list[DeploymentHealth] = []
         counts: list[int] | None = [] if live else None
-        deps, clock, max_age = self._deps, self.clock, self.max_age_s
+        deps, clock = self._deps, self.clock
         for name in deployments:
             d = deps.get(name)
             if d is None:
                 out.append(self.get(name))
                 d = deps[name]
             else:
-                now = clock()
-                cached = d.cached
-                if (  # the common case, in short: a recent reading with nothing urgent, no new samples
-                    cached is not None
-                    and not d.urgent
-                    and not d.dirty
-                    and now - d.cached_at < max_age
-                    and d.breaker.state is _CLOSED
-                    and cached.circuit.state is _CLOSED
-                ):
-                    out.append(cached)
-                else:
-                    out.append(self._read(name, d, now, False))
+                out.append(self._read(name, d, clock(), False))
             if counts is not None:  # a reading never changes what is in flight
                 counts.append(len(d.in_flight))
         return out, counts
@@ -793,21 +765,21 @@ class HealthTracker(Hooks):
                 age_s=age,
             )
         return DeploymentHealth(
-            name,
-            d.model,
-            d.provider,
-            ttft,
-            tps,
-            error_rate,
-            limited,
-            attempts,
-            errors,
-            len(d.in_flight),
-            len(extra),
-            rl,
-            d.breaker.snapshot(now),
-            d.out_sum / d.out_n if d.out_n > 0 else None,
-            None if d.last_seen is None else now - d.last_seen,
+            deployment=name,
+            model=d.model,
+            provider=d.provider,
+            ttft_s=ttft,
+            tokens_per_s=tps,
+            error_rate=error_rate,
+            rate_limited_rate=limited,
+            attempts=attempts,
+            errors=errors,
+            in_flight=len(d.in_flight),
+            overdue=len(extra),
+            rate_limit=rl,
+            circuit=d.breaker.snapshot(now),
+            mean_output_tokens=d.out_sum / d.out_n if d.out_n > 0 else None,
+            last_seen_s=None if d.last_seen is None else now - d.last_seen,
         )
 
     @property

@@ -561,11 +561,7 @@ class Router:
                 cached_tokens=prefix_tokens(req.messages, n_in) if sticky is not None else 0,
                 prefix_key=key,
             )
-        # each model's deployments as its decision ordered them, models in order of first appearance
-        order = [name for decision in decisions.values() for name in decision.order]
-        failed_open = not order
-        if failed_open:
-            order, failed_open = route_order(list(decisions), decisions)
+        order, failed_open = route_order(list(decisions), decisions)  # models in order of first appearance
         pos = {d.name: i for i, d in enumerate(deps)}
         idx = [pos[n] for n in order]
         note = f"; deployments by {settings.label}" + (" (every circuit open: trying anyway)" if failed_open else "")

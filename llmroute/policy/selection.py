@@ -366,8 +366,6 @@ def select(
     """
     s = settings
     n = len(options)
-    if n == 1:
-        return _select_one(model, options, health, s, input_tokens + output_tokens, sticky, prefix_key, in_flight)
     notes: list[str | None] = [None] * n
     status: list[str] = ["ranked"] * n
     live: list[int] = []
@@ -461,46 +459,25 @@ def select(
             best = (b0, b1, b2)
             total = s._total
             active = [(k, w) for k, w in weights if best[k] > 0]
-            if len(active) == 2:  # the usual mix, without a comprehension per deployment
-                (k0, w0), (k1, w1) = active
-                d0, d1 = best[k0], best[k1]
-                for j, i in enumerate(ranked):
-                    t = terms[j]
-                    scores[i] = sum((w0 * t[k0] / d0, w1 * t[k1] / d1)) / total
-            else:
-                for j, i in enumerate(ranked):
-                    t = terms[j]
-                    scores[i] = sum([w * t[k] / best[k] for k, w in active]) / total
+            for j, i in enumerate(ranked):
+                t = terms[j]
+                scores[i] = sum([w * t[k] / best[k] for k, w in active]) / total
         if limits:  # rate-limited ones last, each group by score, ties in configured order
             order = sorted(ranked, key=lambda i: (status[i] == "rate_limited", scores[i], i))
-        elif len(ranked) == 2:  # what sorted() does with two: one comparison
-            i, j = ranked
-            order = [j, i] if scores[j] < scores[i] else ranked  # type: ignore[operator]
         else:
             order = sorted(ranked, key=scores.__getitem__)  # stable: ties keep configured order
     else:
         order = ranked
-    return _decision(
-        (
-            model,
-            s.label,
-            tuple([options[i].deployment for i in order]),
-            relaxed,
-            explore > 0,
-            sticky,
-            prefix_key,
-            (options, health, status, notes, scores, draws, in_flight),
-        )
+    return SelectionDecision(
+        model,
+        s.label,
+        tuple([options[i].deployment for i in order]),
+        relaxed,
+        explore > 0,
+        sticky,
+        prefix_key,
+        (options, health, status, notes, scores, draws, in_flight),
     )
-
-
-def _decision(fields: tuple[Any, ...]) -> SelectionDecision:
-    """A :class:`SelectionDecision` from its fields in order (what its constructor makes, without
-    the named tuple's Python-level ``__new__``: selection makes one per model on every call)."""
-    return _tuple_new(SelectionDecision, fields)  # type: ignore[no-any-return]
-
-
-_tuple_new = tuple.__new__
 
 
 def _circuit_note(h: DeploymentHealth) -> str:
@@ -509,49 +486,6 @@ def _circuit_note(h: DeploymentHealth) -> str:
         f"circuit open (probing in {c.retry_in_s:.3g}s)"
         if c.state is CircuitState.OPEN
         else "circuit half-open, probe slots taken"
-    )
-
-
-def _select_one(
-    model: str,
-    options: Sequence[Option],
-    health: Sequence[DeploymentHealth],
-    s: SelectionSettings,
-    tokens: int,
-    sticky: str | None,
-    prefix_key: str | None,
-    in_flight: Sequence[int] | None,
-) -> SelectionDecision:
-    """:func:`select` for a model with one deployment: nothing to draw, score or sort."""
-    opt, h = options[0], health[0]
-    note = _rule_exclusion(opt, s) if s._rules else None
-    if note is None and not h.circuit.admitting:
-        note = _circuit_note(h)
-    relaxed = False
-    if note is not None:
-        status, order = "left_out", ()
-    else:
-        order = (opt.deployment,)
-        note = _constraint_violation(h, s, 1.0, 1.0) if s._constraints else None
-        if note is not None:
-            status, relaxed = "constraint", True  # the only one fails them: relaxed, kept
-        else:
-            status = "ranked"
-            if h.rate_limit is not None:
-                note = _rate_limited(h, tokens)
-                if note is not None:
-                    status = "rate_limited"
-    return _decision(
-        (
-            model,
-            s.label,
-            order,
-            relaxed,
-            False,
-            sticky,
-            prefix_key,
-            (options, health, [status], [note], [None], [None], in_flight),
-        )
     )
 
 
