@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = ["ShippedModel", "inline_session", "read_checked"]
 
@@ -54,6 +54,9 @@ def read_checked(onnx_path: Path, sidecar_path: Path, label: str, error: type[Ex
     return data, meta, digest
 
 
+_M = TypeVar("_M", bound="ShippedModel")
+
+
 class ShippedModel:
     """What the shipped ONNX models share: an ``.onnx`` file and its JSON sidecar, read and checked
     once (thread-safe, on first need), and an inline session created on first use.
@@ -75,6 +78,20 @@ class ShippedModel:
         self._onnx_bytes = b""
         self._model_id = ""
         self._warned = False
+
+    _default: ClassVar[Any] = None
+    _default_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def default(cls: type[_M]) -> _M:
+        """The process-wide model over the shipped files (nothing is loaded until first use)."""
+        if cls.__dict__.get("_default") is None:
+            with ShippedModel._default_lock:
+                if cls.__dict__.get("_default") is None:
+                    from .predictor import default_model_dir
+
+                    cls._default = cls(default_model_dir() / cls.FILE_NAME)
+        return cls.__dict__["_default"]  # type: ignore[no-any-return]
 
     @classmethod
     def _load(cls, path: str | Path) -> Any:

@@ -24,7 +24,6 @@ llmroute.predictor`` imports neither onnxruntime nor the tokenizer.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,9 +182,6 @@ class Predictor(ShippedModel):
     LABEL = "predictor"
     ERROR = PredictorUnavailableError
 
-    _default: Predictor | None = None
-    _default_lock = threading.Lock()
-
     def __init__(self, onnx_path: str | Path, sidecar_path: str | Path | None = None) -> None:
         super().__init__(onnx_path, sidecar_path)
         self._encoder: Any = None
@@ -194,15 +190,6 @@ class Predictor(ShippedModel):
         self._wants_tokens = False
 
     # ------------------------------------------------------------------ construction
-
-    @classmethod
-    def default(cls) -> Predictor:
-        """The process-wide predictor over the shipped model (nothing is loaded until first use)."""
-        if cls._default is None:
-            with cls._default_lock:
-                if cls._default is None:
-                    cls._default = cls(default_model_dir() / "predictor.onnx")
-        return cls._default
 
     @classmethod
     def load(cls, path: str | Path) -> Predictor:

@@ -14,7 +14,6 @@ a score costs a few microseconds. ``import llmroute.quality`` imports neither on
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -43,23 +42,9 @@ class AnswerQuality(ShippedModel):
     LABEL = "answer-quality"
     ERROR = AnswerQualityUnavailableError
 
-    _default: AnswerQuality | None = None
-    _default_lock = threading.Lock()
-
     def __init__(self, onnx_path: str | Path, sidecar_path: str | Path | None = None) -> None:
         super().__init__(onnx_path, sidecar_path)
         self._np: Any = None
-
-    @classmethod
-    def default(cls) -> AnswerQuality:
-        """The process-wide model over the shipped files (nothing is loaded until first use)."""
-        if cls._default is None:
-            with cls._default_lock:
-                if cls._default is None:
-                    from .predictor import default_model_dir
-
-                    cls._default = cls(default_model_dir() / "answer_quality.onnx")
-        return cls._default
 
     @classmethod
     def load(cls, path: str | Path) -> AnswerQuality:
